@@ -1,0 +1,22 @@
+"""Prometheus metrics for the memory of a Tornado service: process, garbage collector, heap
+census, object pools and event-loop health.
+
+    from tornado_memory_exporter import install
+    exporter = install(app)      # inside the running IOLoop; GET /metrics now answers
+"""
+
+__version__ = "0.1.0"
+
+from .config import Config
+from .exposition import MetricsHandler, MetricsServer, start_metrics_server
+from .install import Exporter, install
+
+__all__ = [
+    "Config",
+    "Exporter",
+    "MetricsHandler",
+    "MetricsServer",
+    "__version__",
+    "install",
+    "start_metrics_server",
+]

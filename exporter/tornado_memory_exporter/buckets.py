@@ -1,0 +1,47 @@
+"""Histogram state that is safe to write from a gc callback: plain lists, no lock, no metric object."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
+
+
+class BucketCounts:
+    """Non-cumulative bucket counts plus a sum; turned into a cumulative histogram when read.
+
+    ``observe`` does one bisect and two in-place updates, so it allocates almost nothing and
+    takes no lock (prometheus/client_python#322: a lock taken inside a gc callback can
+    deadlock). A reader may see ``sum`` one observation ahead of the counts; Prometheus
+    tolerates that, a deadlock it would not.
+    """
+
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last slot is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        """Record one observation."""
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> tuple[list[tuple[str, int]], float]:
+        """``([(le, cumulative count), ...], sum)`` in the form HistogramMetricFamily takes."""
+        counts = list(self.counts)  # one consistent copy of the list
+        total = self.total
+        buckets, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), counts):
+            running += count
+            buckets.append((floatToGoString(bound), running))
+        return buckets, total
+
+
+def add_histogram(family: HistogramMetricFamily, labels: list[str], state: BucketCounts) -> None:
+    """Add ``state`` to ``family`` as one labelled histogram."""
+    buckets, total = state.cumulative()
+    family.add_metric(labels, buckets, total)

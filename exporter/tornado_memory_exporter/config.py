@@ -1,0 +1,125 @@
+"""The exporter's one configuration object, validated on construction."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+_NAMESPACE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# prometheus_client's default collectors own `process_*` and `python_*`; a namespace equal to
+# either would make our names collide with theirs on a shared registry.
+_RESERVED_NAMESPACES = frozenset({"process", "python"})
+
+DEFAULT_GC_PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+DEFAULT_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """Every option of the exporter; invalid values raise ``ValueError`` naming the value.
+
+    >>> Config(namespace="shop", census_interval=30)  # doctest: +ELLIPSIS
+    Config(namespace='shop', ...)
+    """
+
+    namespace: str = "tornado"
+    """Prefix of every metric name (``<namespace>_process_resident_memory_bytes``)."""
+
+    census_interval: float = 60.0
+    """Seconds between heap censuses; 0 disables the schedule (``census_now()`` still works)."""
+    census_top_n: int = 20
+    """Types exported because they have the most live objects."""
+    census_growth_n: int = 10
+    """Types exported because they grew most since the baseline census."""
+    census_allowlist: tuple[str, ...] = ()
+    """Type names (``module.QualName``) always exported."""
+    census_slice_budget: float = 0.005
+    """Longest time one census slice may hold the IOLoop, in seconds."""
+
+    process_full_memory: bool = False
+    """Also export USS, PSS and swap (reads /proc/self/smaps: milliseconds on large heaps)."""
+
+    ioloop_probe_interval: float = 0.5
+    """Seconds between IOLoop lag probes."""
+    gc_pause_buckets: tuple[float, ...] = DEFAULT_GC_PAUSE_BUCKETS
+    """Upper bounds, in seconds, of the GC pause histogram buckets."""
+    ioloop_lag_buckets: tuple[float, ...] = DEFAULT_LAG_BUCKETS
+    """Upper bounds, in seconds, of the IOLoop lag histogram buckets."""
+
+    error_log_interval: float = 60.0
+    """A failing source is logged at most once per this many seconds (it is counted every time)."""
+
+    auth_token: str | None = None
+    """When set, endpoints require ``Authorization: Bearer <token>``."""
+    basic_auth: tuple[str, str] | None = None
+    """When set, endpoints accept HTTP basic auth with this (user, password)."""
+
+    worker_label: bool = False
+    """Label every series with ``worker="<task id>"`` (``tornado.process.fork_processes``)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.namespace, str) or not _NAMESPACE.match(self.namespace):
+            raise ValueError(f"namespace={self.namespace!r} is not a valid Prometheus name prefix")
+        if self.namespace in _RESERVED_NAMESPACES:
+            raise ValueError(
+                f"namespace={self.namespace!r} would clash with prometheus_client's default collectors"
+            )
+        _check_number("census_interval", self.census_interval, minimum=0.0)
+        _check_number("census_slice_budget", self.census_slice_budget, minimum=0.0, open_min=True)
+        _check_number("ioloop_probe_interval", self.ioloop_probe_interval, minimum=0.0, open_min=True)
+        _check_number("error_log_interval", self.error_log_interval, minimum=0.0)
+        for name in ("census_top_n", "census_growth_n"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+                raise ValueError(f"{name}={value!r} must be an integer from 0 to 1000")
+        _check_names("census_allowlist", self.census_allowlist)
+        for name in ("gc_pause_buckets", "ioloop_lag_buckets"):
+            _check_buckets(name, getattr(self, name))
+        for name in ("process_full_memory", "worker_label"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+        if self.auth_token is not None and (not isinstance(self.auth_token, str) or not self.auth_token):
+            raise ValueError(f"auth_token={self.auth_token!r} must be a non-empty string or None")
+        if self.basic_auth is not None and not _is_credentials(self.basic_auth):
+            raise ValueError("basic_auth=<redacted> must be a (user, password) pair of non-empty strings")
+
+    @property
+    def auth_required(self) -> bool:
+        """Whether endpoints demand credentials."""
+        return self.auth_token is not None or self.basic_auth is not None
+
+
+
+def _check_number(name: str, value: object, *, minimum: float, open_min: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = value > minimum if open_min else value >= minimum
+    if not ok:
+        bound = f"> {minimum}" if open_min else f">= {minimum}"
+        raise ValueError(f"{name}={value!r} must be a finite number {bound}")
+
+
+def _check_names(name: str, value: object) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{name}={value!r} must be a tuple of non-empty strings")
+
+
+def _check_buckets(name: str, value: object) -> None:
+    ok = (
+        isinstance(value, tuple)
+        and len(value) > 0
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in value)
+        and list(value) == sorted(set(value))
+    )
+    if not ok:
+        raise ValueError(f"{name}={value!r} must be a non-empty tuple of increasing positive numbers")
+
+
+def _is_credentials(value: object) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, str) and v for v in value)
+        and ":" not in value[0]
+    )

@@ -1,0 +1,184 @@
+"""Serving a registry over HTTP from Tornado: the handler, and a server on a port of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+from prometheus_client.registry import Collector
+
+from . import auth
+from .config import Config
+
+# Beyond this many `name[]` filters a request is refused: the registry filter is linear in them.
+MAX_NAME_FILTERS = 1000
+# Accept headers longer than this are ignored rather than parsed (the text format is served).
+MAX_ACCEPT_LENGTH = 4096
+
+
+def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
+    """Encoder and content type for an ``Accept`` header; anything odd gets the text format."""
+    if accept and len(accept) <= MAX_ACCEPT_LENGTH:
+        try:
+            return choose_encoder(accept)
+        except Exception:  # noqa: BLE001 - a malformed version= must not become a 500
+            pass
+    return generate_latest, CONTENT_TYPE_PLAIN_0_0_4
+
+
+def gzip_accepted(accept_encoding: str | None) -> bool:
+    """Whether the client listed gzip with a non-zero quality."""
+    for part in (accept_encoding or "").split(","):
+        coding, _, params = part.partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+class ProtectedHandler(tornado.web.RequestHandler):
+    """Base of our endpoints: optional auth, plain-text errors, never a traceback in a body."""
+
+    config: Config
+
+    def prepare(self) -> None:
+        if not auth.authorized(self.config, self.request.headers.get("Authorization")):
+            for challenge in auth.challenges(self.config):
+                self.add_header("WWW-Authenticate", challenge)
+            self.send_error(401)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status_code} {self._reason}\n")
+
+    def compute_etag(self) -> None:
+        return None  # metrics change on every scrape; hashing them is wasted work
+
+
+class MetricsHandler(ProtectedHandler):
+    """Serves a registry in the Prometheus text or OpenMetrics format.
+
+    Configured the Tornado way, through the URL spec::
+
+        app.add_handlers(r".*", [(r"/metrics", MetricsHandler, {"registry": registry})])
+
+    Supports content negotiation, gzip, ``?name[]=`` filtering, GET and HEAD; other methods
+    get 405. With credentials in ``config`` it answers 401 until they are given.
+    """
+
+    SUPPORTED_METHODS = ("GET", "HEAD")
+
+    def initialize(self, registry: Collector = REGISTRY, config: Config | None = None) -> None:
+        self.registry = registry
+        self.config = config if config is not None else Config()
+
+    def get(self) -> None:
+        names = self.get_arguments("name[]")
+        if len(names) > MAX_NAME_FILTERS:
+            raise tornado.web.HTTPError(400, reason=f"at most {MAX_NAME_FILTERS} name[] filters")
+        encoder, content_type = negotiate(self.request.headers.get("Accept"))
+        registry = self.registry.restricted_registry(names) if names else self.registry
+        body = encoder(registry)
+        if gzip_accepted(self.request.headers.get("Accept-Encoding")):
+            body = gzip.compress(body, compresslevel=6)
+            self.set_header("Content-Encoding", "gzip")
+        self.set_header("Vary", "Accept, Accept-Encoding")
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.write(body)
+
+    head = get  # Tornado drops the body of a HEAD response and keeps its Content-Length
+
+
+class MetricsServer:
+    """A metrics endpoint on a port of its own, served by a Tornado loop in a daemon thread.
+
+    Running apart from the application's IOLoop means ``/metrics`` still answers, and the lag
+    histogram still tells the story, while the application's loop is blocked.
+    """
+
+    def __init__(
+        self, *, port: int, address: str, registry: Collector, config: Config, path: str
+    ) -> None:
+        self.address = address
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._error: BaseException | None = None
+        # Bind in the caller's thread so that a taken port raises here, not in the thread.
+        self._sockets = tornado.netutil.bind_sockets(port, address=address)
+        self.port: int = self._sockets[0].getsockname()[1]
+        self._app = tornado.web.Application(
+            [(path, MetricsHandler, {"registry": registry, "config": config})]
+        )
+        self._thread = threading.Thread(
+            target=self._run, name=f"metrics-server-{self.port}", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"http://{host}:{self.port}"
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            server = tornado.httpserver.HTTPServer(self._app)
+            server.add_sockets(self._sockets)
+        except BaseException as error:  # noqa: BLE001 - handed back to the caller
+            self._error = error
+            self._ready.set()
+            loop.close()
+            return
+        self._loop = loop
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            server.stop()
+            loop.run_until_complete(server.close_all_connections())
+            loop.close()
+
+    def stop(self) -> None:
+        """Close the port and end the thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+
+def start_metrics_server(
+    port: int = 9464,
+    address: str = "127.0.0.1",
+    registry: Collector | None = None,
+    config: Config | None = None,
+    *,
+    path: str = "/metrics",
+) -> MetricsServer:
+    """Serve ``registry`` on ``http://address:port/metrics`` from a thread of its own.
+
+    Binds to 127.0.0.1 unless told otherwise; pass ``address="0.0.0.0"`` (and credentials in
+    ``config``) to let other hosts scrape. ``port=0`` picks a free port (see ``.port``).
+    """
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port={port!r} must be an integer from 0 to 65535")
+    if not path.startswith("/"):
+        raise ValueError(f"path={path!r} must start with '/'")
+    return MetricsServer(
+        port=port,
+        address=address,
+        registry=registry if registry is not None else REGISTRY,
+        config=config if config is not None else Config(),
+        path=path,
+    )

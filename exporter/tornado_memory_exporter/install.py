@@ -1,0 +1,158 @@
+"""``install()``: wire every source into a registry and a route, and undo it with ``stop()``."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import tornado.web
+from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client.registry import Collector
+from tornado.routing import Rule
+
+from .config import Config
+from .exposition import MetricsHandler
+from .faults import Faults, FaultsCollector, GuardedCollector
+from .gc_pauses import GCPauseRecorder
+from .gc_stats import GCStatsCollector
+from .info import InfoCollector
+from .ioloop import IOLoopProbe
+from .process import ProcessCollector
+
+# One exporter per registry: a second would publish every series twice.
+_installed: weakref.WeakKeyDictionary[CollectorRegistry, Exporter] = weakref.WeakKeyDictionary()
+
+
+class Exporter:
+    """What ``install()`` returns: the running collectors of one registry.
+
+    ``stop()`` stops the timers, unhooks the gc callback, unregisters every collector and
+    removes the route; ``install()`` may then be called again.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        registry: CollectorRegistry,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.loop = loop
+        self.faults = Faults(log_interval=config.error_log_interval)
+        ns = config.namespace
+        self._gc_pauses = GCPauseRecorder(ns, self.faults, buckets=config.gc_pause_buckets)
+        self._ioloop = IOLoopProbe(
+            ns, loop=loop, interval=config.ioloop_probe_interval, buckets=config.ioloop_lag_buckets
+        )
+        sources: dict[str, Collector] = {
+            "process": ProcessCollector(ns, self.faults, full_memory=config.process_full_memory),
+            "gc": GCStatsCollector(ns),
+            "gc_pauses": self._gc_pauses,
+            "ioloop": self._ioloop,
+            "info": InfoCollector(ns),
+        }
+        self._collectors: list[Collector] = [
+            GuardedCollector(name, source, self.faults) for name, source in sources.items()
+        ]
+        self._collectors.append(FaultsCollector(ns, self.faults))
+        self._app: tornado.web.Application | None = None
+        self._route: Rule | None = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the exporter is installed (between ``start`` and ``stop``)."""
+        return self._running
+
+    def _start(self) -> None:
+        if self.registry in _installed:
+            raise RuntimeError(
+                "an Exporter is already installed on this registry; call its stop() first "
+                "or pass registry=CollectorRegistry()"
+            )
+        registered: list[Collector] = []
+        try:
+            for collector in self._collectors:
+                self.registry.register(collector)
+                registered.append(collector)
+        except ValueError:
+            for collector in registered:
+                self.registry.unregister(collector)
+            raise
+        _installed[self.registry] = self
+        self._gc_pauses.start()
+        self._ioloop.start()
+        self._running = True
+
+    def _add_route(self, app: tornado.web.Application, path: str) -> None:
+        handler = (path, MetricsHandler, {"registry": self.registry, "config": self.config})
+        rules = app.default_router.rules
+        before = set(map(id, rules))
+        app.add_handlers(r".*$", [handler])
+        # add_handlers puts the new host rule just before the app's own handlers but after any
+        # rule added earlier; move it first so that no earlier catch-all route shadows it.
+        (rule,) = [r for r in rules if id(r) not in before]
+        rules.remove(rule)
+        rules.insert(0, rule)
+        self._app, self._route = app, rule
+
+    def stop(self) -> None:
+        """Undo ``install()``: timers, gc hook, collectors and route (safe to call twice)."""
+        if not self._running:
+            return
+        self._running = False
+        self._ioloop.stop()
+        self._gc_pauses.stop()
+        for collector in self._collectors:
+            self.registry.unregister(collector)
+        if _installed.get(self.registry) is self:
+            del _installed[self.registry]
+        if self._app is not None and self._route in self._app.default_router.rules:
+            self._app.default_router.rules.remove(self._route)
+        self._app = self._route = None
+
+
+def install(
+    app: tornado.web.Application | None,
+    path: str | None = "/metrics",
+    *,
+    config: Config | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Exporter:
+    """Start the exporter on the running IOLoop and serve it on ``app`` at ``path``.
+
+    Call it from inside the loop, for example in your ``async def main()`` after building
+    the application::
+
+        exporter = install(app)            # GET /metrics now answers
+        ...
+        exporter.stop()
+
+    ``registry`` defaults to prometheus_client's global one (our names never clash with its
+    default ``process_*``/``python_gc_*`` collectors). Pass ``path=None`` to add no route, for
+    example when serving from ``start_metrics_server()`` instead.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "install() must be called from inside the running IOLoop, e.g. in `async def main()` "
+            "run by asyncio.run(main())"
+        ) from None
+    if path is not None:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"path={path!r} must start with '/'")
+        if app is None:
+            raise ValueError("app=None needs path=None (no route to add)")
+    exporter = Exporter(
+        config=config if config is not None else Config(),
+        registry=registry if registry is not None else REGISTRY,
+        loop=loop,
+    )
+    exporter._start()
+    if path is not None and app is not None:
+        exporter._add_route(app, path)
+    return exporter
+

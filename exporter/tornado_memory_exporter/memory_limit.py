@@ -1,0 +1,72 @@
+"""The memory a process may use before it is killed: its cgroup limit, else the host's memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+
+class MemoryLimit:
+    """Reads the tightest cgroup memory limit of this process (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``) along its cgroup path up to the mount root; falls back to the
+    host's total memory when there is none.
+
+    ``root`` lets tests point it at a fixture tree laid out like ``/``.
+    """
+
+    def __init__(
+        self,
+        *,
+        root: str | Path = "/",
+        host_total: Callable[[], int] = lambda: psutil.virtual_memory().total,
+    ) -> None:
+        self._root = Path(root)
+        self._host_total = host_total
+
+    def bytes(self) -> int:
+        """The limit in bytes; a cgroup limit above the host's memory counts as no limit."""
+        host = self._host_total()
+        limits = [limit for limit in self._cgroup_limits() if limit < host]
+        return min(limits, default=host)
+
+    def _cgroup_limits(self) -> list[int]:
+        try:
+            lines = (self._root / "proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            return []
+        cgroup_fs = self._root / "sys/fs/cgroup"
+        limits: list[int] = []
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":  # cgroup v2 unified hierarchy
+                mount, filename = _v2_mount(cgroup_fs), "memory.max"
+            elif "memory" in controllers.split(","):
+                mount, filename = cgroup_fs / "memory", "memory.limit_in_bytes"
+            else:
+                continue
+            limits.extend(_limits_along(mount, path, filename))
+        return limits
+
+
+def _v2_mount(cgroup_fs: Path) -> Path:
+    # Hybrid hosts mount the v2 hierarchy at /sys/fs/cgroup/unified.
+    unified = cgroup_fs / "unified"
+    return unified if (unified / "cgroup.controllers").exists() else cgroup_fs
+
+
+def _limits_along(mount: Path, cgroup_path: str, filename: str) -> list[int]:
+    """Limits in the process's cgroup and each ancestor; in a cgroup namespace the mount root
+    is the process's own cgroup, so the root is always read too."""
+    parts = [p for p in cgroup_path.split("/") if p]
+    candidates = [mount.joinpath(*parts[:depth]) for depth in range(len(parts), -1, -1)]
+    limits = []
+    for directory in candidates:
+        try:
+            text = (directory / filename).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():  # "max" (v2) means unlimited
+            limits.append(int(text))
+    return limits
