@@ -50,13 +50,17 @@ class ProtectedHandler(tornado.web.RequestHandler):
 
     def prepare(self) -> None:
         if not auth.authorized(self.config, self.request.headers.get("Authorization")):
+            self.set_status(401)
             for challenge in auth.challenges(self.config):
                 self.add_header("WWW-Authenticate", challenge)
-            self.send_error(401)
+            self._plain_error()  # send_error() would clear the challenge headers
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self._plain_error()
+
+    def _plain_error(self) -> None:
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(f"{status_code} {self._reason}\n")
+        self.finish(f"{self.get_status()} {self._reason}\n")
 
     def compute_etag(self) -> None:
         return None  # metrics change on every scrape; hashing them is wasted work
