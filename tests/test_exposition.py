@@ -9,7 +9,7 @@ import pytest
 import tornado.web
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
-from tornado.testing import AsyncHTTPTestCase
+import tornado.testing
 
 from tornado_memory_exporter import Config, MetricsHandler, start_metrics_server
 
@@ -21,7 +21,7 @@ def sample_registry():
     return registry
 
 
-class HandlerTest(AsyncHTTPTestCase):
+class HandlerTest(tornado.testing.AsyncHTTPTestCase):
     config = Config()
 
     def get_app(self):
@@ -87,7 +87,7 @@ class HandlerTest(AsyncHTTPTestCase):
         assert "Etag" not in first.headers
 
 
-class TokenAuthTest(AsyncHTTPTestCase):
+class TokenAuthTest(tornado.testing.AsyncHTTPTestCase):
     def get_app(self):
         config = Config(auth_token="s3cret", basic_auth=("prom", "pa:ss"))
         return tornado.web.Application([

@@ -12,12 +12,14 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 from prometheus_client import REGISTRY
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.registry import Collector
 
 from . import auth
 from .config import Config
 
+# The classic text format every Prometheus reads (prometheus_client < 0.22 has no constant for it).
+CONTENT_TYPE_PLAIN_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
 # Beyond this many `name[]` filters a request is refused: the registry filter is linear in them.
 MAX_NAME_FILTERS = 1000
 # Accept headers longer than this are ignored rather than parsed (the text format is served).
