@@ -1,0 +1,252 @@
+"""The one configuration behind the shipped alerts and dashboards (a monitoring mixin's ``_config``)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
+_SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*,?\s*)?$")
+
+
+def seconds(duration: str) -> int:
+    """Seconds in a Prometheus duration such as ``"1h30m"``; ``ValueError`` names a bad one."""
+    match = _DURATION.match(duration) if isinstance(duration, str) else None
+    if not duration or match is None or not any(match.groups()):
+        raise ValueError(f"duration={duration!r} is not a Prometheus duration like '90s', '1h30m' or '2d'")
+    return sum(int(n) * unit for n, (_, unit) in zip(match.groups(), _UNITS) if n)
+
+
+def duration(total: int) -> str:
+    """The canonical Prometheus spelling of ``total`` seconds (``5400`` -> ``"1h30m"``)."""
+    if total <= 0:
+        return "0s"
+    parts = []
+    for suffix, unit in _UNITS:
+        count, total = divmod(total, unit)
+        if count:
+            parts.append(f"{count}{suffix}")
+    return "".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixinConfig:
+    """Selectors, thresholds and windows of the generated rules and dashboards.
+
+    Invalid values raise ``ValueError`` naming the value. ``MixinConfig.fast()`` is the demo
+    profile (windows in seconds). Narrow the selector to your job, then regenerate::
+
+        write_all(MixinConfig(selector='job="shop"'), "out/")
+    """
+
+    # --- what to watch --------------------------------------------------------------------
+    namespace: str = "tornado"
+    """Metric prefix: must equal the exporter's ``Config(namespace=...)``."""
+    selector: str = ""
+    """Label matchers added to every series selector, e.g. ``'job="shop", env="prod"'``.
+    Empty matches any job that exports our metrics."""
+    instance_labels: tuple[str, ...] = ("job", "instance", "worker")
+    """Labels that identify one process; joins match on them (``worker`` is empty unless the
+    exporter runs with ``worker_label=True``)."""
+
+    # --- leak detection (RSS, Python heap, object types, handlers, watched objects) --------
+    floor_window: str = "1h"
+    """``min_over_time`` window of the floors: must exceed the longest GC sawtooth period, so
+    that the floor only moves when memory that is never given back accumulates."""
+    trend_window: str = "6h"
+    """Window of the floor's trend: growth must be sustained in both halves of it, so growth
+    that follows a traffic ramp shorter than half of it and returns stays silent."""
+    leak_for: str = "1h"
+    """How long a leak condition must hold before it fires."""
+    leak_growth_per_hour: float = 0.01
+    """Fire only when the floor grows faster than this fraction of itself per hour (0.01 = 1%/h)."""
+    leak_min_objects: int = 1000
+    """Object types and watched objects must also have grown by this many over the trend window."""
+    handlers_leak_min: int = 50
+    """Finished handlers kept alive must also have grown by this many over the trend window."""
+
+    # --- memory limit (warning and critical twins, like node-mixin's FilesystemSpaceFillingUp)
+    near_limit_warning_ratio: float = 0.6
+    """Warning twin: the RSS floor is above this fraction of the memory limit..."""
+    near_limit_warning_horizon: str = "1d"
+    """...and its trend reaches the limit within this horizon."""
+    near_limit_critical_ratio: float = 0.8
+    """Critical twin: the RSS floor is above this fraction of the memory limit..."""
+    near_limit_critical_horizon: str = "4h"
+    """...and its trend reaches the limit within this horizon."""
+    near_limit_for: str = "30m"
+    """How long the near-limit condition must hold."""
+
+    # --- garbage collector -----------------------------------------------------------------
+    uncollectable_window: str = "30m"
+    """Window in which any new uncollectable object raises TornadoGCUncollectable."""
+    uncollectable_for: str = "5m"
+    """How long uncollectable objects must keep appearing in the window."""
+    gc_oldest_generation: str = "2"
+    """``generation`` label of the full collection (CPython's oldest generation)."""
+    gc_pause_p99_seconds: float = 0.1
+    """TornadoGCPauseHigh: p99 of full-collection pauses above this (the loop is blocked meanwhile)."""
+    gc_pause_window: str = "30m"
+    """Rate window of the pause histogram (full collections are minutes apart)."""
+    gc_pause_for: str = "15m"
+    """How long pauses must stay high."""
+
+    # --- event loop ------------------------------------------------------------------------
+    ioloop_lag_p99_seconds: float = 0.1
+    """TornadoIOLoopBlocked: p99 of the IOLoop probe's lateness above this."""
+    ioloop_lag_window: str = "5m"
+    """Rate window of the lag histogram."""
+    ioloop_lag_for: str = "10m"
+    """How long the lag must stay high."""
+
+    # --- pools -----------------------------------------------------------------------------
+    pool_saturation_ratio: float = 0.9
+    """TornadoPoolSaturated: in_use / capacity at or above this..."""
+    pool_saturated_for: str = "15m"
+    """...for this long."""
+    pool_window: str = "5m"
+    """Window of the waiting/timeout and leak checks."""
+    pool_exhausted_for: str = "5m"
+    """How long acquirers must keep waiting and timing out."""
+    pool_leak_for: str = "1m"
+    """How long a leaked-object increase must be visible (a leak is a bug: fire fast)."""
+
+    # --- the exporter itself ---------------------------------------------------------------
+    census_stale_after: str = "15m"
+    """TornadoCensusStale: the last successful census is older than this (default schedule: 60 s)."""
+    census_stale_for: str = "5m"
+    """How long the census must stay stale."""
+    exporter_down_for: str = "5m"
+    """TornadoMemoryExporterDown: target down this long."""
+    exporter_down_lookback: str = "1d"
+    """A down target counts as ours if it exported ``<ns>_exporter_info`` within this window
+    (so the default selector does not page for unrelated jobs)."""
+
+    # --- links and dashboards --------------------------------------------------------------
+    runbook_url: str = (
+        "https://github.com/tornado-memory-exporter/tornado-memory-exporter/blob/main/alerts/RUNBOOK.md"
+    )
+    """Base of every ``runbook_url`` annotation; the alert's anchor is appended."""
+    dashboard_uid_prefix: str = "tornado-memory"
+    """Dashboard uids are ``<prefix>-overview`` and ``<prefix>-leak-hunt`` (stable links)."""
+    dashboard_tags: tuple[str, ...] = ("tornado", "memory")
+    """Tags of both dashboards."""
+    dashboard_refresh: str = "30s"
+    """Auto-refresh of the dashboards."""
+    dashboard_time_from: str = "now-6h"
+    """Default time range start of the dashboards."""
+    datasource_url: str = "http://prometheus:9090"
+    """URL of the Prometheus datasource in the Grafana provisioning file."""
+    rule_interval: str | None = None
+    """Evaluation interval of the rule groups (None: Prometheus's global one)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.namespace, str) or not _NAME.match(self.namespace):
+            raise ValueError(f"namespace={self.namespace!r} is not a valid Prometheus name prefix")
+        if not isinstance(self.selector, str) or not _SELECTOR.match(self.selector):
+            raise ValueError(f'selector={self.selector!r} must be label matchers like \'job="shop"\'')
+        if not isinstance(self.instance_labels, tuple) or not self.instance_labels or not all(
+            isinstance(label, str) and _NAME.match(label) for label in self.instance_labels
+        ):
+            raise ValueError(f"instance_labels={self.instance_labels!r} must be a tuple of label names")
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if field.type == "str" and (
+                field.name.endswith(("_window", "_for", "_horizon", "_after", "_lookback"))
+            ):
+                seconds(value)  # raises ValueError naming the value
+        for name in ("leak_growth_per_hour", "near_limit_warning_ratio", "near_limit_critical_ratio",
+                     "pool_saturation_ratio", "gc_pause_p99_seconds", "ioloop_lag_p99_seconds"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1e9:
+                raise ValueError(f"{name}={value!r} must be a positive number")
+        for name in ("near_limit_warning_ratio", "near_limit_critical_ratio", "pool_saturation_ratio"):
+            if getattr(self, name) > 1:
+                raise ValueError(f"{name}={getattr(self, name)!r} must be at most 1")
+        for name in ("leak_min_objects", "handlers_leak_min"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name}={value!r} must be a non-negative integer")
+        if seconds(self.floor_window) >= seconds(self.trend_window):
+            raise ValueError(
+                f"floor_window={self.floor_window!r} must be shorter than trend_window={self.trend_window!r}"
+            )
+        if seconds(self.trend_window) % 2:
+            raise ValueError(f"trend_window={self.trend_window!r} must be an even number of seconds")
+        if not isinstance(self.gc_oldest_generation, str) or not self.gc_oldest_generation.isdigit():
+            raise ValueError(f"gc_oldest_generation={self.gc_oldest_generation!r} must be like '2'")
+        if self.rule_interval is not None:
+            seconds(self.rule_interval)
+        for name in ("runbook_url", "dashboard_uid_prefix", "datasource_url", "dashboard_refresh",
+                     "dashboard_time_from"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a non-empty string")
+        if not re.match(r"^[a-zA-Z0-9_-]{1,30}$", self.dashboard_uid_prefix):
+            raise ValueError(
+                f"dashboard_uid_prefix={self.dashboard_uid_prefix!r} must be 1-30 of [a-zA-Z0-9_-] "
+                "(Grafana uids are at most 40 characters)"
+            )
+        if not isinstance(self.dashboard_tags, tuple) or not all(
+            isinstance(tag, str) and tag for tag in self.dashboard_tags
+        ):
+            raise ValueError(f"dashboard_tags={self.dashboard_tags!r} must be a tuple of strings")
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> MixinConfig:
+        """The demo/end-to-end profile: a steady leak fires within about 2-3 minutes at a 1 s
+        scrape and evaluation interval (the heap census must run every few seconds for the
+        object-type and handler alerts). Not for production: it trades false alarms for speed."""
+        profile = dict(
+            floor_window="20s", trend_window="60s", leak_for="20s",
+            leak_min_objects=100, handlers_leak_min=10,
+            near_limit_warning_horizon="10m", near_limit_critical_horizon="2m", near_limit_for="15s",
+            uncollectable_window="1m", uncollectable_for="5s",
+            gc_pause_window="1m", gc_pause_for="15s",
+            ioloop_lag_window="30s", ioloop_lag_for="15s",
+            pool_saturated_for="15s", pool_window="30s", pool_exhausted_for="10s", pool_leak_for="5s",
+            census_stale_after="1m", census_stale_for="10s",
+            exporter_down_for="15s", exporter_down_lookback="1h",
+            dashboard_refresh="5s", dashboard_time_from="now-15m",
+        )
+        profile.update(overrides)
+        return cls(**profile)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> MixinConfig:
+        """Build from a parsed config file (TOML): unknown keys raise ``ValueError`` naming them."""
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown MixinConfig option(s) {unknown}; known: {sorted(known)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        profile = values.pop("profile", None) if "profile" in values else None
+        return cls.fast(**values) if profile == "fast" else cls(**values)
+
+    def with_(self, **changes: Any) -> MixinConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return replace(self, **changes)
+
+    # --- PromQL helpers used by the builders ------------------------------------------------
+    def metric(self, name: str, *matchers: str) -> str:
+        """``<ns>_<name>{<selector>, <matchers>}``: a selector that honours the configured filter."""
+        parts = [m for m in (self.selector.strip().rstrip(","), *matchers) if m]
+        inner = ", ".join(parts)
+        return f"{self.namespace}_{name}{{{inner}}}" if inner else f"{self.namespace}_{name}"
+
+    def raw(self, name: str, *matchers: str) -> str:
+        """Like ``metric`` for a name outside our namespace (``up``)."""
+        parts = [m for m in (self.selector.strip().rstrip(","), *matchers) if m]
+        return f"{name}{{{', '.join(parts)}}}" if parts else name
+
+    @property
+    def on(self) -> str:
+        """The instance labels, comma-separated, for ``on(...)``/``by(...)``."""
+        return ", ".join(self.instance_labels)
+
+    def runbook(self, alert: str) -> str:
+        """``runbook_url`` of ``alert``: the base URL plus the alert's anchor."""
+        return f"{self.runbook_url}#{alert.lower()}"
