@@ -57,6 +57,12 @@ class Config:
 
     worker_label: bool = False
     """Label every series with ``worker="<task id>"`` (``tornado.process.fork_processes``)."""
+    worker_dir: str | None = None
+    """Absolute directory where workers share snapshots, so that a scrape of the shared port
+    returns every live worker's series (needs ``worker_label``); ``None``: each worker serves
+    only its own (per-worker-port mode)."""
+    worker_interval: float = 5.0
+    """Seconds between a worker's snapshots; a restarted worker replaces its series at once."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.namespace, str) or not _NAMESPACE.match(self.namespace):
@@ -79,6 +85,13 @@ class Config:
         for name in ("process_full_memory", "worker_label"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
+        _check_number("worker_interval", self.worker_interval, minimum=0.0, open_min=True)
+        if self.worker_dir is not None:
+            path = self.worker_dir
+            if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+                raise ValueError(f"worker_dir={self.worker_dir!r} must be an absolute path or None")
+            if not self.worker_label:
+                raise ValueError(f"worker_dir={self.worker_dir!r} needs worker_label=True")
         if self.auth_token is not None and (not isinstance(self.auth_token, str) or not self.auth_token):
             raise ValueError(f"auth_token={self.auth_token!r} must be a non-empty string or None")
         if self.basic_auth is not None and not _is_credentials(self.basic_auth):

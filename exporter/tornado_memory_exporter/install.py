@@ -18,6 +18,7 @@ from .gc_stats import GCStatsCollector
 from .info import InfoCollector
 from .ioloop import IOLoopProbe
 from .process import ProcessCollector
+from .workers import SnapshotWriter, WorkerView, worker_id
 
 # One exporter per registry: a second would publish every series twice.
 _installed: weakref.WeakKeyDictionary[CollectorRegistry, Exporter] = weakref.WeakKeyDictionary()
@@ -57,6 +58,18 @@ class Exporter:
             GuardedCollector(name, source, self.faults) for name, source in sources.items()
         ]
         self._collectors.append(FaultsCollector(ns, self.faults))
+        self._writer: SnapshotWriter | None = None
+        self.served: Collector = registry
+        """What the route serves: the registry, or with ``worker_label`` its worker view (pass it
+        to ``start_metrics_server(registry=...)`` too)."""
+        if config.worker_label:
+            view = WorkerView(
+                registry, worker=worker_id(), faults=self.faults, directory=config.worker_dir,
+                stale_after=3 * config.worker_interval,
+            )
+            self.served = view
+            if config.worker_dir is not None:
+                self._writer = SnapshotWriter(view, interval=config.worker_interval, faults=self.faults)
         self._app: tornado.web.Application | None = None
         self._route: Rule | None = None
         self._running = False
@@ -84,10 +97,12 @@ class Exporter:
         _installed[self.registry] = self
         self._gc_pauses.start()
         self._ioloop.start()
+        if self._writer is not None:
+            self._writer.start()
         self._running = True
 
     def _add_route(self, app: tornado.web.Application, path: str) -> None:
-        handler = (path, MetricsHandler, {"registry": self.registry, "config": self.config})
+        handler = (path, MetricsHandler, {"registry": self.served, "config": self.config})
         rules = app.default_router.rules
         before = set(map(id, rules))
         app.add_handlers(r".*$", [handler])
@@ -103,6 +118,8 @@ class Exporter:
         if not self._running:
             return
         self._running = False
+        if self._writer is not None:
+            self._writer.stop()
         self._ioloop.stop()
         self._gc_pauses.stop()
         for collector in self._collectors:
