@@ -1,0 +1,238 @@
+"""Snapshots of the pools a Tornado app already has, for ``exporter.pools.register(name, target)``.
+
+- ``tornado.simple_httpclient.SimpleAsyncHTTPClient`` (the default ``AsyncHTTPClient``):
+  capacity ``max_clients``, in_use the active requests, waiting the queued ones, which time out
+  "in request queue" when they wait too long.
+- ``tornado.curl_httpclient.CurlAsyncHTTPClient`` (when pycurl is installed): its curl handles.
+- ``concurrent.futures.ThreadPoolExecutor``: capacity ``max_workers``, in_use busy workers,
+  waiting queued tasks, and the wait histogram of time spent queued. The executor exposes
+  none of these, so registering it wraps that one instance's ``submit`` (undone by
+  ``unregister``); tasks submitted before registration are not seen.
+- SQLAlchemy (the ``sqlalchemy`` extra): an ``Engine``, ``AsyncEngine`` or ``QueuePool``:
+  capacity ``pool_size + max_overflow``, in_use checked out (overflow included), idle checked
+  in, plus acquires, connections created, invalidated (discarded), checkout timeouts and the
+  checkout wait histogram. It listens to pool events and wraps the instance's ``_do_get`` (the
+  only place a checkout waits or times out); ``unregister`` removes both.
+
+These read the pools' own attributes (some private: ``max_clients`` has no public getter):
+the tests run every adapter against the real library so that a change there shows up.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from tornado.simple_httpclient import SimpleAsyncHTTPClient
+
+from .buckets import BucketCounts
+from .pools import DEFAULT_WAIT_BUCKETS, PoolSnapshot
+
+try:
+    from tornado.curl_httpclient import CurlAsyncHTTPClient
+except ImportError:  # pycurl is not installed
+    CurlAsyncHTTPClient = None
+
+
+def adapt(target: Any) -> Any:
+    """An object with ``pool_snapshot()`` (and maybe ``close()``) for ``target``, or None."""
+    if isinstance(target, SimpleAsyncHTTPClient):
+        return _SimpleClient(target)
+    if CurlAsyncHTTPClient is not None and isinstance(target, CurlAsyncHTTPClient):
+        return _CurlClient(target)
+    if isinstance(target, ThreadPoolExecutor):
+        return _Executor(target)
+    module = type(target).__module__ or ""
+    if module.startswith("sqlalchemy."):
+        return _sqlalchemy(target)
+    return None
+
+
+class _SimpleClient:
+    def __init__(self, client: SimpleAsyncHTTPClient) -> None:
+        self._client = client
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        client = self._client
+        active = len(client.active)
+        return PoolSnapshot(
+            capacity=client.max_clients,
+            in_use=active,
+            idle=max(0, client.max_clients - active),
+            waiting=len(client.queue),
+        )
+
+
+class _CurlClient:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        client = self._client
+        handles, free = len(client._curls), len(client._free_list)
+        return PoolSnapshot(
+            capacity=handles, in_use=handles - free, idle=free, waiting=len(client._requests)
+        )
+
+
+class _Counts:
+    """Counters shared by the wrapping adapters, updated under one lock from any thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.submitted = self.started = self.finished = self.timeouts = 0
+        self.wait = BucketCounts(DEFAULT_WAIT_BUCKETS)
+
+
+class _Executor:
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        if "submit" in vars(executor):
+            raise ValueError(f"{executor!r} is already registered (its submit is wrapped)")
+        self._executor = executor
+        self._counts = counts = _Counts()
+        submit = executor.submit
+
+        def counted_submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            queued = time.monotonic()
+
+            def run() -> Any:
+                with counts.lock:
+                    counts.started += 1
+                    counts.wait.observe(time.monotonic() - queued)
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    with counts.lock:
+                        counts.finished += 1
+
+            with counts.lock:
+                counts.submitted += 1
+            try:
+                return submit(run)
+            except BaseException:  # shut down or broken: it was never queued
+                with counts.lock:
+                    counts.submitted -= 1
+                raise
+
+        executor.submit = counted_submit  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        """Restore the executor's own ``submit``."""
+        vars(self._executor).pop("submit", None)
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        counts, executor = self._counts, self._executor
+        with counts.lock:
+            busy = counts.started - counts.finished
+            waiting = counts.submitted - counts.started
+            started = counts.started
+        threads = len(executor._threads)
+        return PoolSnapshot(
+            capacity=executor._max_workers,
+            in_use=busy,
+            idle=max(0, threads - busy),
+            waiting=waiting,
+            acquires=started,
+            created=threads,
+            wait=counts.wait,
+        )
+
+
+def _sqlalchemy(target: Any) -> Any:
+    from sqlalchemy import event
+    from sqlalchemy.exc import TimeoutError as CheckoutTimeout
+    from sqlalchemy.pool import QueuePool
+
+    pool = getattr(getattr(target, "sync_engine", target), "pool", target)
+    if not isinstance(pool, QueuePool):
+        raise ValueError(
+            f"target={target!r} uses {type(pool).__name__}; only QueuePool-based SQLAlchemy "
+            "pools have a capacity to export"
+        )
+    return _SQLAlchemyPool(pool, event, CheckoutTimeout)
+
+
+class _SQLAlchemyPool:
+    def __init__(self, pool: Any, event: Any, timeout_error: type[BaseException]) -> None:
+        if "_do_get" in vars(pool):
+            raise ValueError(f"{pool!r} is already registered (its _do_get is wrapped)")
+        self._pool = pool
+        self._event = event
+        self._counts = counts = _Counts()
+        self._out: dict[int, float] = {}  # id(connection record) -> checkout time
+        self.created = self.invalidated = self.acquires = 0
+        do_get = pool._do_get
+
+        def counted_do_get() -> Any:
+            started = time.monotonic()
+            with counts.lock:
+                counts.submitted += 1
+            try:
+                return do_get()
+            except timeout_error:
+                with counts.lock:
+                    counts.timeouts += 1
+                raise
+            finally:
+                with counts.lock:
+                    counts.started += 1
+                    counts.wait.observe(time.monotonic() - started)
+
+        pool._do_get = counted_do_get
+        self._listeners: list[tuple[str, Callable[..., None]]] = [
+            ("connect", self._on_connect),
+            ("checkout", self._on_checkout),
+            ("checkin", self._on_checkin),
+            ("invalidate", self._on_invalidate),
+        ]
+        for name, listener in self._listeners:
+            event.listen(pool, name, listener)
+
+    def close(self) -> None:
+        """Remove the listeners and the ``_do_get`` wrapper."""
+        for name, listener in self._listeners:
+            self._event.remove(self._pool, name, listener)
+        vars(self._pool).pop("_do_get", None)
+
+    def _on_connect(self, dbapi_connection: Any, record: Any) -> None:
+        with self._counts.lock:
+            self.created += 1
+
+    def _on_checkout(self, dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        with self._counts.lock:
+            self.acquires += 1
+            self._out[id(record)] = time.monotonic()
+
+    def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        with self._counts.lock:
+            self._out.pop(id(record), None)
+
+    def _on_invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
+        with self._counts.lock:
+            self.invalidated += 1
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        pool, counts = self._pool, self._counts
+        overflow = pool._max_overflow
+        with counts.lock:
+            waiting = counts.submitted - counts.started
+            acquires, timeouts = self.acquires, counts.timeouts
+            now = time.monotonic()
+            oldest = min(self._out.values(), default=now)
+            created, invalidated = self.created, self.invalidated
+        return PoolSnapshot(
+            capacity=math.inf if overflow < 0 else pool.size() + overflow,
+            in_use=max(0, pool.checkedout()),
+            idle=pool.checkedin(),
+            waiting=waiting,
+            acquires=acquires,
+            created=created,
+            discarded=invalidated,
+            timeouts=timeouts,
+            oldest_checkout_seconds=now - oldest,
+            wait=counts.wait,
+        )
