@@ -106,6 +106,8 @@ class Lease(Generic[T]):
     __slots__ = ("_pool", "_timeout", "obj", "since", "_record", "__weakref__")
 
     def __init__(self, pool: ObjectPool[T], timeout: float | None) -> None:
+        if timeout is not None and not (type(timeout) in (int, float) and timeout > 0):
+            _check_timeout("timeout", timeout)  # raises, naming the bad value
         self._pool = pool
         self._timeout = timeout
         self.obj: T
@@ -283,6 +285,7 @@ class ObjectPool(Generic[T]):
         return None
 
     async def _checkout_async(self, timeout: float | None, lease: Lease | None, site: Any) -> T:
+        timeout = self._timeout_of(timeout)  # before queueing: a bad value must not leave a waiter
         with self._lock:
             item = self._take()
             if item is None:
@@ -291,7 +294,7 @@ class ObjectPool(Generic[T]):
         waited = 0.0
         if item is None:
             started = self._clock()
-            item = await self._wait_async(waiter, self._timeout_of(timeout))
+            item = await self._wait_async(waiter, timeout)
             waited = self._clock() - started
         if item is _SLOT or self._validate is not None:
             obj = self._prepare(item)
@@ -302,6 +305,7 @@ class ObjectPool(Generic[T]):
         return self._register(obj, lease, site, waited)
 
     def _checkout_sync(self, timeout: float | None, lease: Lease | None, site: Any) -> T:
+        timeout = self._timeout_of(timeout)
         with self._lock:
             item = self._take()
             if item is None:
@@ -310,7 +314,7 @@ class ObjectPool(Generic[T]):
         waited = 0.0
         if item is None:
             started = self._clock()
-            item = self._wait_sync(waiter, self._timeout_of(timeout))
+            item = self._wait_sync(waiter, timeout)
             waited = self._clock() - started
         obj = self._prepare(item) if item is _SLOT or self._validate is not None else item
         if isinstance(obj, _Awaitable):
