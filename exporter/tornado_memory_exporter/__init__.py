@@ -10,12 +10,16 @@ __version__ = "0.1.0"
 from .config import Config
 from .exposition import MetricsHandler, MetricsServer, start_metrics_server
 from .install import Exporter, install
+from .pools import ObjectPool, PoolSnapshot, PoolTimeout
 
 __all__ = [
     "Config",
     "Exporter",
     "MetricsHandler",
     "MetricsServer",
+    "ObjectPool",
+    "PoolSnapshot",
+    "PoolTimeout",
     "__version__",
     "install",
     "start_metrics_server",

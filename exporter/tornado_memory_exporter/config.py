@@ -50,6 +50,11 @@ class Config:
     error_log_interval: float = 60.0
     """A failing source is logged at most once per this many seconds (it is counted every time)."""
 
+    pool_limit: int = 50
+    """Most pools ``exporter.pools.register()`` accepts: each adds a ``pool`` label value."""
+    pool_snapshot_timeout: float = 0.25
+    """Longest a scrape waits, in seconds, for pool-like objects' ``pool_snapshot()`` calls."""
+
     auth_token: str | None = None
     """When set, endpoints require ``Authorization: Bearer <token>``."""
     basic_auth: tuple[str, str] | None = None
@@ -75,6 +80,10 @@ class Config:
         _check_number("census_slice_budget", self.census_slice_budget, minimum=0.0, open_min=True)
         _check_number("ioloop_probe_interval", self.ioloop_probe_interval, minimum=0.0, open_min=True)
         _check_number("error_log_interval", self.error_log_interval, minimum=0.0)
+        _check_number("pool_snapshot_timeout", self.pool_snapshot_timeout, minimum=0.0, open_min=True)
+        limit = self.pool_limit
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
+            raise ValueError(f"pool_limit={self.pool_limit!r} must be an integer from 1 to 1000")
         for name in ("census_top_n", "census_growth_n"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:

@@ -16,6 +16,7 @@ from .faults import Faults, FaultsCollector, GuardedCollector
 from .gc_pauses import GCPauseRecorder
 from .gc_stats import GCStatsCollector
 from .info import InfoCollector
+from .pool_registry import PoolRegistry
 from .ioloop import IOLoopProbe
 from .process import ProcessCollector
 from .workers import SnapshotWriter, WorkerView, worker_id
@@ -54,6 +55,11 @@ class Exporter:
             "ioloop": self._ioloop,
             "info": InfoCollector(ns),
         }
+        self.pools = PoolRegistry(
+            ns, self.faults, limit=config.pool_limit, snapshot_timeout=config.pool_snapshot_timeout
+        )
+        """Pools exported as ``<ns>_pool_*{pool}``: ``exporter.pools.register("db", pool)``."""
+        sources["pools"] = self.pools
         self._collectors: list[Collector] = [
             GuardedCollector(name, source, self.faults) for name, source in sources.items()
         ]
@@ -122,6 +128,7 @@ class Exporter:
             self._writer.stop()
         self._ioloop.stop()
         self._gc_pauses.stop()
+        self.pools.clear()  # adapters unhook from the executors / engines they wrap
         for collector in self._collectors:
             self.registry.unregister(collector)
         if _installed.get(self.registry) is self:
