@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,15 +25,25 @@ CONTENT_TYPE_PLAIN_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
 MAX_NAME_FILTERS = 1000
 # Accept headers longer than this are ignored rather than parsed (the text format is served).
 MAX_ACCEPT_LENGTH = 4096
+# Format versions we serve; choose_encoder() echoes any version >= 1.0.0 the client names into
+# Content-Type (and hands it to the encoder), so anything else falls back to the text format.
+SERVED_VERSIONS = frozenset({"0.0.4", "1.0.0"})
+_VERSION = re.compile(r"version=([^;]*)")
+# Our endpoints take no request body; the separate server refuses a larger one unread.
+MAX_BODY_SIZE = 4096
 
 
 def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
     """Encoder and content type for an ``Accept`` header; anything odd gets the text format."""
     if accept and len(accept) <= MAX_ACCEPT_LENGTH:
         try:
-            return choose_encoder(accept)
+            encoder, content_type = choose_encoder(accept)
         except Exception:  # noqa: BLE001 - a malformed version= must not become a 500
             pass
+        else:
+            version = _VERSION.search(content_type)
+            if version is not None and version.group(1) in SERVED_VERSIONS:
+                return encoder, content_type
     return generate_latest, CONTENT_TYPE_PLAIN_0_0_4
 
 
@@ -58,6 +69,8 @@ class ProtectedHandler(tornado.web.RequestHandler):
             self._plain_error()  # send_error() would clear the challenge headers
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code == 405:  # RFC 9110 15.5.6: a 405 must say what is allowed
+            self.set_header("Allow", ", ".join(self.SUPPORTED_METHODS))
         self._plain_error()
 
     def _plain_error(self) -> None:
@@ -141,7 +154,7 @@ class MetricsServer:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            server = tornado.httpserver.HTTPServer(self._app)
+            server = tornado.httpserver.HTTPServer(self._app, max_body_size=MAX_BODY_SIZE)
             server.add_sockets(self._sockets)
         except BaseException as error:  # noqa: BLE001 - handed back to the caller
             self._error = error
