@@ -1,0 +1,193 @@
+"""The demo's leak scenarios: real leaks, each switchable at run time and each matching an alert.
+
+Every scenario acts on the traffic of one demo endpoint (the background load or a user's curl):
+while it is on, each request to that endpoint leaks a little; switching it off releases what was
+leaked, so the alert resolves. Each is capped so a forgotten demo cannot exhaust the machine.
+
+Uncollectable cycles: since Python 3.4 (PEP 442) cycles through objects with ``__del__`` are
+collected, so they never count as uncollectable. What CPython 3.11 still reports in
+``gc.get_stats()[g]["uncollectable"]`` and moves to ``gc.garbage`` are cycles through objects
+whose type has a *legacy* ``tp_del`` slot, which only C code can set. CPython's own test hook
+``_testcapi.with_tp_del`` sets it on a Python class (CPython's test_gc uses it for the same
+purpose); the scenario is reported unavailable on an interpreter built without ``_testcapi``.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+try:
+    from _testcapi import with_tp_del
+except ImportError:  # an interpreter built without CPython's test modules
+    with_tp_del = None
+
+
+@dataclass
+class Leak:
+    """One scenario: its switch, what it leaks, and the alert it should raise."""
+
+    name: str
+    endpoint: str
+    alert: str
+    what: str
+    cap: int
+    on: bool = False
+    size: int = 0
+    unavailable: str | None = None
+
+    def switch(self, on: bool) -> None:
+        """Turn the scenario on or off; off releases what it leaked."""
+        if on and self.unavailable:
+            raise ValueError(f"leak {self.name!r} is unavailable here: {self.unavailable}")
+        self.on = on
+        if not on:
+            self.release()
+
+    def release(self) -> None:
+        """Free what the scenario leaked (nothing for leaks that do not accumulate)."""
+        self.size = 0
+
+    @property
+    def capped(self) -> bool:
+        """Whether the leak reached its cap and stopped growing."""
+        return self.size >= self.cap
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON shown by ``GET /leaks``."""
+        return {
+            "on": self.on,
+            "size": self.size,
+            "cap": self.cap,
+            "endpoint": self.endpoint,
+            "alert": self.alert,
+            "what": self.what,
+            "available": self.unavailable is None,
+            **({"reason": self.unavailable} if self.unavailable else {}),
+        }
+
+
+@dataclass
+class HandlerLeak(Leak):
+    """Finished request handlers appended to a module-level list: the classic Tornado leak."""
+
+    kept: list[Any] = field(default_factory=list)
+
+    def keep(self, handler: Any) -> None:
+        if self.on and not self.capped:
+            self.kept.append(handler)
+            self.size = len(self.kept)
+
+    def release(self) -> None:
+        self.kept.clear()
+        self.size = 0
+
+
+@dataclass
+class CacheLeak(Leak):
+    """A response cache: bounded LRU normally, never evicting while the leak is on."""
+
+    bounded_size: int = 64
+    cache: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+
+    def store(self, key: str, value: bytes) -> None:
+        if self.on and self.capped:
+            return
+        self.cache[key] = value
+        self.cache.move_to_end(key)
+        while not self.on and len(self.cache) > self.bounded_size:
+            self.cache.popitem(last=False)
+        self.size = len(self.cache)
+
+    def release(self) -> None:
+        self.cache.clear()
+        self.size = 0
+
+
+class _Uncollectable:
+    """Half of a two-object cycle the collector must leave in ``gc.garbage``."""
+
+    __slots__ = ("partner",)  # no __dict__: gc.garbage then holds exactly these objects
+
+    def __tp_del__(self) -> None:
+        """Called by the legacy ``tp_del`` slot when the demo finally frees the object."""
+
+
+if with_tp_del is not None:
+    _Uncollectable = with_tp_del(_Uncollectable)
+
+
+@dataclass
+class CycleLeak(Leak):
+    """Reference cycles that the collector finds but cannot free (see the module docstring)."""
+
+    def __post_init__(self) -> None:
+        if with_tp_del is None:
+            self.unavailable = "needs CPython's _testcapi module (with_tp_del) for a legacy tp_del"
+
+    def make_cycle(self) -> None:
+        if self.on and not self.capped:
+            first, second = _Uncollectable(), _Uncollectable()
+            first.partner, second.partner = second, first
+            self.size += 2  # both become uncollectable at the next collection that sees them
+        else:
+            # ordinary collectable cycles, so gc's collected counters move as in a real app
+            first, second = [], []
+            first.append(second)
+            second.append(first)
+
+    def release(self) -> None:
+        # Break each cycle, then drop our objects from gc.garbage: plain refcounting frees them.
+        ours = [obj for obj in gc.garbage if type(obj) is _Uncollectable]
+        for obj in ours:
+            obj.partner = None
+        gc.garbage[:] = [obj for obj in gc.garbage if type(obj) is not _Uncollectable]
+        ours.clear()
+        self.size = 0
+
+
+@dataclass
+class BlockingLeak(Leak):
+    """A synchronous call (think requests.get or a big hash) made on the IOLoop."""
+
+    block_seconds: float = 0.3
+
+    def maybe_block(self) -> None:
+        if self.on:
+            time.sleep(self.block_seconds)  # deliberately blocking the loop: that is the demo
+            self.size += 1
+
+
+@dataclass
+class PoolLeak(Leak):
+    """Objects taken from an ``ObjectPool`` and dropped without being returned."""
+
+
+@dataclass
+class HTTPLeak(Leak):
+    """More concurrent upstream calls than the ``AsyncHTTPClient``'s ``max_clients``."""
+
+    fanout: int = 3
+
+
+def make_leaks() -> dict[str, Leak]:
+    """A fresh set of all scenarios, by name (the names of ``POST /leaks/<name>``)."""
+    leaks: list[Leak] = [
+        HandlerLeak("handlers", "/report", "TornadoHandlersLeaking",
+                    "finished ReportHandler instances kept alive by a global list", cap=20_000),
+        CacheLeak("cache", "/items", "TornadoWatchedObjectGrowing",
+                  "the watched response cache stops evicting (1 KiB per request)", cap=50_000),
+        PoolLeak("pool", "/db", "TornadoPoolLeak",
+                 "ObjectPool connections dropped while checked out", cap=1_000_000),
+        CycleLeak("cycles", "/session", "TornadoGCUncollectable",
+                  "reference cycles the collector cannot free, left in gc.garbage", cap=20_000),
+        BlockingLeak("blocking", "/compute", "TornadoIOLoopBlocked",
+                     "a 300 ms synchronous call on the IOLoop per request", cap=1_000_000),
+        HTTPLeak("http", "/fanout", "TornadoPoolSaturated",
+                 "each request fans out to a slow upstream beyond the AsyncHTTPClient's max_clients",
+                 cap=1_000_000),
+    ]
+    return {leak.name: leak for leak in leaks}
