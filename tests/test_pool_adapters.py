@@ -11,9 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import sqlalchemy as sa
 import tornado.web
-from tornado.httpclient import AsyncHTTPClient
-
 from appserver import AppServer
+from tornado.httpclient import AsyncHTTPClient
 from tornado_memory_exporter import ObjectPool
 from tornado_memory_exporter.pool_adapters import adapt
 
@@ -96,7 +95,7 @@ def saturate(client_factory, max_clients: int, requests: int) -> None:
         server.call(finish)
         assert len(arrived) == requests
         text = server.scrape()
-        assert f'tornado_pool_in_use{{pool="upstream"}} 0.0' in text
+        assert 'tornado_pool_in_use{pool="upstream"} 0.0' in text
         assert 'tornado_pool_waiting{pool="upstream"} 0.0' in text
 
 

@@ -9,7 +9,6 @@ import time
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
-
 from realbin import require_binary
 from tornado_memory_exporter import Config, ObjectPool, PoolSnapshot
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
@@ -189,7 +188,7 @@ def test_installed_exporter_serves_pools_and_passes_promtool(tmp_path):
         pool.put(held)
         promtool = require_binary("promtool")
         result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                                text=True, timeout=30)
+                                text=True, timeout=30, check=False)
         pool_findings = [line for line in (result.stdout + result.stderr).splitlines()
                          if "pool" in line]
         assert pool_findings == []

@@ -30,7 +30,8 @@ from typing import Any
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from .buckets import BucketCounts
-from .pools import DEFAULT_WAIT_BUCKETS, PoolSnapshot
+from .pool_snapshot import PoolSnapshot
+from .pools import DEFAULT_WAIT_BUCKETS
 
 try:
     from tornado.curl_httpclient import CurlAsyncHTTPClient

@@ -20,11 +20,9 @@ way. ``ObjectPool`` and the adapters only read counters under short locks and ar
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import fields
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client.core import (
@@ -35,13 +33,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .buckets import BucketCounts, add_histogram
+from .buckets import add_histogram
 from .faults import Faults
 from .pool_adapters import adapt
-from .pools import ObjectPool, PoolSnapshot
-
-_FIELDS = frozenset(f.name for f in fields(PoolSnapshot))
-_REQUIRED = ("capacity", "in_use", "idle", "waiting")
+from .pool_snapshot import as_snapshot
+from .pools import ObjectPool
 
 _GAUGES = (
     ("capacity", "pool_capacity", "Most objects the pool may hold (max size; +Inf when unbounded)."),
@@ -209,7 +205,7 @@ class PoolRegistry(Collector):
         for name, (_, reader) in pools:
             try:
                 if isinstance(reader, _Bounded):
-                    snap = _as_snapshot(name, reader.result(deadline))
+                    snap = as_snapshot(name, reader.result(deadline))
                 else:
                     snap = reader.pool_snapshot()
             except Exception as error:  # noqa: BLE001 - one pool's failure costs only its series
@@ -224,31 +220,3 @@ class PoolRegistry(Collector):
                 else:
                     family.add_metric([name], value)
         yield from families.values()
-
-
-def _as_snapshot(name: str, value: Any) -> PoolSnapshot:
-    """Check a pool-like object's answer; ``ValueError`` naming what is wrong."""
-    if isinstance(value, Mapping):
-        missing = [k for k in _REQUIRED if k not in value]
-        unknown = sorted(set(value) - _FIELDS)
-        if missing or unknown:
-            raise ValueError(
-                f"pool {name!r}: pool_snapshot() mapping lacks {missing} / has unknown keys {unknown}"
-            )
-        value = PoolSnapshot(**value)
-    if not isinstance(value, PoolSnapshot):
-        raise ValueError(f"pool {name!r}: pool_snapshot() returned {value!r}, not a PoolSnapshot")
-    for key in _FIELDS - {"wait"}:
-        number = getattr(value, key)
-        if number is None and key not in _REQUIRED:
-            continue
-        if (
-            not isinstance(number, (int, float))
-            or isinstance(number, bool)
-            or math.isnan(number)
-            or number < 0
-        ):
-            raise ValueError(f"pool {name!r}: pool_snapshot() gave {key}={number!r}")
-    if value.wait is not None and not isinstance(value.wait, BucketCounts):
-        raise ValueError(f"pool {name!r}: pool_snapshot() gave wait={value.wait!r}, not BucketCounts")
-    return value
