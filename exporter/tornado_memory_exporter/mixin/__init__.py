@@ -4,9 +4,23 @@
 >>> rules = build_rules(MixinConfig(selector='job="shop"'))
 >>> [group["name"] for group in rules["groups"]]
 ['tornado-memory.rules', 'tornado-memory.alerts']
+
+``python -m tornado_memory_exporter generate --config my.toml --out .`` writes the rules, their
+``PrometheusRule`` twin, the promtool tests and the dashboards (``write_all``).
 """
 
 from .config import MixinConfig
+from .dashboards import build_dashboards
 from .rules import build_prometheus_rule, build_rules
+from .scenarios import build_rule_tests
+from .write import render_all, write_all
 
-__all__ = ["MixinConfig", "build_prometheus_rule", "build_rules"]
+__all__ = [
+    "MixinConfig",
+    "build_dashboards",
+    "build_prometheus_rule",
+    "build_rule_tests",
+    "build_rules",
+    "render_all",
+    "write_all",
+]

@@ -217,13 +217,16 @@ class MixinConfig:
 
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> MixinConfig:
-        """Build from a parsed config file (TOML): unknown keys raise ``ValueError`` naming them."""
+        """Build from a parsed config file (TOML): field names as keys, plus ``profile = "fast"``
+        to start from ``fast()``; unknown keys raise ``ValueError`` naming them."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        profile = values.pop("profile", "default")
+        if profile not in ("default", "fast"):
+            raise ValueError(f"profile={profile!r} must be 'default' or 'fast'")
         known = {field.name for field in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown MixinConfig option(s) {unknown}; known: {sorted(known)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        profile = values.pop("profile", None) if "profile" in values else None
         return cls.fast(**values) if profile == "fast" else cls(**values)
 
     def with_(self, **changes: Any) -> MixinConfig:

@@ -20,7 +20,11 @@ from .config import MixinConfig, duration, seconds
 from .rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE, Alert, alerts
 from .templating import render
 
+# Two files, each with its own evaluation interval: the leak scenarios span many hours and need
+# only the leak windows' resolution; the other alerts need a step dividing every `for:`.
+LEAK_TEST_FILE = "tornado-memory.leaks.test.yml"
 TEST_FILE = "tornado-memory.rules.test.yml"
+_LEAK_DURATIONS = ("floor_window", "leak_for", "near_limit_for")
 INSTANCE = "app:8888"
 MiB = 1 << 20
 _EQ = re.compile(r'\s*([a-zA-Z_]\w*)\s*(=~|=)\s*"((?:[^"\\]|\\.)*)"\s*')
@@ -43,9 +47,11 @@ def target_labels(cfg: MixinConfig) -> dict[str, str]:
     return labels
 
 
-def _step(cfg: MixinConfig) -> int:
-    """Series interval: divides every window and `for:`, with at least 30 samples per floor."""
-    names = [f for f in cfg.__dataclass_fields__ if f.endswith(("_window", "_for", "_after", "_horizon"))]
+def _step(cfg: MixinConfig, names: tuple[str, ...] | None = None) -> int:
+    """Series and evaluation interval: divides every duration in ``names`` (default: all windows
+    and `for:`s) and half the trend window, with at least 30 samples per floor window."""
+    if names is None:
+        names = tuple(f for f in cfg.__dataclass_fields__ if f.endswith(("_window", "_for", "_after", "_horizon")))
     g = 0
     for name in names:
         g = math.gcd(g, seconds(getattr(cfg, name)))
@@ -94,8 +100,8 @@ class Plan:
     labels: dict[str, str]
 
     @classmethod
-    def of(cls, cfg: MixinConfig) -> Plan:
-        return cls(cfg, _step(cfg), seconds(cfg.floor_window), seconds(cfg.trend_window), target_labels(cfg))
+    def of(cls, cfg: MixinConfig, names: tuple[str, ...] | None = None) -> Plan:
+        return cls(cfg, _step(cfg, names), seconds(cfg.floor_window), seconds(cfg.trend_window), target_labels(cfg))
 
     @property
     def age(self) -> int:
@@ -315,11 +321,13 @@ def _step_groups(plan: Plan) -> list[dict[str, Any]]:
 def sawtooth(plan: Plan, base: float, amplitude: float, period: int, until: int) -> Values:
     """GC sawtooth: grows by ``amplitude`` over ``period`` seconds, then drops back."""
     p = max(2, plan.n(period))
-    return [base + (amplitude * (i % p)) // p for i in range(plan.n(until) + 1)]
+    rise = amplitude // p  # a whole number per step keeps each tooth one `a+bxn` run
+    return [base + rise * (i % p) for i in range(plan.n(until) + 1)]
 
 
 def trap_length(plan: Plan) -> int:
-    return 3 * plan.age + plan.trend + seconds(plan.cfg.leak_for)
+    # the restart happens at `age`; its plateau is watched well past the next age guard
+    return 2 * plan.age + plan.trend // 2 + seconds(plan.cfg.leak_for)
 
 
 def traps(plan: Plan) -> dict[str, tuple[Values, Values]]:
@@ -334,7 +342,7 @@ def traps(plan: Plan) -> dict[str, tuple[Values, Values]]:
         "sawtooth-mid": (old, sawtooth(plan, scale, scale * 4 // 10, f * 23 // 60, end)),
         "sawtooth-long": (old, sawtooth(plan, scale, scale * 6 // 10, f * 47 // 60, end)),
     }
-    restart = plan.n(plan.age + t)
+    restart = plan.n(plan.age)
     warm = max(1, plan.n(t // 3))
     start = [0 if i < restart else restart * plan.step for i in range(n)]
     rss = []
@@ -427,17 +435,24 @@ def _noise_groups(plan: Plan) -> list[dict[str, Any]]:
     return groups
 
 
-def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str, Any]:
-    """The promtool test file (``promtool test rules``) for ``build_rules(cfg)`` saved as ``rules_file``."""
-    plan = Plan.of(cfg)
-    limit_free = {"process_memory_limit_bytes": None}
-    del limit_free
-    huge = plan.series  # noqa: F841 - readability of the calls below
-    groups = [
+def _file(plan: Plan, rules_file: str, groups: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "rule_files": [rules_file],
+        "evaluation_interval": duration(plan.step),
+        "group_eval_order": [RECORDING_GROUP, ALERTING_GROUP],
+        "tests": groups,
+    }
+
+
+def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str, dict[str, Any]]:
+    """File name -> promtool test file (``promtool test rules``) of ``build_rules(cfg)`` saved
+    as ``rules_file`` next to it. ``ValueError`` when the config leaves no room for a scenario."""
+    plan = Plan.of(cfg, _LEAK_DURATIONS)
+    leaks = [
         _growth_group(plan, "RSS leak with a flat Python heap: allocator retention or native leak",
                       "TornadoMemoryLeakSuspected", "process_resident_memory_bytes", 256 * MiB, {}, [],
                       silent=["TornadoPythonHeapGrowing", "TornadoMemoryNearLimit"],
-                      extra=[plan.series("python_allocated_blocks", plan.const(2_000_000, plan.age * 3))]),
+                      extra=[plan.series("python_allocated_blocks", plan.const(2_000_000, plan.age * 2))]),
         _growth_group(plan, "Python heap leak", "TornadoPythonHeapGrowing", "python_allocated_blocks",
                       2_000_000, {}, []),
         _growth_group(plan, "object type leak (type=other and flat types stay silent)",
@@ -450,12 +465,10 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
                       "watched_object_items", 5_000, {"name": "sessions"}, [({"name": "config"}, False)],
                       minimum=cfg.leak_min_objects),
         *_limit_groups(plan),
-        *_step_groups(plan),
         *_noise_groups(plan),
     ]
+    others = Plan.of(cfg)
     return {
-        "rule_files": [rules_file],
-        "evaluation_interval": duration(plan.step),
-        "group_eval_order": [RECORDING_GROUP, ALERTING_GROUP],
-        "tests": groups,
+        LEAK_TEST_FILE: _file(plan, rules_file, leaks),
+        TEST_FILE: _file(others, rules_file, _step_groups(others)),
     }
