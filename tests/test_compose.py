@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from realbin import promtool, require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
