@@ -30,12 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from .mixin import cli as mixin_cli
 
     mixin_cli.add_command(commands)
-    from .mixin import cli as mixin_cli
-
-    mixin_cli.add_command(commands)
     args = parser.parse_args(argv)
-    if args.command == "generate":
-        return mixin_cli.run(args, parser)
     if args.command == "generate":
         return mixin_cli.run(args, parser)
 
