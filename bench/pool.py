@@ -7,6 +7,8 @@ in the thread's CPU time so that other processes on the shared cores do not coun
   ``acquire()`` = ``pop()`` (or create) and ``release()`` = ``append()``, used in try/finally;
   the baseline of the target (async ``ObjectPool`` <= 3x per round trip);
 - ``list inline``: the same pop/append written inline, no call at all (the floor);
+- ``list pool async with``: the list pool behind the smallest ``async with`` context manager,
+  the shape of ``ObjectPool``'s API: what the syntax alone costs;
 - ``SimpleQueue``: ``queue.SimpleQueue`` ``get_nowait()``/``put()``;
 - ``ObjectPool async``: ``async with pool.acquire(timeout=1.0)``;
 - ``ObjectPool sync``: ``with pool.acquire_sync(timeout=1.0)``;
@@ -52,6 +54,19 @@ class ListPool:
         cls.items.append(obj)
 
 
+class ListLease:
+    """The list pool as an async context manager, and nothing more."""
+
+    __slots__ = ("obj",)
+
+    async def __aenter__(self) -> Conn:
+        self.obj = ListPool.acquire()
+        return self.obj
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        ListPool.release(self.obj)
+
+
 def subjects(batch: int) -> dict[str, Callable[[], Awaitable[None]]]:
     """name -> a coroutine function doing ``batch`` round trips."""
     pool = ObjectPool(Conn, 4, name="bench")
@@ -67,6 +82,11 @@ def subjects(batch: int) -> dict[str, Callable[[], Awaitable[None]]]:
                 pass
             finally:
                 ListPool.release(obj)
+
+    async def list_async_with() -> None:
+        for _ in loop_range:
+            async with ListLease() as obj:  # noqa: F841
+                pass
 
     async def list_inline() -> None:
         for _ in loop_range:
@@ -96,6 +116,7 @@ def subjects(batch: int) -> dict[str, Callable[[], Awaitable[None]]]:
     return {
         "list pool": list_pool,
         "list inline": list_inline,
+        "list pool async with": list_async_with,
         "SimpleQueue": simple_queue,
         "ObjectPool async": pool_async,
         "ObjectPool sync": pool_sync,
@@ -157,9 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"uncontended: {args.reps} interleaved batches of {args.batch} round trips, medians")
     result = asyncio.run(uncontended(args.batch, args.reps))
     base, floor = result["list pool"], result["list inline"]
-    print(f"  {'subject':<20} {'ns/round trip':>14} {'x list pool':>12} {'x list inline':>14}")
+    shaped = result["list pool async with"]
+    print(f"  {'subject':<22} {'ns/round trip':>14} {'x list pool':>12} {'x list inline':>14}"
+          f" {'x list async with':>18}")
     for name, seconds in result.items():
-        print(f"  {name:<20} {seconds * 1e9:>14.0f} {seconds / base:>12.2f} {seconds / floor:>14.2f}")
+        print(f"  {name:<22} {seconds * 1e9:>14.0f} {seconds / base:>12.2f} {seconds / floor:>14.2f}"
+              f" {seconds / shaped:>18.2f}")
     ratio = result["ObjectPool async"] / base
     verdict = "met" if ratio <= 3 else "MISSED"
     print(f"target: ObjectPool async <= 3.00 x list pool: {ratio:.2f} x ({verdict})")
@@ -170,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     shared = contended(args.threads, per_thread, max(3, args.reps // 3))
     peer = shared["queue.Queue"]
     for name, seconds in shared.items():
-        print(f"  {name:<20} {seconds * 1e9:>14.0f} ns {seconds / peer:>8.2f} x queue.Queue")
+        print(f"  {name:<22} {seconds * 1e9:>14.0f} ns {seconds / peer:>8.2f} x queue.Queue")
     return 0
 
 

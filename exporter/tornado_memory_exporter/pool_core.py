@@ -185,7 +185,8 @@ class PoolCore(Generic[T]):
             except TypeError:
                 self._give_back(obj)
                 raise TypeError(
-                    f"pool {self.name!r}: {type(obj).__name__} objects cannot be weakly referenced, "
+                    f"pool {self.name!r}: {type(obj).__name__} objects cannot be weakly "
+                    "referenced, "
                     "so get() cannot notice leaks; use lease() or acquire()"
                 ) from None
             record.key, record.since, record.site = id(obj), now, site
@@ -255,7 +256,9 @@ class PoolCore(Generic[T]):
             if self._pending:
                 self._drain_leaks()
             if self._out.pop(key, None) is None:
-                raise ValueError(f"pool {self.name!r}: {obj!r} is not checked out (released twice?)")
+                raise ValueError(
+                    f"pool {self.name!r}: {obj!r} is not checked out (released twice?)"
+                )
         if discard:
             self._drop(obj)
             self._give_back(SLOT)

@@ -40,7 +40,7 @@ from .pool_snapshot import as_snapshot
 from .pools import ObjectPool
 
 _GAUGES = (
-    ("capacity", "pool_capacity", "Most objects the pool may hold (max size; +Inf when unbounded)."),
+    ("capacity", "pool_capacity", "Most objects the pool may hold (+Inf when unbounded)."),
     ("in_use", "pool_in_use", "Objects checked out of the pool."),
     ("idle", "pool_idle", "Objects in the pool ready to be handed out."),
     ("waiting", "pool_waiting", "Acquirers waiting for an object."),
@@ -146,8 +146,9 @@ class PoolRegistry(Collector):
                 reader = _Bounded(name, target)
             else:
                 raise ValueError(
-                    f"target={target!r} for pool {name!r} is not an ObjectPool, an AsyncHTTPClient, "
-                    "a ThreadPoolExecutor, a SQLAlchemy engine/pool, nor has a pool_snapshot() method"
+                    f"target={target!r} for pool {name!r} is not an ObjectPool, an "
+                    "AsyncHTTPClient, a ThreadPoolExecutor, a SQLAlchemy engine/pool, nor has a "
+                    "pool_snapshot() method"
                 )
             self._pools[name] = (target, reader)
         return target
@@ -187,7 +188,9 @@ class PoolRegistry(Collector):
             for key, metric, doc in _COUNTERS
         )
         out["wait"] = HistogramMetricFamily(
-            f"{ns}_pool_acquire_wait_seconds", "Time acquirers waited for an object.", labels=["pool"]
+            f"{ns}_pool_acquire_wait_seconds",
+            "Time acquirers waited for an object.",
+            labels=["pool"],
         )
         return out
 

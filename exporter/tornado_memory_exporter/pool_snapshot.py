@@ -48,7 +48,8 @@ def as_snapshot(name: str, value: Any) -> PoolSnapshot:
         unknown = sorted(set(value) - FIELDS)
         if missing or unknown:
             raise ValueError(
-                f"pool {name!r}: pool_snapshot() mapping lacks {missing} / has unknown keys {unknown}"
+                f"pool {name!r}: pool_snapshot() mapping lacks {missing} / "
+                f"has unknown keys {unknown}"
             )
         value = PoolSnapshot(**value)
     if not isinstance(value, PoolSnapshot):
@@ -65,5 +66,7 @@ def as_snapshot(name: str, value: Any) -> PoolSnapshot:
         ):
             raise ValueError(f"pool {name!r}: pool_snapshot() gave {key}={number!r}")
     if value.wait is not None and not isinstance(value.wait, BucketCounts):
-        raise ValueError(f"pool {name!r}: pool_snapshot() gave wait={value.wait!r}, not BucketCounts")
+        raise ValueError(
+            f"pool {name!r}: pool_snapshot() gave wait={value.wait!r}, not BucketCounts"
+        )
     return value

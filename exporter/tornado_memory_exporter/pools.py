@@ -173,7 +173,9 @@ class ObjectPool(PoolCore[T]):
         for _ in range(min_idle):
             obj = factory()
             if inspect.isawaitable(obj):
-                raise ValueError(f"min_idle={min_idle} needs a synchronous factory, got {factory!r}")
+                raise ValueError(
+                    f"min_idle={min_idle} needs a synchronous factory, got {factory!r}"
+                )
             self._idle.append(obj)
         self._size = self.created = min_idle
 
@@ -230,11 +232,12 @@ class ObjectPool(PoolCore[T]):
             # repr is the only public read of a count's value: "count(41)"
             wait.counts[0] += int(repr(self._fast)[6:-1])
             idle = len(self._idle)
+            oldest = min((r.since for r in records), default=now)
             snap = PoolSnapshot(
                 capacity=self.max_size, in_use=self._size - idle, idle=idle,
                 waiting=len(self._waiters), acquires=sum(wait.counts), created=self.created,
                 discarded=self.discarded, timeouts=self.timeouts, leaked=self.leaked,
-                oldest_checkout_seconds=max(0.0, now - min((r.since for r in records), default=now)),
+                oldest_checkout_seconds=max(0.0, now - oldest),
                 wait=wait,
             )
         self._leaks.flush(snap.leaked)
