@@ -36,6 +36,9 @@ class Config:
     """Type names (``module.QualName``) always exported."""
     census_slice_budget: float = 0.005
     """Longest time one census slice may hold the IOLoop, in seconds."""
+    census_hold: float = 600.0
+    """Seconds a type stays exported after it last qualified (top, growth), so that its series
+    does not flap in and out around the cut; it reads 0 once the type is gone."""
 
     process_full_memory: bool = False
     """Also export USS, PSS and swap (reads /proc/self/smaps: milliseconds on large heaps)."""
@@ -78,6 +81,7 @@ class Config:
             )
         _check_number("census_interval", self.census_interval, minimum=0.0)
         _check_number("census_slice_budget", self.census_slice_budget, minimum=0.0, open_min=True)
+        _check_number("census_hold", self.census_hold, minimum=0.0)
         _check_number("ioloop_probe_interval", self.ioloop_probe_interval, minimum=0.0, open_min=True)
         _check_number("error_log_interval", self.error_log_interval, minimum=0.0)
         _check_number("pool_snapshot_timeout", self.pool_snapshot_timeout, minimum=0.0, open_min=True)

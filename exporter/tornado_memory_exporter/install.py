@@ -10,15 +10,20 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
 from tornado.routing import Rule
 
+from .census import CensusSnapshot, HeapCensus
+from .census_collector import CensusCollector
+from .census_select import TypeSelector
 from .config import Config
 from .exposition import MetricsHandler
 from .faults import Faults, FaultsCollector, GuardedCollector
 from .gc_pauses import GCPauseRecorder
 from .gc_stats import GCStatsCollector
+from .handlers import HandlersCollector
 from .info import InfoCollector
 from .pool_registry import PoolRegistry
 from .ioloop import IOLoopProbe
 from .process import ProcessCollector
+from .watch import WatchCollector, Watchlist
 from .workers import SnapshotWriter, WorkerView, worker_id
 
 # One exporter per registry: a second would publish every series twice.
@@ -60,6 +65,24 @@ class Exporter:
         )
         """Pools exported as ``<ns>_pool_*{pool}``: ``exporter.pools.register("db", pool)``."""
         sources["pools"] = self.pools
+        self._watchlist = Watchlist(self.faults)
+        self._census = HeapCensus(
+            loop=loop,
+            selector=TypeSelector(
+                top_n=config.census_top_n,
+                growth_n=config.census_growth_n,
+                allowlist=config.census_allowlist,
+                hold=config.census_hold,
+            ),
+            faults=self.faults,
+            interval=config.census_interval,
+            slice_budget=config.census_slice_budget,
+            watchlist=self._watchlist,
+        )
+        latest = lambda: self._census.snapshot  # noqa: E731
+        sources["census"] = CensusCollector(ns, latest)
+        sources["handlers"] = HandlersCollector(ns, latest)
+        sources["watch"] = WatchCollector(ns, self._watchlist)
         self._collectors: list[Collector] = [
             GuardedCollector(name, source, self.faults) for name, source in sources.items()
         ]
@@ -103,9 +126,33 @@ class Exporter:
         _installed[self.registry] = self
         self._gc_pauses.start()
         self._ioloop.start()
+        self._census.start()
         if self._writer is not None:
             self._writer.start()
         self._running = True
+
+    def census_now(self) -> asyncio.Task[CensusSnapshot]:
+        """Run one heap census now (after the one in progress, if any); awaiting the result
+        returns its snapshot once it is published::
+
+            await exporter.census_now()
+
+        Call it on the IOLoop's thread. With ``Config(census_interval=0)`` this is the only way
+        censuses (and ``watch()`` measurements) run.
+        """
+        if not self._running:
+            raise RuntimeError("census_now() on a stopped exporter")
+        return self._census.run_now()
+
+    def watch(self, name: str, obj: object) -> None:
+        """Export ``len(obj)`` and its deep size as ``<ns>_watched_object_items{name}`` and
+        ``<ns>_watched_object_bytes{name}``, measured at each census (see ``watch.py`` for the
+        accuracy). Held by weak reference where the type allows it."""
+        self._watchlist.watch(name, obj)
+
+    def unwatch(self, name: str) -> None:
+        """Stop exporting the object watched as ``name``."""
+        self._watchlist.unwatch(name)
 
     def _add_route(self, app: tornado.web.Application, path: str) -> None:
         handler = (path, MetricsHandler, {"registry": self.served, "config": self.config})
@@ -126,6 +173,7 @@ class Exporter:
         self._running = False
         if self._writer is not None:
             self._writer.stop()
+        self._census.stop()
         self._ioloop.stop()
         self._gc_pauses.stop()
         self.pools.clear()  # adapters unhook from the executors / engines they wrap

@@ -1,0 +1,411 @@
+"""Heap census against the tools operators attach by hand: objgraph, pympler, guppy3.
+
+For each heap size (live gc-tracked objects of a realistic mix: instances with ``__dict__`` and
+with ``__slots__``, dicts, lists, tuples, nested containers, built in two phases with a random
+half freed in between so the heap is scattered), every subject runs in a fresh interpreter that
+builds the same seeded heap, on an asyncio loop next to an independent probe coroutine that
+records the longest gap between its own turns (the longest loop stall):
+
+- ours: ``HeapCensus`` (default slice budget), interleaved in one process with the floors
+  ``gc.get_objects()`` and ``Counter(map(type, gc.get_objects()))``, so the ratios that matter
+  are measured side by side; plus, under tracemalloc in a separate pass, its transient and
+  retained memory (retained = what the census keeps: snapshot, baseline, type-name cache);
+- peers, each in its own process, capped at ``--cap`` seconds ("> 120 s"): ``objgraph.typestats()``,
+  ``objgraph.growth()``, pympler ``summary.summarize(muppy.get_objects())``, pympler
+  ``SummaryTracker().diff()``, guppy3 ``hpy().heap()``.
+
+Then (unless ``--wrk-seconds 0``) a hello-world Tornado app holding a 1M-object heap runs under
+``wrk`` on 127.0.0.1, without and with the exporter's default census schedule, and prints p50,
+p99, p99.9 and max latency of both.
+
+    .venv/bin/python -m bench.census [--sizes 100000 1000000 3000000] [--wrk-seconds 180]
+
+Peers come from the ``bench`` extra: ``pip install -e '.[bench]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import ChildServer, fmt_seconds, median
+
+PEERS = ("objgraph.typestats", "objgraph.growth", "pympler.summarize", "pympler.tracker_diff", "guppy3.heap")
+MIB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------- heap
+class Session:
+    """An instance with a ``__dict__``."""
+
+    def __init__(self, i: int) -> None:
+        self.id = i
+        self.user = f"user{i}"
+        self.items = [i, Point(i)]
+        self.attrs = {"n": i, "seen": [i]}
+
+
+class Point:
+    """An instance with ``__slots__``."""
+
+    __slots__ = ("x", "y", "ref")
+
+    def __init__(self, x: int, ref: object = None) -> None:
+        self.x = x
+        self.y = [x]
+        self.ref = ref
+
+
+def _make(kind: int, i: int) -> object:
+    if kind == 0:
+        return Session(i)
+    if kind == 1:
+        return Point(i, Point(i + 1))
+    if kind == 2:
+        return {"a": [i, str(i)], "b": {"c": [i]}}
+    if kind == 3:
+        return (Point(i), [i], {"k": (i, [i])})
+    return [[i, {"v": i}], (str(i), [i])]
+
+
+def build_heap(size: int, seed: int = 1) -> list[object]:
+    """Roots of about ``size`` live gc-tracked objects (plus the interpreter's own)."""
+    rng = random.Random(seed)
+    roots: list[object] = []
+    target = size + len(gc.get_objects())
+
+    per_root = 6.0  # measured as it goes; starting high only undershoots
+
+    def fill(until: int) -> None:
+        # Batches sized from the measured objects per root: few (costly) counts, little overshoot.
+        nonlocal per_root
+        have = len(gc.get_objects())
+        while have < until:
+            batch = max(100, int(0.9 * (until - have) / per_root))
+            for i in range(batch):
+                roots.append(_make(rng.randrange(5), i))
+            now = len(gc.get_objects())
+            per_root, have = max(1.0, (now - have) / batch), now
+
+    fill(size * 6 // 10 + target - size)
+    rng.shuffle(roots)
+    del roots[: len(roots) // 2]  # scatter: the second phase fills the holes
+    fill(target)
+    gc.collect()  # the bench (never the library) settles the heap before measuring
+    return roots
+
+
+# ------------------------------------------------------------------------------- measurement
+async def _timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, longest loop stall seen by an independent probe) of ``await fn()``
+    (or ``fn()`` for a synchronous subject)."""
+    done = False
+    worst = 0.0
+
+    async def probe() -> None:
+        nonlocal worst
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            worst = max(worst, now - last)
+            last = now
+
+    probe_task = asyncio.ensure_future(probe())
+    await asyncio.sleep(0)
+    started = time.perf_counter()
+    result = fn()
+    if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+        await result
+    wall = time.perf_counter() - started
+    del result
+    done = True
+    await probe_task
+    return wall, worst
+
+
+def _census_factory() -> Callable[[], object]:
+    from tornado_memory_exporter.census import HeapCensus
+    from tornado_memory_exporter.census_select import TypeSelector
+    from tornado_memory_exporter.config import Config
+    from tornado_memory_exporter.faults import Faults
+
+    config = Config()
+    census = HeapCensus(
+        loop=asyncio.get_running_loop(),
+        selector=TypeSelector(
+            top_n=config.census_top_n, growth_n=config.census_growth_n, hold=config.census_hold
+        ),
+        faults=Faults(),
+        interval=0,
+        slice_budget=config.census_slice_budget,
+    )
+    return census.run_now
+
+
+async def child_core(size: int, rounds: int) -> dict:
+    roots = build_heap(size)
+    tracked = len(gc.get_objects())
+    census = _census_factory()
+    subjects = {
+        "census": census,
+        "gc.get_objects": gc.get_objects,
+        "Counter": lambda: Counter(map(type, gc.get_objects())),
+    }
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in subjects}
+    for _ in range(rounds):
+        for name, fn in subjects.items():
+            gc.collect()
+            runs[name].append(await _timed(fn))
+    # Memory, in a pass of its own (tracemalloc slows allocation down): a fresh census object.
+    from pympler.asizeof import asizeof
+
+    census = _census_factory()
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    snapshot = await census()
+    current, peak = tracemalloc.get_traced_memory()
+    await census()  # a second census: what steady state keeps on top of the first
+    current2 = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    result = {name: _summary(r) for name, r in runs.items()}
+    result["census"].update(
+        transient=peak - before,
+        retained=current - before,
+        snapshot=asizeof(snapshot),
+        second=current2 - current,
+    )
+    del roots
+    return {"tracked": tracked, "subjects": result}
+
+
+async def child_peer(size: int, peer: str, cap: float) -> dict:
+    roots = build_heap(size)
+    tracked = len(gc.get_objects())
+    fn = _peer(peer)
+    runs = []
+    started = time.perf_counter()
+    for _ in range(3):
+        gc.collect()
+        runs.append(await _timed(fn))
+        if time.perf_counter() - started > cap / 4:  # one slow run is enough to rank it
+            break
+    del roots
+    return {"tracked": tracked, "subjects": {peer: _summary(runs)}}
+
+
+def _peer(peer: str) -> Callable[[], object]:
+    if peer == "objgraph.typestats":
+        import objgraph
+
+        return objgraph.typestats
+    if peer == "objgraph.growth":
+        import objgraph
+
+        objgraph.growth(limit=10)  # its first call only sets the baseline
+        return lambda: objgraph.growth(limit=10)
+    if peer == "pympler.summarize":
+        from pympler import muppy, summary
+
+        return lambda: summary.summarize(muppy.get_objects())
+    if peer == "pympler.tracker_diff":
+        from pympler.tracker import SummaryTracker
+
+        tracker = SummaryTracker()
+        return tracker.diff
+    if peer == "guppy3.heap":
+        from guppy import hpy
+
+        h = hpy()
+        return h.heap
+    raise ValueError(f"peer={peer!r} is unknown; known: {', '.join(PEERS)}")
+
+
+def _summary(runs: list[tuple[float, float]]) -> dict:
+    return {"wall": median([w for w, _ in runs]), "stall": median([s for _, s in runs]), "runs": len(runs)}
+
+
+# ------------------------------------------------------------------------------- orchestration
+def _run_child(args: list[str], cap: float) -> dict | None:
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.census", "--child", *args],
+            capture_output=True, text=True, timeout=cap, check=True,
+        ).stdout
+    except subprocess.TimeoutExpired:
+        return None
+    except subprocess.CalledProcessError as error:
+        sys.stderr.write(error.stderr[-2000:])
+        raise
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_size(size: int, *, rounds: int, cap: float) -> dict:
+    core = _run_child(["core", str(size), str(rounds)], cap=max(cap, 600))
+    assert core is not None
+    subjects = dict(core["subjects"])
+    for peer in PEERS:
+        result = _run_child(["peer", str(size), peer, str(cap)], cap=cap + 60)
+        subjects[peer] = result["subjects"][peer] if result is not None else None
+    return {"size": size, "tracked": core["tracked"], "subjects": subjects}
+
+
+def report(result: dict) -> list[str]:
+    subjects = result["subjects"]
+    ours = subjects["census"]
+    lines = [
+        f"heap {result['size']:,} (gc-tracked at start: {result['tracked']:,})",
+        f"  {'subject':<34}{'wall':>10}{'stall':>10}{'wall/ours':>11}{'stall/ours':>12}",
+    ]
+    names = {"census": "ours: census (5 ms slices)", "gc.get_objects": "bare gc.get_objects()",
+             "Counter": "bare Counter(map(type, ...))", "objgraph.typestats": "objgraph.typestats()",
+             "objgraph.growth": "objgraph.growth()", "pympler.summarize": "pympler summarize(muppy)",
+             "pympler.tracker_diff": "pympler SummaryTracker.diff()", "guppy3.heap": "guppy3 hpy().heap()"}
+    for key, label in names.items():
+        s = subjects.get(key)
+        if s is None:
+            lines.append(f"  {label:<34}{'> cap':>10}{'> cap':>10}")
+            continue
+        lines.append(
+            f"  {label:<34}{fmt_seconds(s['wall']):>10}{fmt_seconds(s['stall']):>10}"
+            f"{s['wall'] / ours['wall']:>10.2f}x{s['stall'] / ours['stall']:>11.2f}x"
+        )
+    lines.append(
+        f"  census memory: transient {ours['transient'] / MIB:.1f} MiB, retained after first census "
+        f"{ours['retained'] / 1024:.0f} KiB (published snapshot {ours['snapshot'] / 1024:.0f} KiB), "
+        f"a second census adds {ours['second'] / 1024:.0f} KiB"
+    )
+    return lines
+
+
+def targets(result: dict) -> list[str]:
+    s = result["subjects"]
+    ours = s["census"]
+
+    def check(label: str, value: float, limit: float) -> str:
+        verdict = "ok" if value <= limit else "MISSED"
+        return f"  {label}: {value:.3f} (target <= {limit}) {verdict}"
+
+    lines = [f"targets at {result['size']:,}:",
+             check("stall / bare gc.get_objects()", ours["stall"] / s["gc.get_objects"]["stall"], 1.15),
+             check("wall / bare Counter", ours["wall"] / s["Counter"]["wall"], 1.5)]
+    for peer, limit in (("objgraph.typestats", 0.4), ("pympler.summarize", 0.05)):
+        if s.get(peer) is not None:
+            lines.append(check(f"stall / {peer} stall", ours["stall"] / s[peer]["stall"], limit))
+        else:
+            lines.append(f"  stall / {peer}: peer exceeded the cap (ok)")
+    beyond = (ours["retained"] - ours["snapshot"]) / MIB
+    lines.append(check("retained MiB beyond the snapshot", beyond, 1.0))
+    return lines
+
+
+# --------------------------------------------------------------------------------------- wrk
+class _Hello:
+    pass
+
+
+async def wrk_app(*, census: bool, size: int) -> object:
+    """A hello-world app holding a ``size``-object heap; with ``census`` the exporter is
+    installed with its default configuration (census every 60 s, jittered)."""
+    import tornado.web
+
+    from tornado_memory_exporter import install
+
+    class HelloHandler(tornado.web.RequestHandler):
+        def get(self) -> None:
+            self.write("hello")
+
+    _Hello.roots = build_heap(size)  # type: ignore[attr-defined]
+    app = tornado.web.Application([("/", HelloHandler)])
+    if census:
+        from prometheus_client import CollectorRegistry
+
+        install(app, "/metrics", registry=CollectorRegistry())
+    return app
+
+
+_LUA = """
+done = function(summary, latency, requests)
+  for _, p in pairs({50, 99, 99.9}) do io.write(string.format("P %g %d\\n", p, latency:percentile(p))) end
+  io.write(string.format("P max %d\\nR %d\\n", latency.max, summary.requests))
+end
+"""
+
+
+def bench_wrk(seconds: int, size: int) -> list[str]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_LUA)
+    results = {}
+    for census in (False, True):
+        with ChildServer("bench.census:wrk_app", census=census, size=size) as server:
+            out = subprocess.run(
+                ["wrk", "-t1", "-c8", f"-d{seconds}s", "-s", script.name, server.url + "/"],
+                capture_output=True, text=True, check=True, timeout=seconds + 60,
+            ).stdout
+            stats = {}
+            for line in out.splitlines():
+                parts = line.split()
+                if parts[:1] == ["P"]:
+                    stats[parts[1]] = int(parts[2]) / 1e6
+                elif parts[:1] == ["R"]:
+                    stats["requests"] = int(parts[1])
+            if census:
+                with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+                    text = response.read().decode()
+                stats["census"] = {
+                    line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                    if line.startswith(("tornado_census_max_stall", "tornado_census_duration",
+                                        "tornado_census_objects_scanned"))
+                }
+            results[census] = stats
+    Path(script.name).unlink()
+    base, ours = results[False], results[True]
+    lines = [f"wrk -t1 -c8 -d{seconds}s, hello world holding a {size:,}-object heap:",
+             f"  {'':<16}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'requests':>10}"]
+    for label, stats in (("no census", base), ("census (60 s)", ours)):
+        lines.append(f"  {label:<16}" + "".join(f"{fmt_seconds(stats[k]):>10}" for k in ("50", "99", "99.9", "max"))
+                     + f"{stats['requests']:>10}")
+    lines.append("  ratio          " + "".join(f"{ours[k] / base[k]:>10.2f}" for k in ("50", "99", "99.9", "max")))
+    lines.append(f"  p99 ratio {ours['99'] / base['99']:.2f} (target <= 1.2); census self-metrics at the end: "
+                 f"{ours.get('census')}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.census", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 3_000_000])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of ours vs the floors")
+    parser.add_argument("--cap", type=float, default=120.0, help="seconds per peer before '> cap'")
+    parser.add_argument("--wrk-seconds", type=int, default=180, help="per app; 0 skips the wrk part")
+    parser.add_argument("--wrk-size", type=int, default=1_000_000)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, size, *rest = args.child
+        coro = child_core(int(size), int(rest[0])) if kind == "core" else child_peer(int(size), rest[0], float(rest[1]))
+        print(json.dumps(asyncio.run(coro)))
+        return 0
+    for size in args.sizes:
+        result = bench_size(size, rounds=args.rounds, cap=args.cap)
+        print("\n".join(report(result) + targets(result)), flush=True)
+        print(json.dumps(result), file=sys.stderr, flush=True)
+    if args.wrk_seconds:
+        print("\n".join(bench_wrk(args.wrk_seconds, args.wrk_size)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

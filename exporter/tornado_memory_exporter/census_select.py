@@ -1,0 +1,68 @@
+"""Which types get their own ``<ns>_objects{type}`` series: a bounded, churn-free set."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+
+OTHER = "other"
+"""Label value that carries every type not exported on its own, so the sum over types is the total."""
+
+
+class TypeSelector:
+    """Choose the exported types of each census.
+
+    A type is exported when it is among the ``top_n`` largest, among the ``growth_n`` that grew
+    most since the baseline (the first census; new types count from zero, so a small type that
+    grows steadily is visible long before it is large), or in ``allowlist``. Once exported it
+    stays exported for ``hold`` seconds after it last qualified, with its current count (0 when
+    it is gone), so that series do not flap in and out around the cut. Everything else is
+    summed into ``type="other"``.
+
+    Bound on the label set: ``top_n + growth_n + len(allowlist) + 1`` for one census, and at
+    most ``(top_n + growth_n) * (hold / interval + 1) + len(allowlist) + 1`` while held types
+    age out.
+    """
+
+    def __init__(
+        self,
+        *,
+        top_n: int,
+        growth_n: int,
+        allowlist: Iterable[str] = (),
+        hold: float,
+    ) -> None:
+        self.top_n = top_n
+        self.growth_n = growth_n
+        self.allowlist = tuple(allowlist)
+        self.hold = hold
+        self.baseline: dict[str, int] | None = None
+        self._held_until: dict[str, float] = {}
+
+    def select(self, counts: Mapping[str, int], now: float) -> dict[str, int]:
+        """Exported ``{type: count}`` for ``counts``, including ``OTHER``; ``now`` in seconds."""
+        if self.baseline is None:
+            self.baseline = dict(counts)
+        baseline = self.baseline
+        qualified = set(heapq.nlargest(self.top_n, counts, key=counts.__getitem__))
+        if self.growth_n:
+            growth = {name: n - baseline.get(name, 0) for name, n in counts.items()}
+            grown = heapq.nlargest(self.growth_n, growth, key=growth.__getitem__)
+            qualified.update(name for name in grown if growth[name] > 0)
+        until = now + self.hold
+        for name in qualified:
+            self._held_until[name] = until
+        for name, deadline in list(self._held_until.items()):
+            if deadline < now:
+                del self._held_until[name]
+        exported = {name: counts.get(name, 0) for name in self._held_until}
+        for name in self.allowlist:
+            exported[name] = counts.get(name, 0)
+        exported.pop(OTHER, None)
+        total = sum(counts.values())
+        exported[OTHER] = total - sum(exported.values())
+        return exported
+
+    def reset_baseline(self) -> None:
+        """Measure growth from the next census on."""
+        self.baseline = None
