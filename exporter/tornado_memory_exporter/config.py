@@ -71,6 +71,10 @@ class Config:
     only its own (per-worker-port mode)."""
     worker_interval: float = 5.0
     """Seconds between a worker's snapshots; a restarted worker replaces its series at once."""
+    scrape_cache_seconds: float = 0.0
+    """Scrapes within this many seconds of a render get the same body (0: render every scrape).
+    With many scrapers (HA Prometheus pairs, federation, dashboards polling) 1.0 caps the cost at
+    about one render per second per format."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.namespace, str) or not _NAMESPACE.match(self.namespace):
@@ -99,6 +103,7 @@ class Config:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
         _check_number("worker_interval", self.worker_interval, minimum=0.0, open_min=True)
+        _check_number("scrape_cache_seconds", self.scrape_cache_seconds, minimum=0.0)
         if self.worker_dir is not None:
             path = self.worker_dir
             if not isinstance(path, str) or not path.startswith("/") or "\0" in path:

@@ -6,7 +6,10 @@ import asyncio
 import gzip
 import re
 import threading
+import time
+import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import tornado.httpserver
@@ -98,15 +101,30 @@ class MetricsHandler(ProtectedHandler):
         self.registry = registry
         self.config = config if config is not None else Config()
 
-    def get(self) -> None:
+    async def get(self) -> None:
         names = self.get_arguments("name[]")
         if len(names) > MAX_NAME_FILTERS:
             raise tornado.web.HTTPError(400, reason=f"at most {MAX_NAME_FILTERS} name[] filters")
         encoder, content_type = negotiate(self.request.headers.get("Accept"))
         registry = self.registry.restricted_registry(names) if names else self.registry
-        body = encoder(registry)
-        if gzip_accepted(self.request.headers.get("Accept-Encoding")):
-            body = gzip.compress(body, compresslevel=6)
+        gzipped = gzip_accepted(self.request.headers.get("Accept-Encoding"))
+        # Filtered scrapes are not cached: their keys are the client's to choose (unbounded).
+        cache = _cache(self.registry, self.config.scrape_cache_seconds) if not names else None
+        key = (content_type, gzipped)
+        now = time.monotonic()
+        cached = cache.get(key) if cache is not None else None
+        if cached is not None and cached[0] > now:
+            body = cached[1]
+        else:
+            # Rendering is most of a scrape's cost (milliseconds in pure Python); on a thread of
+            # its own it leaves the app's IOLoop serving requests meanwhile. Collectors are read
+            # from the separate server's thread anyway, so they are thread-safe.
+            body = await asyncio.get_running_loop().run_in_executor(
+                _renderer(), _render, encoder, registry, gzipped
+            )
+            if cache is not None:
+                cache[key] = (now + self.config.scrape_cache_seconds, body)
+        if gzipped:
             self.set_header("Content-Encoding", "gzip")
         self.set_header("Vary", "Accept, Accept-Encoding")
         self.set_header("Content-Type", content_type)
@@ -114,6 +132,34 @@ class MetricsHandler(ProtectedHandler):
         self.write(body)
 
     head = get  # Tornado drops the body of a HEAD response and keeps its Content-Length
+
+
+_executor: ThreadPoolExecutor | None = None
+# registry -> {(content type, gzipped): (expires, body)}: a handful of keys per registry.
+_bodies: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool], tuple[float, bytes]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _cache(registry: Collector, seconds: float) -> dict[tuple[str, bool], tuple[float, bytes]] | None:
+    if seconds <= 0:
+        return None
+    try:
+        return _bodies.setdefault(registry, {})
+    except TypeError:  # a collector that refuses weak references is rendered every time
+        return None
+
+
+def _renderer() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:  # created on the first scrape, not at import
+        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
+    return _executor
+
+
+def _render(encoder: Callable[[Collector], bytes], registry: Collector, gzipped: bool) -> bytes:
+    body = encoder(registry)
+    return gzip.compress(body, compresslevel=6) if gzipped else body
 
 
 class MetricsServer:
