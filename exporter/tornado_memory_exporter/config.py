@@ -10,6 +10,8 @@ _NAMESPACE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # prometheus_client's default collectors own `process_*` and `python_*`; a namespace equal to
 # either would make our names collide with theirs on a shared registry.
 _RESERVED_NAMESPACES = frozenset({"process", "python"})
+# A URL prefix that needs no escaping in a route regex or in the page's links.
+_EXPLORER_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 
 DEFAULT_GC_PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 DEFAULT_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -76,6 +78,19 @@ class Config:
     With many scrapers (HA Prometheus pairs, federation, dashboards polling) 1.0 caps the cost at
     about one render per second per format."""
 
+    explorer_enabled: bool = False
+    """Serve the leak explorer (census history, reference chains, allocation sites) at
+    ``explorer_path``. Needs ``auth_token`` or ``basic_auth`` unless served only on 127.0.0.1."""
+    explorer_path: str = "/debug/memory"
+    """URL prefix of the explorer's page and JSON API."""
+    explorer_show_contents: bool = False
+    """Let the explorer show truncated reprs of objects on reference chains (they may hold
+    secrets: session data, tokens); off, it shows types, sizes and attribute names only."""
+    explorer_tracemalloc_max_seconds: float = 60.0
+    """Longest allocation-tracing window an explorer user may start (tracing slows allocation)."""
+    explorer_tracemalloc_max_frames: int = 10
+    """Most stack frames tracemalloc may record per allocation in an explorer window."""
+
     def __post_init__(self) -> None:
         if not isinstance(self.namespace, str) or not _NAMESPACE.match(self.namespace):
             raise ValueError(f"namespace={self.namespace!r} is not a valid Prometheus name prefix")
@@ -110,6 +125,7 @@ class Config:
                 raise ValueError(f"worker_dir={self.worker_dir!r} must be an absolute path or None")
             if not self.worker_label:
                 raise ValueError(f"worker_dir={self.worker_dir!r} needs worker_label=True")
+        _check_explorer(self)
         if self.auth_token is not None and (not isinstance(self.auth_token, str) or not self.auth_token):
             raise ValueError(f"auth_token={self.auth_token!r} must be a non-empty string or None")
         if self.basic_auth is not None and not _is_credentials(self.basic_auth):
@@ -120,6 +136,30 @@ class Config:
         """Whether endpoints demand credentials."""
         return self.auth_token is not None or self.basic_auth is not None
 
+
+
+def _check_explorer(config: Config) -> None:
+    for name in ("explorer_enabled", "explorer_show_contents"):
+        if not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{name}={getattr(config, name)!r} must be True or False")
+    path = config.explorer_path
+    if not isinstance(path, str) or not _EXPLORER_PATH.match(path):
+        raise ValueError(
+            f"explorer_path={path!r} must start with '/', not end with '/', and use only "
+            "letters, digits and -._~/"
+        )
+    _check_number(
+        "explorer_tracemalloc_max_seconds", config.explorer_tracemalloc_max_seconds,
+        minimum=0.0, open_min=True,
+    )
+    if config.explorer_tracemalloc_max_seconds > 3600:
+        raise ValueError(
+            f"explorer_tracemalloc_max_seconds={config.explorer_tracemalloc_max_seconds!r} "
+            "must be at most 3600"
+        )
+    frames = config.explorer_tracemalloc_max_frames
+    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 100:
+        raise ValueError(f"explorer_tracemalloc_max_frames={frames!r} must be an integer from 1 to 100")
 
 
 def _check_number(name: str, value: object, *, minimum: float, open_min: bool = False) -> None:

@@ -170,7 +170,8 @@ class MetricsServer:
     """
 
     def __init__(
-        self, *, port: int, address: str, registry: Collector, config: Config, path: str
+        self, *, port: int, address: str, registry: Collector, config: Config, path: str,
+        explorer: Any = None,
     ) -> None:
         self.address = address
         self._ready = threading.Event()
@@ -179,9 +180,12 @@ class MetricsServer:
         # Bind in the caller's thread so that a taken port raises here, not in the thread.
         self._sockets = tornado.netutil.bind_sockets(port, address=address)
         self.port: int = self._sockets[0].getsockname()[1]
-        self._app = tornado.web.Application(
-            [(path, MetricsHandler, {"registry": registry, "config": config})]
-        )
+        routes: list[Any] = [(path, MetricsHandler, {"registry": registry, "config": config})]
+        if explorer is not None:
+            from .explorer import explorer_routes  # the explorer's handlers build on this module
+
+            routes += explorer_routes(explorer, config)
+        self._app = tornado.web.Application(routes)
         self._thread = threading.Thread(
             target=self._run, name=f"metrics-server-{self.port}", daemon=True
         )
@@ -230,20 +234,30 @@ def start_metrics_server(
     config: Config | None = None,
     *,
     path: str = "/metrics",
+    explorer: Any = None,
 ) -> MetricsServer:
     """Serve ``registry`` on ``http://address:port/metrics`` from a thread of its own.
 
     Binds to 127.0.0.1 unless told otherwise; pass ``address="0.0.0.0"`` (and credentials in
     ``config``) to let other hosts scrape. ``port=0`` picks a free port (see ``.port``).
+    ``explorer=exporter.explorer`` serves the leak explorer there too; without credentials in
+    ``config`` it is refused (``ValueError``) on a non-loopback ``address``.
     """
     if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
         raise ValueError(f"port={port!r} must be an integer from 0 to 65535")
     if not path.startswith("/"):
         raise ValueError(f"path={path!r} must start with '/'")
+    if config is None:
+        config = explorer.config if explorer is not None else Config()
+    if explorer is not None:
+        from .explorer import require_safe_exposure
+
+        require_safe_exposure(config, address)
     return MetricsServer(
         port=port,
+        explorer=explorer,
         address=address,
         registry=registry if registry is not None else REGISTRY,
-        config=config if config is not None else Config(),
+        config=config,
         path=path,
     )

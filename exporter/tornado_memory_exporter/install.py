@@ -14,6 +14,7 @@ from .census import CensusSnapshot, HeapCensus
 from .census_collector import CensusCollector
 from .census_select import TypeSelector
 from .config import Config
+from .explorer import Explorer, explorer_routes, require_safe_exposure
 from .exposition import MetricsHandler
 from .faults import Faults, FaultsCollector, GuardedCollector
 from .gc_pauses import GCPauseRecorder
@@ -99,6 +100,14 @@ class Exporter:
             self.served = view
             if config.worker_dir is not None:
                 self._writer = SnapshotWriter(view, interval=config.worker_interval, faults=self.faults)
+        self.explorer: Explorer | None = None
+        """The leak explorer (``Config.explorer_enabled``), served beside the metrics route;
+        pass it to ``start_metrics_server(explorer=...)`` to serve it there instead."""
+        if config.explorer_enabled:
+            self.explorer = Explorer(
+                config=config, loop=loop, faults=self.faults, census=self._census,
+                watchlist=self._watchlist, pools=self.pools,
+            )
         self._app: tornado.web.Application | None = None
         self._route: Rule | None = None
         self._running = False
@@ -127,6 +136,8 @@ class Exporter:
         self._gc_pauses.start()
         self._ioloop.start()
         self._census.start()
+        if self.explorer is not None:
+            self.explorer.start()
         if self._writer is not None:
             self._writer.start()
         self._running = True
@@ -158,7 +169,11 @@ class Exporter:
         handler = (path, MetricsHandler, {"registry": self.served, "config": self.config})
         rules = app.default_router.rules
         before = set(map(id, rules))
-        app.add_handlers(r".*$", [handler])
+        explorer: list = []
+        if self.explorer is not None:
+            explorer = explorer_routes(self.explorer, self.config)
+            self.explorer.add_root("application", app)
+        app.add_handlers(r".*$", [handler, *explorer])
         # add_handlers puts the new host rule just before the app's own handlers but after any
         # rule added earlier; move it first so that no earlier catch-all route shadows it.
         (rule,) = [r for r in rules if id(r) not in before]
@@ -174,6 +189,8 @@ class Exporter:
         if self._writer is not None:
             self._writer.stop()
         self._census.stop()
+        if self.explorer is not None:
+            self.explorer.stop()
         self._ioloop.stop()
         self._gc_pauses.stop()
         self.pools.clear()  # adapters unhook from the executors / engines they wrap
@@ -223,6 +240,8 @@ def install(
         registry=registry if registry is not None else REGISTRY,
         loop=loop,
     )
+    if path is not None and exporter.explorer is not None:
+        require_safe_exposure(exporter.config, None)  # the app's addresses are not known here
     exporter._start()
     if path is not None and app is not None:
         exporter._add_route(app, path)

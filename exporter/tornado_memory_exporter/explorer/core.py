@@ -1,0 +1,261 @@
+"""The explorer's state: census history, chain walks and the allocation window of one exporter.
+
+Everything here runs on the application's IOLoop (the API hands calls over to it when served
+from ``start_metrics_server``'s thread), so no lock is needed and heap walks yield to that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import sys
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import tornado.ioloop
+import tracemalloc
+
+from ..census import Slicer, release
+from ..config import Config
+from ..faults import Faults
+from ..typenames import type_name
+from .allocations import AllocationWindow
+from .backrefs import Roots, pick_samples, walk
+from .describe import describe_chain
+from .history import CensusHistory
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
+    from ..census import HeapCensus
+    from ..watch import Watchlist
+
+MAX_SAMPLES = 5
+"""Instances of one type whose chains one walk follows."""
+KEPT_WALKS = 20
+"""Walk results kept (one per type, least recently asked dropped first)."""
+MAX_ROOTS = 100
+OBSERVE_INTERVAL = 1.0
+"""Seconds between looks for a new census snapshot (a reference comparison)."""
+_POOL_FIELDS = {
+    "pool_capacity": "capacity", "pool_in_use": "in_use", "pool_idle": "idle",
+    "pool_waiting": "waiting", "pool_leaked": "leaked", "pool_timeouts": "timeouts",
+    "pool_oldest_checkout_seconds": "oldest_checkout_seconds",
+}
+
+
+class Explorer:
+    """What ``/debug/memory`` shows, for one exporter (``exporter.explorer``).
+
+    ``add_root(name, obj)`` registers an application object (a cache, a registry) at which
+    reference chains stop, named; ``install()`` registers the application as ``application``.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        loop: asyncio.AbstractEventLoop,
+        faults: Faults,
+        census: HeapCensus | None = None,
+        watchlist: Watchlist | None = None,
+        pools: Collector | None = None,
+        get_objects: Callable[[], list[Any]] = gc.get_objects,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self._faults = faults
+        self._census = census
+        self._watchlist = watchlist
+        self._pools = pools
+        self._get_objects = get_objects
+        self.history = CensusHistory()
+        self.allocations = AllocationWindow(
+            loop=loop, faults=faults,
+            max_seconds=config.explorer_tracemalloc_max_seconds,
+            max_frames=config.explorer_tracemalloc_max_frames,
+            slice_budget=config.census_slice_budget,
+            interesting=self._growing, get_objects=get_objects,
+        )
+        self._walks: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._walk_task: asyncio.Task[None] | None = None
+        self._roots: dict[str, Callable[[], Any]] = {}
+        self._observer: tornado.ioloop.PeriodicCallback | None = None
+        faults.declare("explorer")
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start following censuses; call on the loop's thread."""
+        if self._census is not None and self._observer is None:
+            self._observer = tornado.ioloop.PeriodicCallback(self.observe, OBSERVE_INTERVAL * 1000)
+            self._observer.start()
+
+    def stop(self) -> None:
+        """Stop following censuses, cancel a walk, end an allocation window."""
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer = None
+        if self._walk_task is not None and not self._walk_task.done():
+            self._walk_task.cancel()
+        self._walk_task = None
+        self.allocations.stop()
+
+    def observe(self) -> None:
+        """Keep the census's latest snapshot in the history (cheap when there is none new)."""
+        if self._census is not None:
+            self.history.observe(self._census.snapshot)
+
+    def add_root(self, name: str, obj: object) -> None:
+        """Stop reference chains at ``obj`` and call it ``name`` (held weakly where possible)."""
+        if not isinstance(name, str) or not 0 < len(name) <= 100:
+            raise ValueError(f"name={name!r} must be a non-empty string of at most 100 characters")
+        if name not in self._roots and len(self._roots) >= MAX_ROOTS:
+            raise ValueError(f"cannot add root {name!r}: at most {MAX_ROOTS} roots")
+        try:
+            self._roots[name] = weakref.ref(obj)
+        except TypeError:  # dict, list...: held strongly, like exporter.watch() does
+            self._roots[name] = lambda: obj
+
+    # --- reads ----------------------------------------------------------------------------
+    def _baseline(self) -> dict[str, int] | None:
+        return self._census.selector.baseline if self._census is not None else None
+
+    def _growing(self) -> list[str]:
+        return [row["type"] for row in self.history.types(self._baseline(), limit=5) if row["growth"] > 0]
+
+    def summary(self) -> dict[str, Any]:
+        """Censuses, types by growth, handlers, watched objects, pools, allocation window."""
+        self.observe()
+        return {
+            "censuses": self.history.censuses(),
+            "types": self.history.types(self._baseline()),
+            "handlers": self.history.handlers(),
+            "watched": self._watched(),
+            "pools": self._faults.call("explorer", self._pool_rows, []),
+            "allocations": self.allocations.status(),
+            "contents_shown": self.config.explorer_show_contents,
+            "census_running": self._census is not None,
+        }
+
+    def _watched(self) -> list[dict[str, Any]]:
+        if self._watchlist is None:
+            return []
+        readings = self._watchlist.readings()
+        return [
+            {"name": name, "items": r.items, "bytes": r.bytes, "exact": r.exact}
+            for name, r in sorted(readings.items())
+        ]
+
+    def _pool_rows(self) -> list[dict[str, Any]]:
+        if self._pools is None:
+            return []
+        rows: dict[str, dict[str, Any]] = {}
+        prefix = f"{self.config.namespace}_"
+        for family in self._pools.collect():
+            field = _POOL_FIELDS.get(family.name.removeprefix(prefix))
+            if field is None:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_created"):
+                    continue
+                rows.setdefault(sample.labels["pool"], {})[field] = sample.value
+        return [{"pool": name, **row} for name, row in sorted(rows.items())]
+
+    def type_detail(self, name: str) -> dict[str, Any]:
+        """Counts of ``name`` over the kept censuses and its latest chain walk, if any."""
+        self.observe()
+        walk_result = self._walks.get(name)
+        if walk_result is not None:
+            self._walks.move_to_end(name)
+        return {
+            "type": name,
+            "counts": self.history.counts(name),
+            "censuses": [s["finished_at"] for s in self.history.censuses()],
+            "walk": walk_result,
+            "allocations": self.allocations.status(),
+        }
+
+    # --- actions --------------------------------------------------------------------------
+    def start_walk(self, name: str, samples: int = 3) -> dict[str, Any]:
+        """Start walking the chains of ``samples`` instances of type ``name`` (one walk at a
+        time: ``RuntimeError`` while another runs). Call on the loop's thread."""
+        if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= MAX_SAMPLES:
+            raise ValueError(f"samples={samples!r} must be an integer from 1 to {MAX_SAMPLES}")
+        if self._walk_task is not None and not self._walk_task.done():
+            raise RuntimeError("a chain walk is already running")
+        state = {"type": name, "state": "running", "started_at": time.time()}
+        self._walks[name] = state
+        self._walks.move_to_end(name)
+        while len(self._walks) > KEPT_WALKS:
+            self._walks.popitem(last=False)
+        self._walk_task = self.loop.create_task(self._walk(name, samples, state))
+        return dict(state)
+
+    async def _walk(self, name: str, samples: int, state: dict[str, Any]) -> None:
+        clock = time.perf_counter
+        started = clock()
+        objects = self._get_objects()
+        slicer = Slicer(
+            self.config.census_slice_budget, clock=clock, pause=lambda: asyncio.sleep(0), start=started
+        )
+        frames = _other_threads_frames()
+        try:
+            await slicer.pause()
+            # Uncached naming: pick_samples asks once per distinct type, and a cache of weak
+            # references to every type would itself show up as growth in the next census.
+            count, picked = await pick_samples(objects, lambda cls: type_name(cls) == name, slicer, samples)
+            roots = Roots(registered={n: obj for n, ref in self._roots.items() if (obj := ref()) is not None})
+            walked = await walk(objects, picked, slicer, roots, extra=frames)
+            del frames
+            chains = await self._describe(picked, walked, slicer)
+            del picked, walked
+        except Exception as error:
+            self._faults.record("explorer", error)
+            state.update(state="error", error=f"{type(error).__name__}: {error}")
+            return
+        finally:
+            await release(objects, slicer)
+        slicer.end_slice()
+        state.update(
+            state="done", count=count, chains=chains, duration_seconds=clock() - started,
+            max_stall_seconds=slicer.max_stall, slices=slicer.slices, finished_at=time.time(),
+        )
+
+    async def _describe(self, picked: list[Any], walked: list[Any], slicer: Slicer) -> list[dict[str, Any]]:
+        show = self.config.explorer_show_contents
+        chains = []
+        for sample, result in zip(picked, walked, strict=True):
+            await slicer.checkpoint()
+            root = result.root
+            chain: dict[str, Any] = {
+                "root": None if root is None else {"kind": root.kind, "name": root.name},
+                "reason": result.reason,
+                "steps": describe_chain(result.path, root, show_contents=show),
+            }
+            allocated = tracemalloc.get_object_traceback(sample) if tracemalloc.is_tracing() else None
+            if allocated is not None:
+                chain["allocated_at"] = f"{allocated[-1].filename}:{allocated[-1].lineno}"
+            chains.append(chain)
+        return chains
+
+    async def census_now(self) -> dict[str, Any]:
+        """Run a census now and return the summary including it."""
+        if self._census is None:
+            raise RuntimeError("no heap census is running")
+        self.history.observe(await self._census.run_now())
+        return self.summary()
+
+
+def _other_threads_frames() -> list[Any]:
+    """The stacks of the other threads, innermost first: running frames are roots too."""
+    me = threading.get_ident()
+    frames = []
+    for ident, frame in sys._current_frames().items():
+        while frame is not None and ident != me:
+            frames.append(frame)
+            frame = frame.f_back
+    return frames
