@@ -1,0 +1,275 @@
+"""The leak explorer's JSON API on a real Tornado app that leaks: chains, allocation window,
+security defaults. The app runs on 127.0.0.1 in a background thread (appserver.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tracemalloc
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+import tornado.ioloop
+import tornado.web
+from prometheus_client import CollectorRegistry
+
+import leaky_app
+from appserver import AppServer
+from realbin import wait_for
+from tornado_memory_exporter import Config, install, start_metrics_server
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+API = "/debug/memory/api"
+
+
+def explorer_config(**kwargs: Any) -> Config:
+    return Config(census_interval=0, explorer_enabled=True, auth_token=TOKEN, **kwargs)
+
+
+def request(
+    url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None,
+    *, raw: bytes | None = None, content_type: str = "application/json",
+) -> tuple[int, dict[str, str], bytes]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    all_headers = dict(headers or {})
+    if data is not None:
+        all_headers.setdefault("Content-Type", content_type)
+    req = urllib.request.Request(url, data=data, headers=all_headers, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def api(server: AppServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    status, _, payload = request(server.url + API + path, method, body, AUTH)
+    return status, json.loads(payload) if payload.startswith((b"{", b"[")) else payload
+
+
+def walk(server: AppServer, type_name: str) -> dict[str, Any]:
+    status, started = api(server, "POST", "/chains", {"type": type_name})
+    assert status == 202 and started["state"] == "running", (status, started)
+
+    def done() -> dict[str, Any] | None:
+        _, detail = api(server, "GET", f"/type?name={type_name}")
+        return detail["walk"] if detail["walk"]["state"] != "running" else None
+
+    result = wait_for(f"chain walk of {type_name}", done, timeout=60, interval=0.1)
+    assert result["state"] == "done", result
+    return result
+
+
+@pytest.fixture
+def leaky():
+    leaky_app.LEAKED.clear()
+    leaky_app.SECRETS.clear()
+    yield leaky_app
+    leaky_app.LEAKED.clear()
+    leaky_app.SECRETS.clear()
+
+
+def test_growing_type_is_listed_and_its_chain_ends_at_the_module_global(leaky) -> None:
+    with AppServer(leaky.make_app(), config=explorer_config()) as server:
+        assert api(server, "POST", "/census", {})[0] == 200  # the baseline
+        for _ in range(4):
+            assert server.get("/leak")[0] == 200
+        status, summary = api(server, "POST", "/census", {})
+        assert status == 200
+        (row,) = [r for r in summary["types"] if r["type"] == "leaky_app.LeakedRecord"]
+        assert row == {
+            "type": "leaky_app.LeakedRecord", "count": 200, "growth": 200, "last_growth": None,
+            "counts": [None, 200],
+        }
+        assert summary["types"][0]["growth"] >= 200  # among the fastest growing, on top
+        assert len(summary["censuses"]) == 2
+
+        result = walk(server, "leaky_app.LeakedRecord")
+        assert result["count"] == 200 and len(result["chains"]) == 3
+        for chain in result["chains"]:
+            assert chain["root"] == {"kind": "module global", "name": "leaky_app.LEAKED"}
+            steps = chain["steps"]
+            assert [s["type"] for s in steps] == ["dict", "list", "leaky_app.LeakedRecord"]
+            assert steps[0]["via"] == ".LEAKED" and steps[1]["len"] == 200
+            assert steps[1]["via"].startswith("[") and steps[1]["via"][1:-1].isdigit()
+            assert not any("repr" in step for step in steps)
+        assert result["slices"] > 1  # the walk yielded to the loop
+
+
+def test_closure_held_by_an_ioloop_callback_is_traced_to_the_callback(leaky) -> None:
+    with AppServer(leaky.make_app(), config=explorer_config()) as server:
+        async def start() -> object:
+            return leaky.start_callback_leak(100)
+
+        handle = server.call(start)
+        try:
+            result = walk(server, "leaky_app.HeldByCallback")
+        finally:
+            async def cancel() -> None:
+                tornado.ioloop.IOLoop.current().remove_timeout(handle)
+
+            server.call(cancel)
+        assert result["count"] == 100
+        for chain in result["chains"]:
+            root = chain["root"]
+            assert root["kind"] == "ioloop callback"
+            assert root["name"].startswith("TimerHandle -> start_callback_leak.<locals>.tick (")
+            assert root["name"].endswith(f"({leaky.__file__}:{leaky.line_of('def tick()')})")
+            kinds = [s["type"] for s in chain["steps"]]
+            assert kinds[0] == "asyncio.events.TimerHandle" and kinds[-3:] == ["cell", "list", "leaky_app.HeldByCallback"]
+            assert "function" in kinds
+
+
+def test_tracemalloc_window_reports_the_leaking_line_and_stops_by_itself(leaky) -> None:
+    assert not tracemalloc.is_tracing()
+    with AppServer(leaky.make_app(), config=explorer_config()) as server:
+        status, started = api(server, "POST", "/allocations", {"seconds": 2, "frames": 1, "types": ["leaky_app.LeakedRecord"]})
+        assert status == 202 and started["state"] == "tracing" and started["started_by_explorer"]
+        assert tracemalloc.is_tracing()
+        assert api(server, "POST", "/allocations", {"seconds": 1})[0] == 409  # one window at a time
+        for _ in range(3):
+            assert server.get("/leak")[0] == 200
+
+        def finished() -> dict[str, Any] | None:
+            _, state = api(server, "GET", "/allocations")
+            return state if state["state"] not in ("tracing", "finishing") else None
+
+        result = wait_for("allocation window end", finished, timeout=60, interval=0.1)
+        assert result["state"] == "done", result
+        assert not tracemalloc.is_tracing()  # stopped by itself
+        line = leaky.leak_line()
+        top = result["sites"][0]
+        assert (top["file"], top["line"]) == (leaky.__file__, line)
+        assert top["code"] == "LEAKED.append(LeakedRecord(bytearray(512)))  # <- the leaking line"
+        assert top["count_diff"] >= 150 and top["size_diff"] >= 150 * 512
+        if sys.version_info >= (3, 12):
+            assert result["by_type"]["leaky_app.LeakedRecord"] == [
+                {"file": leaky.__file__, "line": line, "code": top["code"], "count": 150}
+            ]
+        else:  # CPython issue 101430: no per-object traceback for instances with a __dict__
+            assert "leaky_app.LeakedRecord" not in result["by_type"]
+            assert "101430" in result["by_type_note"]
+        overhead = result["overhead"]
+        assert overhead["allocation_slowdown"] > 1.0  # tracing makes allocation slower
+        assert overhead["tracemalloc_memory_bytes"] > 0 and overhead["snapshot_seconds"] >= 0
+
+
+@pytest.mark.parametrize("body, reason", [
+    ({"seconds": 0}, "seconds=0 must be a number in (0, 60]"),
+    ({"seconds": 61}, "seconds=61 must be a number in (0, 60]"),
+    ({"seconds": "1"}, "seconds='1' must be a number in (0, 60]"),
+    ({"frames": 0}, "frames=0 must be an integer from 1 to 10"),
+    ({"frames": 11}, "frames=11 must be an integer from 1 to 10"),
+    ({"types": "leaky_app.X"}, "types must be a list of at most 10 type names"),
+])
+def test_allocation_window_limits_are_enforced(body: dict, reason: str) -> None:
+    with AppServer(config=explorer_config()) as server:
+        status, payload = api(server, "POST", "/allocations", body)
+        assert (status, payload) == (400, f"400 {reason}\n".encode())
+        assert not tracemalloc.is_tracing()
+
+
+def test_explorer_is_off_by_default() -> None:
+    with AppServer() as server:
+        for path in ("/debug/memory/", "/debug/memory/static/app.js", f"{API}/summary"):
+            assert server.get(path, headers=AUTH)[0] == 404
+        assert request(server.url + API + "/chains", "POST", {"type": "dict"}, AUTH)[0] == 404
+
+
+def test_install_refuses_the_explorer_without_credentials() -> None:
+    registry = CollectorRegistry()
+
+    async def main() -> None:
+        install(tornado.web.Application([]), config=Config(explorer_enabled=True), registry=registry)
+
+    with pytest.raises(ValueError, match=r"explorer_enabled=True on the application's server \(install\(\)\) needs"):
+        asyncio.run(main())
+    assert list(registry.collect()) == []  # nothing was started
+
+
+def test_wrong_or_missing_credentials_get_401() -> None:
+    with AppServer(config=explorer_config(basic_auth=("ops", "pw"))) as server:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic b3BzOnd4"}):
+            status, response_headers, body = server.get(f"{API}/summary", headers=headers)
+            assert (status, body) == (401, b"401 Unauthorized\n")
+            assert response_headers["Www-Authenticate"] == 'Bearer realm="tornado-memory-exporter"'
+            status, _, _ = request(server.url + API + "/census", "POST", {}, headers)
+            assert status == 401
+        assert server.get(f"{API}/summary", headers=AUTH)[0] == 200
+        assert server.get(f"{API}/summary", headers={"Authorization": "Basic b3BzOnB3"})[0] == 200
+        # The page itself carries no data: it loads without credentials and asks for them.
+        status, headers, page = server.get("/debug/memory/")
+        assert status == 200 and b"<title>" in page and b"LeakedRecord" not in page
+        assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_actions_are_json_posts_from_the_same_site_only() -> None:
+    with AppServer(config=explorer_config()) as server:
+        url = server.url + API
+        assert request(url + "/chains", "GET", None, AUTH)[0] == 405
+        assert request(url + "/summary", "POST", {}, AUTH)[0] == 405
+        assert request(url + "/chains", "POST", raw=b"type=dict", headers=AUTH,
+                       content_type="application/x-www-form-urlencoded")[:1] == (415,)
+        cross = {**AUTH, "Sec-Fetch-Site": "cross-site"}
+        assert request(url + "/chains", "POST", {"type": "dict"}, cross)[0] == 403
+        foreign = {**AUTH, "Origin": "http://evil.example"}
+        assert request(url + "/chains", "POST", {"type": "dict"}, foreign)[0] == 403
+        same = {**AUTH, "Origin": server.url, "Sec-Fetch-Site": "same-origin"}
+        assert request(url + "/census", "POST", {}, same)[0] == 200
+        assert request(url + "/chains", "POST", raw=b"{nope", headers=AUTH)[0] == 400
+        assert request(url + "/chains", "POST", raw=b"[]", headers=AUTH)[0] == 400
+        assert request(url + "/chains", "POST", raw=b" " * 5000, headers=AUTH)[0] == 413
+        assert request(url + "/chains", "POST", {"type": "dict", "samples": 9}, AUTH)[0] == 400
+        assert request(url + "/type", "GET", None, AUTH)[0] == 400
+
+
+def test_object_contents_are_hidden_unless_allowed(leaky) -> None:
+    secret_key, secret_value = f"tok-{uuid.uuid4()}", f"value-{uuid.uuid4()}"
+    leaky.SECRETS[secret_key] = leaky.SecretHolder(secret_value)
+    with AppServer(config=explorer_config()) as server:
+        result = walk(server, "leaky_app.SecretHolder")
+        text = json.dumps(result)
+        assert secret_key not in text and secret_value not in text
+        (chain, *_) = result["chains"]
+        assert chain["root"] == {"kind": "module global", "name": "leaky_app.SECRETS"}
+        assert [s.get("via") for s in chain["steps"]] == [".SECRETS", "[<hidden> key]", None]
+        assert not any("repr" in s for s in chain["steps"])
+    with AppServer(config=explorer_config(explorer_show_contents=True)) as server:
+        (chain, *_) = walk(server, "leaky_app.SecretHolder")["chains"]
+        assert chain["steps"][1]["via"] == f"[{secret_key!r}]"
+        assert all(len(s["repr"]) <= 120 for s in chain["steps"])
+
+
+def test_metrics_server_serves_the_explorer_on_loopback_without_credentials(leaky) -> None:
+    config = Config(census_interval=0, explorer_enabled=True)
+    with AppServer(leaky.make_app(), config=config, path=None) as app:  # type: ignore[arg-type]
+        explorer = app.exporter.explorer
+        with pytest.raises(ValueError, match=r"explorer_enabled=True on address='0.0.0.0' needs"):
+            start_metrics_server(port=0, address="0.0.0.0", registry=app.registry, explorer=explorer)
+        server = start_metrics_server(port=0, address="127.0.0.1", registry=app.registry, explorer=explorer)
+        try:
+            base = f"{server.url}{API}"
+            app.get("/leak")
+            status, _, body = request(base + "/census", "POST", {})  # handed over to the app loop
+            assert status == 200 and json.loads(body)["censuses"][0]["scanned"] > 0
+            assert request(base + "/summary", headers={"Host": "evil.example"})[0] == 403
+            assert request(f"{server.url}/metrics")[0] == 200
+        finally:
+            server.stop()
+
+
+def test_config_validates_the_explorer_options() -> None:
+    for kwargs, message in [
+        ({"explorer_enabled": "yes"}, "explorer_enabled='yes' must be True or False"),
+        ({"explorer_path": "debug"}, "explorer_path='debug' must start with '/'"),
+        ({"explorer_path": "/debug/"}, "explorer_path='/debug/' must start with '/'"),
+        ({"explorer_tracemalloc_max_seconds": 3601}, "explorer_tracemalloc_max_seconds=3601 must be at most 3600"),
+        ({"explorer_tracemalloc_max_frames": 101}, "explorer_tracemalloc_max_frames=101 must be an integer"),
+    ]:
+        with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+            Config(**kwargs)
