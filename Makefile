@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := prometheus prometheus-alertmanager
+# chromium: the explorer's page test drives Debian's browser through Playwright (never a downloaded one).
+APT_PACKAGES := prometheus prometheus-alertmanager chromium
 
 .PHONY: demo test bench binaries clean
 
@@ -21,13 +22,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed  ## run the demo app with the exporter; prints the /metrics URL
 	$(BIN)/python -m tornado_memory_exporter demo
 
-# As root on Debian, fetch the real Prometheus/Alertmanager the integration tests talk to.
+# As root on Debian, fetch the real Prometheus/Alertmanager the integration tests talk to, and the
+# Chromium the explorer's page test drives.
 binaries:
-	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null; then :; \
+	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null \
+		&& command -v chromium >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			--no-install-recommends $(APT_PACKAGES) >/dev/null; \
-	else echo "note: prometheus/promtool/alertmanager missing; integration tests will skip"; fi
+	else echo "note: prometheus/promtool/alertmanager/chromium missing; tests needing them will skip"; fi
 
 test: $(VENV)/.installed-test binaries  ## install everything the tests need and run the suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
