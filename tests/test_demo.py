@@ -6,20 +6,23 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import signal
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Self
 
 import pytest
 from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
+from realbin import promtool, require_binary
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.__main__ import LEAK_NAMES
-from tornado_memory_exporter.demo import DemoService
+from tornado_memory_exporter.demo import DemoService, stack
 from tornado_memory_exporter.demo.app import DB_POOL_SIZE, UPSTREAM_MAX_CLIENTS
 from tornado_memory_exporter.demo.leaks import make_leaks
 from tornado_memory_exporter.demo.webhook import make_webhook_app
@@ -217,3 +220,49 @@ def test_webhook_logger_records_and_logs(caplog: pytest.LogCaptureFixture) -> No
     assert list(received) == [payload]
     assert ("alert FIRING TornadoHandlersLeaking {'severity': 'warning'}: Finished handlers stay alive."
             in caplog.messages)
+
+
+def test_stack_configurations_pass_promtool_and_amtool(tmp_path: Path) -> None:
+    # What Stack.start() writes: JSON (valid YAML, no YAML library needed at run time).
+    rules = tmp_path / "rules.yml"
+    groups = stack.fast_rules()["groups"]
+    rules.write_text(json.dumps(stack.fast_rules()))
+    prometheus = tmp_path / "prometheus.yml"
+    prometheus.write_text(json.dumps(stack.prometheus_config(
+        target="127.0.0.1:8888", alertmanager="127.0.0.1:9093", rule_file=str(rules))))
+    alertmanager = tmp_path / "alertmanager.yml"
+    alertmanager.write_text(json.dumps(stack.alertmanager_config(webhook_url="http://127.0.0.1:9095/")))
+    checked = promtool("check", "config", str(prometheus))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found".encode() in checked.stdout
+    amtool = subprocess.run([require_binary("amtool"), "check-config", str(alertmanager)],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert amtool.returncode == 0, amtool.stdout + amtool.stderr
+
+
+def test_cli_without_stack_serves_metrics_and_stops_on_ctrl_c() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tornado_memory_exporter", "demo", "--port", "0", "--no-stack",
+         "--no-load", "--leak", "cache"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = []
+        for line in process.stdout:
+            banner.append(line.rstrip("\n"))
+            if line.startswith("Ctrl-C"):
+                break
+        assert [line.split(":")[0] for line in banner[:4]] == ["demo app", "metrics", "leaks", "switch a leak"]
+        assert not any(line.startswith(("prometheus", "alertmanager")) for line in banner)
+        metrics = banner[1].split()[1]
+        with urllib.request.urlopen(metrics, timeout=10) as response:
+            assert b"tornado_process_resident_memory_bytes " in response.read()
+        with urllib.request.urlopen(metrics.replace("/metrics", "/leaks/cache"), timeout=10) as response:
+            assert json.load(response)["on"] is True
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
