@@ -10,6 +10,7 @@ import tracemalloc
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -273,3 +274,15 @@ def test_config_validates_the_explorer_options() -> None:
     ]:
         with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
             Config(**kwargs)
+
+
+def test_dashboards_link_growing_types_to_the_explorer_at_its_default_path() -> None:
+    dashboards = Path(__file__).resolve().parent.parent / "dashboards"
+    path = Config().explorer_path
+    for name in ("tornado-memory-overview.json", "tornado-memory-leak-hunt.json"):
+        panels = json.loads((dashboards / name).read_text())["panels"]
+        (panel,) = [p for p in panels if p.get("title") == "Fastest-growing types"]
+        (link,) = panel["fieldConfig"]["defaults"]["links"]
+        assert link["url"] == (
+            f"http://${{__field.labels.instance}}{path}/#type=${{__field.labels.type:percentencode}}"
+        ), name

@@ -131,6 +131,10 @@ class MixinConfig:
         "https://github.com/tornado-memory-exporter/tornado-memory-exporter/blob/main/alerts/RUNBOOK.md"
     )
     """Base of every ``runbook_url`` annotation; the alert's anchor is appended."""
+    explorer_url: str = "http://${__field.labels.instance}/debug/memory/"
+    """Where the leak explorer of a scraped instance answers (the exporter's
+    ``Config.explorer_path`` on the scraped port); the "Fastest-growing types" bars link there,
+    with the bar's type preselected. Grafana expands ``${__field.labels.instance}``."""
     dashboard_uid_prefix: str = "tornado-memory"
     """Dashboard uids are ``<prefix>-overview`` and ``<prefix>-leak-hunt`` (stable links)."""
     dashboard_tags: tuple[str, ...] = ("tornado", "memory")
@@ -182,7 +186,7 @@ class MixinConfig:
         if self.rule_interval is not None:
             seconds(self.rule_interval)
         for name in ("runbook_url", "dashboard_uid_prefix", "datasource_url", "dashboard_refresh",
-                     "dashboard_time_from"):
+                     "dashboard_time_from", "explorer_url"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a non-empty string")
         if not re.match(r"^[a-zA-Z0-9_-]{1,30}$", self.dashboard_uid_prefix):

@@ -32,6 +32,15 @@ def _variables(cfg: MixinConfig, *extra: dict[str, Any]) -> list[dict[str, Any]]
     ]
 
 
+def explorer_link(cfg: MixinConfig) -> list[dict[str, Any]]:
+    """A data link from a type's bar to the leak explorer of its instance, type preselected."""
+    return [{
+        "title": "Leak explorer: what holds ${__field.labels.type} and where it is allocated",
+        "url": cfg.explorer_url + "#type=${__field.labels.type:percentencode}",
+        "targetBlank": True,
+    }]
+
+
 def _re(label: str) -> str:
     return f'{label}=~"${label}"'
 
@@ -96,7 +105,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
         Panel("Fastest-growing types", "The 10 types whose live count grew most over the dashboard's "
               "time range (TornadoObjectTypeGrowing; drill down in the leak-hunt dashboard).", "short",
               [Target(f"topk(10, delta({m('objects', *f, NOT_OTHER)}[$__range]))",
-                      "{{type}} " + WHO, instant=True)], kind="bargauge"),
+                      "{{type}} " + WHO, instant=True)], kind="bargauge", links=explorer_link(cfg)),
         Panel("Census health", "Wall time of the last census, its longest single IOLoop slice, and "
               f"the age of the last successful census (TornadoCensusStale above {cfg.census_stale_after}).", "s",
               [Target(m("census_duration_seconds", *f), f"duration {WHO}"),
@@ -140,9 +149,10 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
         Panel("Growth per hour of $type", f"Slope of each type's floor over {cfg.trend_window}, in objects "
               "per hour: the signal of TornadoObjectTypeGrowing.", "short",
               [Target(f"deriv({objects}{{{', '.join((*f, typ))}}}[{cfg.trend_window}]) * 3600", "{{type}} " + WHO)]),
-        Panel("Fastest-growing types", "The 10 types whose live count grew most over the time range.", "short",
-              [Target(f"topk(10, delta({m('objects', *f, NOT_OTHER)}[$__range]))",
-                      "{{type}} " + WHO, instant=True)], kind="bargauge"),
+        Panel("Fastest-growing types", "The 10 types whose live count grew most over the time range; "
+              "click a bar for the leak explorer of its instance (reference chains, allocation sites).",
+              "short", [Target(f"topk(10, delta({m('objects', *f, NOT_OTHER)}[$__range]))",
+                               "{{type}} " + WHO, instant=True)], kind="bargauge", links=explorer_link(cfg)),
         Panel("Tracked objects", "All gc-tracked objects and what the last census scanned: a type's "
               "growth should show here too.", "short",
               [Target(m("gc_tracked_objects", *f), f"tracked {WHO}"),

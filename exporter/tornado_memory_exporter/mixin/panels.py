@@ -55,6 +55,8 @@ class Panel:
     width: int = 12
     height: int = 8
     options: dict[str, Any] = field(default_factory=dict)
+    links: list[dict[str, Any]] = field(default_factory=list)
+    """Data links of every series (Grafana ``fieldConfig.defaults.links``)."""
 
     def model(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         targets = []
@@ -65,6 +67,8 @@ class Panel:
                 "instant": target.instant,
             })
         defaults: dict[str, Any] = {"unit": self.unit}
+        if self.links:
+            defaults["links"] = self.links
         options: dict[str, Any]
         if self.kind == "timeseries":
             defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10,
