@@ -35,7 +35,7 @@ class Demo(AppServer):
 
     def __init__(self) -> None:
         self.service = DemoService()
-        # a probe every 50 ms: each 300 ms blocking call delays one probe by more than 0.1 s
+        # a probe every 50 ms, so that a blocking call delays exactly one probe by most of its length
         config = Config(census_interval=0, ioloop_probe_interval=0.05)
         super().__init__(self.service.make_app(), config=config)
 
@@ -160,10 +160,14 @@ def test_cycles_leak_is_uncollectable(demo: Demo) -> None:
 
 
 def test_blocking_leak_shows_as_ioloop_lag(demo: Demo) -> None:
+    # With a probe every 50 ms, one 600 ms blocking call makes exactly one probe run more than
+    # 0.5 s late; a machine too busy to run the loop for half a second is not normal noise.
+    demo.service.leaks["blocking"].block_seconds = 0.6
+
     def slow_probes() -> float:
         scraped = demo.samples()
         return scraped["tornado_ioloop_lag_seconds_count", frozenset()] - scraped[
-            "tornado_ioloop_lag_seconds_bucket", frozenset({("le", "0.1")})]
+            "tornado_ioloop_lag_seconds_bucket", frozenset({("le", "0.5")})]
 
     demo.hit("/compute", 2)
     baseline = slow_probes()
