@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import tracemalloc
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -15,13 +17,15 @@ from typing import Any
 
 import pytest
 import tornado.ioloop
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import tornado.web
 from prometheus_client import CollectorRegistry
 
 import leaky_app
 from appserver import AppServer
 from realbin import wait_for
-from tornado_memory_exporter import Config, install, start_metrics_server
+from tornado_memory_exporter import Config, ObjectPool, PoolSnapshot, install, start_metrics_server
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -286,3 +290,109 @@ def test_dashboards_link_growing_types_to_the_explorer_at_its_default_path() -> 
         assert link["url"] == (
             f"http://${{__field.labels.instance}}{path}/#type=${{__field.labels.type:percentencode}}"
         ), name
+
+
+class UnboundedPool:
+    """A pool-like object whose capacity is unbounded (JSON has no Infinity)."""
+
+    def pool_snapshot(self) -> PoolSnapshot:
+        return PoolSnapshot(capacity=math.inf, in_use=3, idle=0, waiting=0)
+
+
+def test_summary_shows_watched_objects_and_pools(leaky) -> None:
+    pool = ObjectPool(lambda: bytearray(16), max_size=4, name="buffers")
+    cache = {f"k{i}": i for i in range(7)}
+    with AppServer(config=explorer_config()) as server:
+        server.exporter.pools.register("buffers", pool)
+        server.exporter.pools.register("unbounded", UnboundedPool())
+        server.exporter.watch("cache", cache)
+        lease = pool.lease_sync()
+        status, summary = api(server, "POST", "/census", {})
+        assert status == 200
+        assert summary["watched"] == [
+            {"name": "cache", "items": 7, "bytes": summary["watched"][0]["bytes"], "exact": True}
+        ]
+        assert summary["watched"][0]["bytes"] > 7 * 50
+        buffers, unbounded = summary["pools"]
+        assert {k: buffers[k] for k in ("pool", "capacity", "in_use", "idle", "waiting", "leaked")} == {
+            "pool": "buffers", "capacity": 4.0, "in_use": 1.0, "idle": 0.0, "waiting": 0.0, "leaked": 0.0,
+        }
+        assert buffers["oldest_checkout_seconds"] >= 0
+        assert unbounded == {"pool": "unbounded", "capacity": "inf", "in_use": 3.0, "idle": 0.0, "waiting": 0.0}
+        assert {"handler": "tornado_memory_exporter.explorer.api.CensusHandler", "state": "active",
+                "count": 1} in summary["handlers"]
+        lease.release()
+
+
+def test_stop_removes_the_explorer_and_install_serves_it_again() -> None:
+    with AppServer(config=explorer_config()) as server:
+        assert server.get(f"{API}/summary", headers=AUTH)[0] == 200
+
+        async def stop() -> None:
+            server.exporter.stop()
+
+        server.call(stop)
+        assert server.get(f"{API}/summary", headers=AUTH)[0] == 404
+        assert server.get("/debug/memory/")[0] == 404
+
+        async def again() -> None:
+            server.exporter = install(server.app, config=server.config, registry=server.registry)
+
+        server.call(again)
+        assert server.get(f"{API}/summary", headers=AUTH)[0] == 200
+
+
+HOSTILE_PATHS = st.sampled_from([
+    "/debug/memory", "/debug/memory/", "/debug/memory/static/app.js", "/debug/memory/static/x.js",
+    f"{API}/summary", f"{API}/type", f"{API}/chains", f"{API}/allocations", f"{API}/census",
+    f"{API}/nope", "/debug/memory/api",
+])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    max_leaves=8,
+)
+BODIES = st.one_of(
+    st.none(),
+    st.binary(max_size=64),
+    st.fixed_dictionaries({}, optional={
+        "type": JSON_VALUES | st.sampled_from(["dict", "leaky_app.LeakedRecord"]),
+        "samples": JSON_VALUES, "seconds": JSON_VALUES | st.just(0.1), "frames": JSON_VALUES,
+        "types": JSON_VALUES,
+    }).map(lambda d: json.dumps(d).encode()),
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_server():
+    config = explorer_config(explorer_tracemalloc_max_seconds=0.2, explorer_tracemalloc_max_frames=2)
+    with AppServer(config=config) as server:
+        yield server
+    assert not tracemalloc.is_tracing()  # stop() ended any window a request opened
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+    path=HOSTILE_PATHS,
+    query=st.dictionaries(st.sampled_from(["name", "x", "name[]"]), st.text(max_size=400), max_size=2),
+    body=BODIES,
+    content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", ""]),
+    authorized=st.booleans(),
+)
+def test_hostile_requests_get_2xx_or_4xx_never_a_traceback(
+    hostile_server, method, path, query, body, content_type, authorized
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    if authorized:
+        headers.update(AUTH)
+    if method in ("GET", "HEAD", "DELETE", "OPTIONS"):
+        body = None
+    elif body is None:
+        body = b""
+    url = hostile_server.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    status, _, payload = request(url, method, raw=body, headers=headers, content_type=content_type or "text/plain")
+    assert 200 <= status < 500, (status, payload[:300])
+    assert b"Traceback" not in payload
+    if status == 200 and path.startswith(API) and method == "GET":
+        json.loads(payload)

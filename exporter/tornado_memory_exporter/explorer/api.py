@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -126,7 +127,7 @@ class _Base(ProtectedHandler):
     def send_json(self, value: Any, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(value, default=str, allow_nan=False))
+        self.finish(json.dumps(_finite(value), default=str, allow_nan=False))
 
     def json_body(self) -> dict[str, Any]:
         """The POST body as a JSON object, after the same-origin checks."""
@@ -148,6 +149,18 @@ class _Base(ProtectedHandler):
         if not isinstance(body, dict):
             raise tornado.web.HTTPError(400, reason="body must be a JSON object")
         return body
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with infinities and NaNs as strings: JSON has no such numbers (an unbounded
+    pool's capacity is ``math.inf``) and the page's ``JSON.parse`` would reject them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 async def _call(fn: Callable[[], Awaitable[T]]) -> T:

@@ -134,7 +134,7 @@ class Explorer:
             "censuses": self.history.censuses(),
             "types": self.history.types(self._baseline()),
             "handlers": self.history.handlers(),
-            "watched": self._watched(),
+            "watched": self._faults.call("explorer", self._watched, []),
             "pools": self._faults.call("explorer", self._pool_rows, []),
             "allocations": self.allocations.status(),
             "contents_shown": self.config.explorer_show_contents,
