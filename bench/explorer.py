@@ -27,11 +27,12 @@ import sys
 import time
 import types
 
-from bench import fmt_seconds, median
 from tornado_memory_exporter.census import Slicer, release
 from tornado_memory_exporter.config import Config
 from tornado_memory_exporter.explorer.backrefs import Roots, pick_samples, walk
 from tornado_memory_exporter.typenames import type_name
+
+from bench import fmt_seconds, median
 
 
 class Leaked:
@@ -83,7 +84,9 @@ async def ours() -> str:
     objects = gc.get_objects()
     slicer = Slicer(budget, clock=clock, pause=lambda: asyncio.sleep(0), start=started)
     await slicer.pause()
-    _, samples = await pick_samples(objects, lambda cls: type_name(cls) == "__main__.Leaked", slicer, 3)
+    _, samples = await pick_samples(
+        objects, lambda cls: type_name(cls) == "__main__.Leaked", slicer, 3
+    )
     results = await walk(objects, samples, slicer, Roots())
     await release(objects, slicer)  # as Explorer does: dropping 1M references at once is a stall
     del objects, samples
@@ -115,11 +118,17 @@ async def main(size: int, rounds: int) -> None:
         for name, subject in (("floor", floor), ("ours", ours), ("objgraph", objgraph_chain)):
             elapsed, stall, found = await measure(subject)
             rows[name].append((elapsed, stall))
-            print(f"  {name:9s} total {fmt_seconds(elapsed):>9s}  longest stall {fmt_seconds(stall):>9s}  root {found}")
+            print(
+                f"  {name:9s} total {fmt_seconds(elapsed):>9s}  longest stall {fmt_seconds(stall):>9s}  root {found}"
+            )
     med = {name: (median([r[0] for r in v]), median([r[1] for r in v])) for name, v in rows.items()}
     for name, (total, stall) in med.items():
-        print(f"median {name:9s} total {fmt_seconds(total):>9s}  longest stall {fmt_seconds(stall):>9s}")
-    print(f"ours/floor: longest stall x{med['ours'][1] / med['floor'][1]:.2f} (floor: gc.get_objects())")
+        print(
+            f"median {name:9s} total {fmt_seconds(total):>9s}  longest stall {fmt_seconds(stall):>9s}"
+        )
+    print(
+        f"ours/floor: longest stall x{med['ours'][1] / med['floor'][1]:.2f} (floor: gc.get_objects())"
+    )
     print(
         f"objgraph/ours: longest stall x{med['objgraph'][1] / med['ours'][1]:.1f}, "
         f"total time x{med['objgraph'][0] / med['ours'][0]:.2f} (ours follows 3 samples, objgraph 1)"

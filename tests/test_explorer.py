@@ -15,15 +15,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import leaky_app
 import pytest
 import tornado.ioloop
+import tornado.web
+from appserver import AppServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import tornado.web
 from prometheus_client import CollectorRegistry
-
-import leaky_app
-from appserver import AppServer
 from realbin import wait_for
 from tornado_memory_exporter import Config, ObjectPool, PoolSnapshot, install, start_metrics_server
 
@@ -37,8 +36,13 @@ def explorer_config(**kwargs: Any) -> Config:
 
 
 def request(
-    url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None,
-    *, raw: bytes | None = None, content_type: str = "application/json",
+    url: str,
+    method: str = "GET",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    *,
+    raw: bytes | None = None,
+    content_type: str = "application/json",
 ) -> tuple[int, dict[str, str], bytes]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     all_headers = dict(headers or {})
@@ -88,7 +92,10 @@ def test_growing_type_is_listed_and_its_chain_ends_at_the_module_global(leaky) -
         assert status == 200
         (row,) = [r for r in summary["types"] if r["type"] == "leaky_app.LeakedRecord"]
         assert row == {
-            "type": "leaky_app.LeakedRecord", "count": 200, "growth": 200, "last_growth": None,
+            "type": "leaky_app.LeakedRecord",
+            "count": 200,
+            "growth": 200,
+            "last_growth": None,
             "counts": [None, 200],
         }
         assert summary["types"][0]["growth"] >= 200  # among the fastest growing, on top
@@ -108,6 +115,7 @@ def test_growing_type_is_listed_and_its_chain_ends_at_the_module_global(leaky) -
 
 def test_closure_held_by_an_ioloop_callback_is_traced_to_the_callback(leaky) -> None:
     with AppServer(leaky.make_app(), config=explorer_config()) as server:
+
         async def start() -> object:
             return leaky.start_callback_leak(100)
 
@@ -115,6 +123,7 @@ def test_closure_held_by_an_ioloop_callback_is_traced_to_the_callback(leaky) -> 
         try:
             result = walk(server, "leaky_app.HeldByCallback")
         finally:
+
             async def cancel() -> None:
                 tornado.ioloop.IOLoop.current().remove_timeout(handle)
 
@@ -126,14 +135,23 @@ def test_closure_held_by_an_ioloop_callback_is_traced_to_the_callback(leaky) -> 
             assert root["name"].startswith("TimerHandle -> start_callback_leak.<locals>.tick (")
             assert root["name"].endswith(f"({leaky.__file__}:{leaky.line_of('def tick()')})")
             kinds = [s["type"] for s in chain["steps"]]
-            assert kinds[0] == "asyncio.events.TimerHandle" and kinds[-3:] == ["cell", "list", "leaky_app.HeldByCallback"]
+            assert kinds[0] == "asyncio.events.TimerHandle" and kinds[-3:] == [
+                "cell",
+                "list",
+                "leaky_app.HeldByCallback",
+            ]
             assert "function" in kinds
 
 
 def test_tracemalloc_window_reports_the_leaking_line_and_stops_by_itself(leaky) -> None:
     assert not tracemalloc.is_tracing()
     with AppServer(leaky.make_app(), config=explorer_config()) as server:
-        status, started = api(server, "POST", "/allocations", {"seconds": 2, "frames": 1, "types": ["leaky_app.LeakedRecord"]})
+        status, started = api(
+            server,
+            "POST",
+            "/allocations",
+            {"seconds": 2, "frames": 1, "types": ["leaky_app.LeakedRecord"]},
+        )
         assert status == 202 and started["state"] == "tracing" and started["started_by_explorer"]
         assert tracemalloc.is_tracing()
         assert api(server, "POST", "/allocations", {"seconds": 1})[0] == 409  # one window at a time
@@ -164,14 +182,17 @@ def test_tracemalloc_window_reports_the_leaking_line_and_stops_by_itself(leaky) 
         assert overhead["tracemalloc_memory_bytes"] > 0 and overhead["snapshot_seconds"] >= 0
 
 
-@pytest.mark.parametrize("body, reason", [
-    ({"seconds": 0}, "seconds=0 must be a number in (0, 60]"),
-    ({"seconds": 61}, "seconds=61 must be a number in (0, 60]"),
-    ({"seconds": "1"}, "seconds='1' must be a number in (0, 60]"),
-    ({"frames": 0}, "frames=0 must be an integer from 1 to 10"),
-    ({"frames": 11}, "frames=11 must be an integer from 1 to 10"),
-    ({"types": "leaky_app.X"}, "types must be a list of at most 10 type names"),
-])
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ({"seconds": 0}, "seconds=0 must be a number in (0, 60]"),
+        ({"seconds": 61}, "seconds=61 must be a number in (0, 60]"),
+        ({"seconds": "1"}, "seconds='1' must be a number in (0, 60]"),
+        ({"frames": 0}, "frames=0 must be an integer from 1 to 10"),
+        ({"frames": 11}, "frames=11 must be an integer from 1 to 10"),
+        ({"types": "leaky_app.X"}, "types must be a list of at most 10 type names"),
+    ],
+)
 def test_allocation_window_limits_are_enforced(body: dict, reason: str) -> None:
     with AppServer(config=explorer_config()) as server:
         status, payload = api(server, "POST", "/allocations", body)
@@ -190,9 +211,13 @@ def test_install_refuses_the_explorer_without_credentials() -> None:
     registry = CollectorRegistry()
 
     async def main() -> None:
-        install(tornado.web.Application([]), config=Config(explorer_enabled=True), registry=registry)
+        install(
+            tornado.web.Application([]), config=Config(explorer_enabled=True), registry=registry
+        )
 
-    with pytest.raises(ValueError, match=r"explorer_enabled=True on the application's server \(install\(\)\) needs"):
+    with pytest.raises(
+        ValueError, match=r"explorer_enabled=True on the application's server \(install\(\)\) needs"
+    ):
         asyncio.run(main())
     assert list(registry.collect()) == []  # nothing was started
 
@@ -218,8 +243,13 @@ def test_actions_are_json_posts_from_the_same_site_only() -> None:
         url = server.url + API
         assert request(url + "/chains", "GET", None, AUTH)[0] == 405
         assert request(url + "/summary", "POST", {}, AUTH)[0] == 405
-        assert request(url + "/chains", "POST", raw=b"type=dict", headers=AUTH,
-                       content_type="application/x-www-form-urlencoded")[:1] == (415,)
+        assert request(
+            url + "/chains",
+            "POST",
+            raw=b"type=dict",
+            headers=AUTH,
+            content_type="application/x-www-form-urlencoded",
+        )[:1] == (415,)
         cross = {**AUTH, "Sec-Fetch-Site": "cross-site"}
         assert request(url + "/chains", "POST", {"type": "dict"}, cross)[0] == 403
         foreign = {**AUTH, "Origin": "http://evil.example"}
@@ -255,8 +285,12 @@ def test_metrics_server_serves_the_explorer_on_loopback_without_credentials(leak
     with AppServer(leaky.make_app(), config=config, path=None) as app:  # type: ignore[arg-type]
         explorer = app.exporter.explorer
         with pytest.raises(ValueError, match=r"explorer_enabled=True on address='0.0.0.0' needs"):
-            start_metrics_server(port=0, address="0.0.0.0", registry=app.registry, explorer=explorer)
-        server = start_metrics_server(port=0, address="127.0.0.1", registry=app.registry, explorer=explorer)
+            start_metrics_server(
+                port=0, address="0.0.0.0", registry=app.registry, explorer=explorer
+            )
+        server = start_metrics_server(
+            port=0, address="127.0.0.1", registry=app.registry, explorer=explorer
+        )
         try:
             base = f"{server.url}{API}"
             app.get("/leak")
@@ -273,8 +307,14 @@ def test_config_validates_the_explorer_options() -> None:
         ({"explorer_enabled": "yes"}, "explorer_enabled='yes' must be True or False"),
         ({"explorer_path": "debug"}, "explorer_path='debug' must start with '/'"),
         ({"explorer_path": "/debug/"}, "explorer_path='/debug/' must start with '/'"),
-        ({"explorer_tracemalloc_max_seconds": 3601}, "explorer_tracemalloc_max_seconds=3601 must be at most 3600"),
-        ({"explorer_tracemalloc_max_frames": 101}, "explorer_tracemalloc_max_frames=101 must be an integer"),
+        (
+            {"explorer_tracemalloc_max_seconds": 3601},
+            "explorer_tracemalloc_max_seconds=3601 must be at most 3600",
+        ),
+        (
+            {"explorer_tracemalloc_max_frames": 101},
+            "explorer_tracemalloc_max_frames=101 must be an integer",
+        ),
     ]:
         with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
             Config(**kwargs)
@@ -314,13 +354,29 @@ def test_summary_shows_watched_objects_and_pools(leaky) -> None:
         ]
         assert summary["watched"][0]["bytes"] > 7 * 50
         buffers, unbounded = summary["pools"]
-        assert {k: buffers[k] for k in ("pool", "capacity", "in_use", "idle", "waiting", "leaked")} == {
-            "pool": "buffers", "capacity": 4.0, "in_use": 1.0, "idle": 0.0, "waiting": 0.0, "leaked": 0.0,
+        assert {
+            k: buffers[k] for k in ("pool", "capacity", "in_use", "idle", "waiting", "leaked")
+        } == {
+            "pool": "buffers",
+            "capacity": 4.0,
+            "in_use": 1.0,
+            "idle": 0.0,
+            "waiting": 0.0,
+            "leaked": 0.0,
         }
         assert buffers["oldest_checkout_seconds"] >= 0
-        assert unbounded == {"pool": "unbounded", "capacity": "inf", "in_use": 3.0, "idle": 0.0, "waiting": 0.0}
-        assert {"handler": "tornado_memory_exporter.explorer.api.CensusHandler", "state": "active",
-                "count": 1} in summary["handlers"]
+        assert unbounded == {
+            "pool": "unbounded",
+            "capacity": "inf",
+            "in_use": 3.0,
+            "idle": 0.0,
+            "waiting": 0.0,
+        }
+        assert {
+            "handler": "tornado_memory_exporter.explorer.api.CensusHandler",
+            "state": "active",
+            "count": 1,
+        } in summary["handlers"]
         lease.release()
 
 
@@ -342,42 +398,67 @@ def test_stop_removes_the_explorer_and_install_serves_it_again() -> None:
         assert server.get(f"{API}/summary", headers=AUTH)[0] == 200
 
 
-HOSTILE_PATHS = st.sampled_from([
-    "/debug/memory", "/debug/memory/", "/debug/memory/static/app.js", "/debug/memory/static/x.js",
-    f"{API}/summary", f"{API}/type", f"{API}/chains", f"{API}/allocations", f"{API}/census",
-    f"{API}/nope", "/debug/memory/api",
-])
+HOSTILE_PATHS = st.sampled_from(
+    [
+        "/debug/memory",
+        "/debug/memory/",
+        "/debug/memory/static/app.js",
+        "/debug/memory/static/x.js",
+        f"{API}/summary",
+        f"{API}/type",
+        f"{API}/chains",
+        f"{API}/allocations",
+        f"{API}/census",
+        f"{API}/nope",
+        "/debug/memory/api",
+    ]
+)
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 BODIES = st.one_of(
     st.none(),
     st.binary(max_size=64),
-    st.fixed_dictionaries({}, optional={
-        "type": JSON_VALUES | st.sampled_from(["dict", "leaky_app.LeakedRecord"]),
-        "samples": JSON_VALUES, "seconds": JSON_VALUES | st.just(0.1), "frames": JSON_VALUES,
-        "types": JSON_VALUES,
-    }).map(lambda d: json.dumps(d).encode()),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "type": JSON_VALUES | st.sampled_from(["dict", "leaky_app.LeakedRecord"]),
+            "samples": JSON_VALUES,
+            "seconds": JSON_VALUES | st.just(0.1),
+            "frames": JSON_VALUES,
+            "types": JSON_VALUES,
+        },
+    ).map(lambda d: json.dumps(d).encode()),
 )
 
 
 @pytest.fixture(scope="module")
 def hostile_server():
-    config = explorer_config(explorer_tracemalloc_max_seconds=0.2, explorer_tracemalloc_max_frames=2)
+    config = explorer_config(
+        explorer_tracemalloc_max_seconds=0.2, explorer_tracemalloc_max_frames=2
+    )
     with AppServer(config=config) as server:
         yield server
     assert not tracemalloc.is_tracing()  # stop() ended any window a request opened
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
     path=HOSTILE_PATHS,
-    query=st.dictionaries(st.sampled_from(["name", "x", "name[]"]), st.text(max_size=400), max_size=2),
+    query=st.dictionaries(
+        st.sampled_from(["name", "x", "name[]"]), st.text(max_size=400), max_size=2
+    ),
     body=BODIES,
-    content_type=st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain", ""]),
+    content_type=st.sampled_from(
+        ["application/json", "application/json; charset=utf-8", "text/plain", ""]
+    ),
     authorized=st.booleans(),
 )
 def test_hostile_requests_get_2xx_or_4xx_never_a_traceback(
@@ -391,7 +472,9 @@ def test_hostile_requests_get_2xx_or_4xx_never_a_traceback(
     elif body is None:
         body = b""
     url = hostile_server.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-    status, _, payload = request(url, method, raw=body, headers=headers, content_type=content_type or "text/plain")
+    status, _, payload = request(
+        url, method, raw=body, headers=headers, content_type=content_type or "text/plain"
+    )
     assert 200 <= status < 500, (status, payload[:300])
     assert b"Traceback" not in payload
     if status == 200 and path.startswith(API) and method == "GET":

@@ -9,16 +9,20 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
-
 import leaky_app
+import pytest
 from realbin import Daemon, free_port, require_binary, wait_for
 from test_explorer import TOKEN, api, request
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "explorer.png"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -30,14 +34,16 @@ class LeakyApp(Daemon):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         tests = str(Path(__file__).resolve().parent)
-        self.spawn([sys.executable, "-c", f"import sys; sys.path.insert(0, {tests!r}); "
-                    f"import leaky_app; leaky_app.main({self.port}, {TOKEN!r})"])
+        code = f"import sys; sys.path.insert(0, {tests!r}); import leaky_app; leaky_app.main({self.port}, {TOKEN!r})"
+        self.spawn([sys.executable, "-c", code])
         wait_for("leaky app", self._ready, timeout=30)
 
     def _ready(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"leaky app exited:\n{self.log_tail()}")
-        return request(self.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        return (
+            request(self.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        )
 
     def get(self, path: str) -> int:
         return request(self.url + path)[0]
@@ -81,14 +87,18 @@ def test_operator_clicks_the_growing_type_and_sees_chain_and_allocation_line() -
             row.locator("button.type").click()
             chains = page.locator("#chains li")
             sync_api.expect(chains.first).to_contain_text("module global: leaky_app.LEAKED")
-            sync_api.expect(chains.first).to_contain_text(re.compile(
-                r"dict \(len \d+\) \.LEAKED → list \(len 350\) \[\d+\] → leaky_app\.LeakedRecord$"
-            ))
+            sync_api.expect(chains.first).to_contain_text(
+                re.compile(
+                    r"dict \(len \d+\) \.LEAKED → list \(len 350\) \[\d+\] → leaky_app\.LeakedRecord$"
+                )
+            )
 
             line = f"{leaky_app.__file__}:{leaky_app.leak_line()}"
             allocations = page.locator("#type-allocations")
             sync_api.expect(allocations).to_contain_text(line, timeout=60_000)
-            sync_api.expect(allocations).to_contain_text("LEAKED.append(LeakedRecord(bytearray(512)))")
+            sync_api.expect(allocations).to_contain_text(
+                "LEAKED.append(LeakedRecord(bytearray(512)))"
+            )
             sync_api.expect(page.locator("#alloc-status")).to_contain_text("tracing stopped")
             first_site = page.locator("#alloc-sites tbody tr").first
             assert first_site.locator("td").first.inner_text() == line

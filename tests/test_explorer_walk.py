@@ -8,10 +8,19 @@ import math
 import os
 import time
 import types
+from typing import ClassVar
 
 from tornado_memory_exporter.census import CensusSnapshot, Slicer
 from tornado_memory_exporter.explorer.backrefs import (
-    CHUNK, CLASS_ATTRIBUTE, FRAME, MODULE_GLOBAL, REGISTERED, Root, Roots, pick_samples, walk,
+    CHUNK,
+    CLASS_ATTRIBUTE,
+    FRAME,
+    MODULE_GLOBAL,
+    REGISTERED,
+    Root,
+    Roots,
+    pick_samples,
+    walk,
 )
 from tornado_memory_exporter.explorer.describe import REPR_LIMIT, describe_chain, safe_repr
 from tornado_memory_exporter.explorer.history import CensusHistory
@@ -22,7 +31,7 @@ class Thing:
 
 
 class Holder:
-    things: list[Thing] = []
+    things: ClassVar[list[Thing]] = []
 
 
 def run(coro):
@@ -68,7 +77,9 @@ def test_samples_sharing_a_list_each_get_their_chain() -> None:
     results = run(walk([vars(module), things], things, slicer(), Roots(modules={"m": module})))
     assert [r.root for r in results] == [Root(MODULE_GLOBAL, "m.ALL")] * 3
     assert [describe_chain(r.path, r.root, show_contents=False)[1]["via"] for r in results] == [
-        "[0]", "[1]", "[2]",
+        "[0]",
+        "[1]",
+        "[2]",
     ]
 
 
@@ -155,7 +166,14 @@ def test_walk_yields_to_the_loop_between_chunks_when_the_budget_is_spent() -> No
     module = fake_module("m", HELD=held)
     noise = [[i] for i in range(5 * CHUNK)]
     pauses: list[int] = []
-    (result,) = run(walk([*noise, vars(module), held], [thing], slicer(1e-9, pauses), Roots(modules={"m": module})))
+    (result,) = run(
+        walk(
+            [*noise, vars(module), held],
+            [thing],
+            slicer(1e-9, pauses),
+            Roots(modules={"m": module}),
+        )
+    )
     assert result.root == Root(MODULE_GLOBAL, "m.HELD")
     # Two levels over more than 5 chunks each, a checkpoint before every chunk.
     assert len(pauses) >= 2 * math.ceil(len(noise) / CHUNK)
@@ -205,8 +223,14 @@ def test_safe_repr_survives_a_failing_repr() -> None:
 def snapshot(objects: dict[str, int], at: float) -> CensusSnapshot:
     total = sum(objects.values())
     return CensusSnapshot(
-        objects=objects, handlers={("app.H", "finished"): 2}, tracked=total, scanned=total,
-        distinct_types=len(objects), duration=0.1, max_stall=0.01, finished_at=at,
+        objects=objects,
+        handlers={("app.H", "finished"): 2},
+        tracked=total,
+        scanned=total,
+        distinct_types=len(objects),
+        duration=0.1,
+        max_stall=0.01,
+        finished_at=at,
     )
 
 

@@ -166,7 +166,11 @@ class AllocationWindow:
         number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
         if not number or not 0 < seconds <= self.max_seconds:
             raise ValueError(f"seconds={seconds!r} must be a number in (0, {self.max_seconds:g}]")
-        if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= self.max_frames:
+        if (
+            not isinstance(frames, int)
+            or isinstance(frames, bool)
+            or not 1 <= frames <= self.max_frames
+        ):
             raise ValueError(f"frames={frames!r} must be an integer from 1 to {self.max_frames}")
         if self.active:
             raise RuntimeError("an allocation window is already open")

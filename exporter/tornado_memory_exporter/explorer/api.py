@@ -71,7 +71,9 @@ def require_safe_exposure(config: Config, address: str | None) -> None:
         return
     if address is not None and is_loopback(address):
         return
-    where = f"address={address!r}" if address is not None else "the application's server (install())"
+    where = (
+        f"address={address!r}" if address is not None else "the application's server (install())"
+    )
     raise ValueError(
         f"explorer_enabled=True on {where} needs Config(auth_token=...) or basic_auth=...: the "
         "explorer shows what the process holds. Without credentials it is served only from "
@@ -121,7 +123,7 @@ class _Base(ProtectedHandler):
         future = asyncio.run_coroutine_threadsafe(_call(fn), loop)
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), CALL_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise tornado.web.HTTPError(503, reason="application loop did not answer") from None
 
     def send_json(self, value: Any, status: int = 200) -> None:
@@ -200,7 +202,9 @@ class TypeHandler(_Base):
     async def get(self) -> None:
         name = self.get_query_argument("name", "")
         if not 0 < len(name) <= 300:
-            raise tornado.web.HTTPError(400, reason="name must be a type name of 1 to 300 characters")
+            raise tornado.web.HTTPError(
+                400, reason="name must be a type name of 1 to 300 characters"
+            )
         self.send_json(await self.on_loop(lambda: _value(lambda: self.explorer.type_detail(name))))
 
 
@@ -211,7 +215,9 @@ class ChainsHandler(_Base):
         body = self.json_body()
         name, samples = body.get("type"), body.get("samples", 3)
         if not isinstance(name, str) or not 0 < len(name) <= 300:
-            raise tornado.web.HTTPError(400, reason="type must be a type name of 1 to 300 characters")
+            raise tornado.web.HTTPError(
+                400, reason="type must be a type name of 1 to 300 characters"
+            )
 
         async def start() -> dict[str, Any]:
             try:
@@ -234,8 +240,10 @@ class AllocationsHandler(_Base):
         seconds = body.get("seconds", min(10.0, window.max_seconds))
         frames = body.get("frames", 1)
         types = body.get("types", [])
-        if not isinstance(types, list) or len(types) > 10 or not all(
-            isinstance(t, str) and 0 < len(t) <= 300 for t in types
+        if (
+            not isinstance(types, list)
+            or len(types) > 10
+            or not all(isinstance(t, str) and 0 < len(t) <= 300 for t in types)
         ):
             raise tornado.web.HTTPError(400, reason="types must be a list of at most 10 type names")
 

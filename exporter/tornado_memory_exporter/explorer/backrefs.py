@@ -28,6 +28,7 @@ import gc
 import os
 import sys
 import types
+from asyncio import Handle
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,6 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
-from asyncio import Handle
 
 if TYPE_CHECKING:
     from ..census import Slicer
@@ -64,7 +64,12 @@ FINE = 128
 """Objects looked at one by one between two checkpoints, in a chunk that holds a frontier node."""
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_CODE_HOLDERS = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType, types.FrameType)
+_CODE_HOLDERS = (
+    types.CoroutineType,
+    types.GeneratorType,
+    types.AsyncGeneratorType,
+    types.FrameType,
+)
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,11 @@ class Walked:
 def code_of(obj: Any) -> types.CodeType | None:
     """The code object behind a function, frame, coroutine or generator (else ``None``)."""
     for attr in ("__code__", "f_code", "cr_code", "gi_code", "ag_code"):
-        code = getattr(obj, attr, None) if isinstance(obj, (types.FunctionType, *_CODE_HOLDERS)) else None
+        code = (
+            getattr(obj, attr, None)
+            if isinstance(obj, (types.FunctionType, *_CODE_HOLDERS))
+            else None
+        )
         if isinstance(code, types.CodeType):
             return code
     return None
@@ -97,7 +106,11 @@ def where(obj: Any) -> str:
     name = getattr(obj, "__qualname__", None) or (code.co_qualname if code else type(obj).__name__)
     if isinstance(obj, types.FrameType):
         return f"{code.co_qualname} ({code.co_filename}:{obj.f_lineno})"
-    frame = getattr(obj, "cr_frame", None) or getattr(obj, "gi_frame", None) or getattr(obj, "ag_frame", None)
+    frame = (
+        getattr(obj, "cr_frame", None)
+        or getattr(obj, "gi_frame", None)
+        or getattr(obj, "ag_frame", None)
+    )
     if code is None:
         return str(name)
     line = frame.f_lineno if frame is not None else code.co_firstlineno
@@ -137,7 +150,9 @@ class Roots:
     ) -> None:
         modules = dict(sys.modules) if modules is None else modules
         self._module_dicts = {
-            id(d): name for name, m in modules.items() if isinstance(d := getattr(m, "__dict__", None), dict)
+            id(d): name
+            for name, m in modules.items()
+            if isinstance(d := getattr(m, "__dict__", None), dict)
         }
         self._registered = {id(obj): name for name, obj in (registered or {}).items()}
         self._own_dir = own_dir
@@ -160,7 +175,10 @@ class Roots:
             return Root(MODULE_GLOBAL, f"{module}.{key_of(referrer, child) or '?'}")
         if isinstance(referrer, type):
             attr = key_of(vars(referrer), child) if isinstance(child, dict) else None
-            return Root(CLASS_ATTRIBUTE, f"{referrer.__module__}.{referrer.__qualname__}{'.' + attr if attr else ''}")
+            return Root(
+                CLASS_ATTRIBUTE,
+                f"{referrer.__module__}.{referrer.__qualname__}{'.' + attr if attr else ''}",
+            )
         if isinstance(referrer, _CODE_HOLDERS):
             return Root(FRAME, where(referrer))
         if isinstance(referrer, (Handle, tornado.ioloop.PeriodicCallback)):
@@ -229,7 +247,9 @@ async def walk(
             async for chunk in chunks(seq, slicer):
                 big = [obj for obj in chunk if isinstance(obj, _BIG_TYPES) and len(obj) > BIG]
                 if big:
-                    chunk = [obj for obj in chunk if not (isinstance(obj, _BIG_TYPES) and len(obj) > BIG)]
+                    chunk = [
+                        obj for obj in chunk if not (isinstance(obj, _BIG_TYPES) and len(obj) > BIG)
+                    ]
                     for obj in big:
                         state.visit(obj, await _big_hits(obj, state.frontier, slicer))
                     del big
@@ -310,8 +330,9 @@ class _Search:
                 out.append(Walked(self._path(i, top, sample), root))
             else:
                 reason = (
-                    f"no root within {max_depth} links" if i in cut else
-                    "no root: held only by a reference cycle the collector has not reached yet, "
+                    f"no root within {max_depth} links"
+                    if i in cut
+                    else "no root: held only by a reference cycle the collector has not reached yet, "
                     "or by objects the census cannot see (untracked, or frozen by gc.freeze())"
                 )
                 out.append(Walked(self._path(i, self.last[i], sample), None, reason))

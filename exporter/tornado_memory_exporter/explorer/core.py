@@ -11,13 +11,13 @@ import gc
 import sys
 import threading
 import time
+import tracemalloc
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
-import tracemalloc
 
 from ..census import Slicer, release
 from ..config import Config
@@ -42,8 +42,12 @@ MAX_ROOTS = 100
 OBSERVE_INTERVAL = 1.0
 """Seconds between looks for a new census snapshot (a reference comparison)."""
 _POOL_FIELDS = {
-    "pool_capacity": "capacity", "pool_in_use": "in_use", "pool_idle": "idle",
-    "pool_waiting": "waiting", "pool_leaked": "leaked", "pool_timeouts": "timeouts",
+    "pool_capacity": "capacity",
+    "pool_in_use": "in_use",
+    "pool_idle": "idle",
+    "pool_waiting": "waiting",
+    "pool_leaked": "leaked",
+    "pool_timeouts": "timeouts",
     "pool_oldest_checkout_seconds": "oldest_checkout_seconds",
 }
 
@@ -75,11 +79,13 @@ class Explorer:
         self._get_objects = get_objects
         self.history = CensusHistory()
         self.allocations = AllocationWindow(
-            loop=loop, faults=faults,
+            loop=loop,
+            faults=faults,
             max_seconds=config.explorer_tracemalloc_max_seconds,
             max_frames=config.explorer_tracemalloc_max_frames,
             slice_budget=config.census_slice_budget,
-            interesting=self._growing, get_objects=get_objects,
+            interesting=self._growing,
+            get_objects=get_objects,
         )
         self._walks: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._walk_task: asyncio.Task[None] | None = None
@@ -125,7 +131,11 @@ class Explorer:
         return self._census.selector.baseline if self._census is not None else None
 
     def _growing(self) -> list[str]:
-        return [row["type"] for row in self.history.types(self._baseline(), limit=5) if row["growth"] > 0]
+        return [
+            row["type"]
+            for row in self.history.types(self._baseline(), limit=5)
+            if row["growth"] > 0
+        ]
 
     def summary(self) -> dict[str, Any]:
         """Censuses, types by growth, handlers, watched objects, pools, allocation window."""
@@ -183,7 +193,11 @@ class Explorer:
     def start_walk(self, name: str, samples: int = 3) -> dict[str, Any]:
         """Start walking the chains of ``samples`` instances of type ``name`` (one walk at a
         time: ``RuntimeError`` while another runs). Call on the loop's thread."""
-        if not isinstance(samples, int) or isinstance(samples, bool) or not 1 <= samples <= MAX_SAMPLES:
+        if (
+            not isinstance(samples, int)
+            or isinstance(samples, bool)
+            or not 1 <= samples <= MAX_SAMPLES
+        ):
             raise ValueError(f"samples={samples!r} must be an integer from 1 to {MAX_SAMPLES}")
         if self._walk_task is not None and not self._walk_task.done():
             raise RuntimeError("a chain walk is already running")
@@ -200,20 +214,27 @@ class Explorer:
         started = clock()
         objects = self._get_objects()
         slicer = Slicer(
-            self.config.census_slice_budget, clock=clock, pause=lambda: asyncio.sleep(0), start=started
+            self.config.census_slice_budget,
+            clock=clock,
+            pause=lambda: asyncio.sleep(0),
+            start=started,
         )
         frames = _other_threads_frames()
         try:
             await slicer.pause()
             # Uncached naming: pick_samples asks once per distinct type, and a cache of weak
             # references to every type would itself show up as growth in the next census.
-            count, picked = await pick_samples(objects, lambda cls: type_name(cls) == name, slicer, samples)
-            roots = Roots(registered={n: obj for n, ref in self._roots.items() if (obj := ref()) is not None})
+            count, picked = await pick_samples(
+                objects, lambda cls: type_name(cls) == name, slicer, samples
+            )
+            roots = Roots(
+                registered={n: obj for n, ref in self._roots.items() if (obj := ref()) is not None}
+            )
             walked = await walk(objects, picked, slicer, roots, extra=frames)
             del frames
             chains = await self._describe(picked, walked, slicer)
             del picked, walked
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - counted and shown; a walk never hurts the app
             self._faults.record("explorer", error)
             state.update(state="error", error=f"{type(error).__name__}: {error}")
             return
@@ -221,11 +242,18 @@ class Explorer:
             await release(objects, slicer)
         slicer.end_slice()
         state.update(
-            state="done", count=count, chains=chains, duration_seconds=clock() - started,
-            max_stall_seconds=slicer.max_stall, slices=slicer.slices, finished_at=time.time(),
+            state="done",
+            count=count,
+            chains=chains,
+            duration_seconds=clock() - started,
+            max_stall_seconds=slicer.max_stall,
+            slices=slicer.slices,
+            finished_at=time.time(),
         )
 
-    async def _describe(self, picked: list[Any], walked: list[Any], slicer: Slicer) -> list[dict[str, Any]]:
+    async def _describe(
+        self, picked: list[Any], walked: list[Any], slicer: Slicer
+    ) -> list[dict[str, Any]]:
         show = self.config.explorer_show_contents
         chains = []
         for sample, result in zip(picked, walked, strict=True):
@@ -236,7 +264,9 @@ class Explorer:
                 "reason": result.reason,
                 "steps": describe_chain(result.path, root, show_contents=show),
             }
-            allocated = tracemalloc.get_object_traceback(sample) if tracemalloc.is_tracing() else None
+            allocated = (
+                tracemalloc.get_object_traceback(sample) if tracemalloc.is_tracing() else None
+            )
             if allocated is not None:
                 chain["allocated_at"] = f"{allocated[-1].filename}:{allocated[-1].lineno}"
             chains.append(chain)

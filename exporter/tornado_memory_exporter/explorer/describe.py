@@ -12,11 +12,11 @@ from __future__ import annotations
 import functools
 import reprlib
 import types
+from asyncio import Handle
 from collections import deque
 from typing import Any
 
 import tornado.ioloop
-from asyncio import Handle
 
 from ..typenames import type_name
 from .backrefs import CLASS_ATTRIBUTE, MODULE_GLOBAL, Root, callback_target, where
@@ -56,8 +56,16 @@ def describe_node(obj: Any, *, show_contents: bool) -> dict[str, Any]:
 
 
 def _label(obj: Any) -> str | None:
-    if isinstance(obj, (types.FunctionType, types.CoroutineType, types.GeneratorType,
-                        types.AsyncGeneratorType, types.FrameType)):
+    if isinstance(
+        obj,
+        (
+            types.FunctionType,
+            types.CoroutineType,
+            types.GeneratorType,
+            types.AsyncGeneratorType,
+            types.FrameType,
+        ),
+    ):
         return where(obj)
     if isinstance(obj, (Handle, tornado.ioloop.PeriodicCallback)):
         return f"callback {where(callback_target(obj))}"
@@ -87,18 +95,28 @@ def describe_edge(parent: Any, child: Any, *, namespace: bool, show_contents: bo
         for attr in ("func", "args", "keywords"):
             if getattr(parent, attr) is child:
                 return f".{attr}"
-    if isinstance(parent, (types.FrameType, types.CoroutineType, types.GeneratorType,
-                           types.AsyncGeneratorType)):
+    if isinstance(
+        parent,
+        (types.FrameType, types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType),
+    ):
         return _frame_edge(parent, child)
-    if isinstance(parent, type):
-        if isinstance(child, dict):
-            return ".__dict__"
-    for attr in ("__closure__", "__globals__", "__defaults__", "__kwdefaults__", "__self__",
-                 "__func__", "__dict__", "__mro__", "__bases__"):
+    if isinstance(parent, type) and isinstance(child, dict):
+        return ".__dict__"
+    for attr in (
+        "__closure__",
+        "__globals__",
+        "__defaults__",
+        "__kwdefaults__",
+        "__self__",
+        "__func__",
+        "__dict__",
+        "__mro__",
+        "__bases__",
+    ):
         try:
             if object.__getattribute__(parent, attr) is child:
                 return f".{attr}"
-        except Exception:  # noqa: BLE001 - attribute absent (or a broken descriptor)
+        except Exception:  # noqa: BLE001, S112 - attribute absent (or a broken descriptor)
             continue
     slot = _slot_of(parent, child)
     return f".{slot}" if slot else "referent"
@@ -118,9 +136,14 @@ def _dict_edge(parent: dict, child: Any, *, namespace: bool, show_contents: bool
 
 
 def _frame_edge(holder: Any, child: Any) -> str:
-    frame = holder if isinstance(holder, types.FrameType) else (
-        getattr(holder, "cr_frame", None) or getattr(holder, "gi_frame", None)
-        or getattr(holder, "ag_frame", None)
+    frame = (
+        holder
+        if isinstance(holder, types.FrameType)
+        else (
+            getattr(holder, "cr_frame", None)
+            or getattr(holder, "gi_frame", None)
+            or getattr(holder, "ag_frame", None)
+        )
     )
     if frame is not None:
         for name, value in frame.f_locals.items():
@@ -143,7 +166,9 @@ def _slot_of(parent: Any, child: Any) -> str | None:
     return None
 
 
-def describe_chain(path: list[Any], root: Root | None, *, show_contents: bool) -> list[dict[str, Any]]:
+def describe_chain(
+    path: list[Any], root: Root | None, *, show_contents: bool
+) -> list[dict[str, Any]]:
     """Root-first steps: each node, and how it holds the next one (``via``)."""
     steps = []
     for i, obj in enumerate(path):
@@ -155,7 +180,9 @@ def describe_chain(path: list[Any], root: Root | None, *, show_contents: bool) -
                 or isinstance(holder, type)
                 or (holder is not None and _dict_of(holder) is obj)
             )
-            step["via"] = describe_edge(obj, path[i + 1], namespace=namespace, show_contents=show_contents)
+            step["via"] = describe_edge(
+                obj, path[i + 1], namespace=namespace, show_contents=show_contents
+            )
         steps.append(step)
     return steps
 

@@ -46,7 +46,9 @@ class CensusHistory:
         """Count of type ``name`` in each kept census, oldest first (``None``: not exported then)."""
         return [snap.objects.get(name) for snap in self._snapshots]
 
-    def types(self, baseline: Mapping[str, int] | None, limit: int = MAX_TYPES) -> list[dict[str, Any]]:
+    def types(
+        self, baseline: Mapping[str, int] | None, limit: int = MAX_TYPES
+    ) -> list[dict[str, Any]]:
         """Rows for every type exported by any kept census, fastest-growing first.
 
         ``growth`` is measured from ``baseline`` (the census selector's first census; when
@@ -60,15 +62,20 @@ class CensusHistory:
         rows = []
         for name in names:
             count = latest.get(name, 0)
-            start = baseline.get(name, 0) if baseline is not None else (snaps[0].objects.get(name) or 0)
-            rows.append({
-                "type": name,
-                "count": count,
-                "growth": count - start,
-                "last_growth": None if previous is None or name not in previous
-                else count - previous[name],
-                "counts": [snap.objects.get(name) for snap in snaps],
-            })
+            start = (
+                baseline.get(name, 0) if baseline is not None else (snaps[0].objects.get(name) or 0)
+            )
+            rows.append(
+                {
+                    "type": name,
+                    "count": count,
+                    "growth": count - start,
+                    "last_growth": None
+                    if previous is None or name not in previous
+                    else count - previous[name],
+                    "counts": [snap.objects.get(name) for snap in snaps],
+                }
+            )
         rows.sort(key=lambda row: (-row["growth"], -row["count"], row["type"]))
         return rows[:limit]
 
