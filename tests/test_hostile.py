@@ -190,35 +190,48 @@ def test_a_large_body_is_refused_before_it_is_read(separate_server):
     assert time.monotonic() - started < 5
 
 
-def _median_seconds(check_fn, header: str, rounds: int = 15, batch: int = 20) -> float:
+def _median_seconds(compare, given: bytes, expected: bytes, rounds: int = 15, batch: int = 20) -> float:
     timings = []
     for _ in range(rounds):
         started = time.perf_counter()
         for _ in range(batch):
-            check_fn(header)
+            compare(given, expected)
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
 
 
+def test_secrets_are_compared_in_constant_time():
+    # With a 256 KiB secret a short-circuiting compare is plain to see: `==` answers a
+    # first-byte mismatch in nanoseconds and a last-byte one after a 256 KiB memcmp (ratio in
+    # the hundreds). Comparing digests costs the same wherever the guess differs.
+    secret = b"k" * 2**18
+    early, late = b"x" + secret[1:], secret[:-1] + b"x"
+    assert not auth._same(early, secret) and not auth._same(late, secret) and auth._same(secret, secret)
+    ratio = _median_seconds(auth._same, late, secret) / _median_seconds(auth._same, early, secret)
+    assert 0.5 < ratio < 2.0, ratio
+
+
 @pytest.mark.parametrize("scheme", ["bearer", "basic"])
-def test_credentials_are_compared_in_constant_time(scheme):
-    # A 1 MiB secret makes a short-circuiting compare visible: `==` on a first-byte mismatch is
-    # ~1000x faster than on a last-byte one. Digests of both sides cost the same either way.
-    secret = "k" * 2**20
-    config = Config(auth_token=secret) if scheme == "bearer" else Config(basic_auth=("u", secret))
+def test_both_schemes_go_through_the_constant_time_compare(scheme, monkeypatch):
+    config = Config(auth_token=TOKEN) if scheme == "bearer" else Config(basic_auth=(USER, PASSWORD))
+    header = GOOD_BEARER if scheme == "bearer" else GOOD_BASIC
+    compared = []
+    real = auth._same
 
-    def header(value: str) -> str:
-        if scheme == "bearer":
-            return f"Bearer {value}"
-        return "Basic " + base64.b64encode(f"u:{value}".encode()).decode()
+    def spy(given: bytes, expected: bytes) -> bool:
+        compared.append((given, expected))
+        return real(given, expected)
 
-    early, late = header("x" + secret[1:]), header(secret[:-1] + "x")
-    assert not auth.authorized(config, early) and not auth.authorized(config, late)
-    assert auth.authorized(config, header(secret))
-    check_fn = lambda h: auth.authorized(config, h)  # noqa: E731
-    early_time = _median_seconds(check_fn, early)
-    late_time = _median_seconds(check_fn, late)
-    assert 0.5 < late_time / early_time < 2.0, (early_time, late_time)
+    monkeypatch.setattr(auth, "_same", spy)
+    assert auth.authorized(config, header)
+    expected = [(TOKEN.encode(), TOKEN.encode())] if scheme == "bearer" else [
+        (USER.encode(), USER.encode()), (PASSWORD.encode(), PASSWORD.encode())]
+    assert compared == expected
+    compared.clear()
+    wrong_user = "Basic " + base64.b64encode(f"x:{PASSWORD}".encode()).decode()
+    if scheme == "basic":  # a wrong user still compares the password: timing tells no half
+        assert not auth.authorized(config, wrong_user)
+        assert [g for g, _ in compared] == [b"x", PASSWORD.encode()]
 
 
 def test_the_separate_server_binds_loopback_by_default():

@@ -118,7 +118,8 @@ def test_a_restarted_worker_replaces_its_series_within_one_interval(tmp_path):
 
 def test_the_state_directory_does_not_grow_across_1000_worker_restarts(tmp_path):
     with Workers(tmp_path, "--workers", "2", "--crash-after-write", "--max-restarts", "1000") as workers:
-        assert workers.process.wait(timeout=110) != 0
+        # ~20 ms per restart on a quiet 2-core machine, ~100 ms when it is shared and loaded
+        assert workers.process.wait(timeout=300) != 0
     log = workers.stderr.read_text()
     assert "Too many child restarts" in log
     # fork_processes logs every crash, then gives up on the one past max_restarts

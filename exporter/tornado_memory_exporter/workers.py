@@ -183,19 +183,20 @@ class WorkerView(Collector):
                 if families is not None:
                     groups.append((worker, families))
         for path in set(self._parsed) - seen:
-            del self._parsed[path]
+            self._parsed.pop(path, None)  # another thread's scrape may have dropped it first
         groups.sort(key=lambda item: (len(item[0]), item[0]))  # "2" before "10"
         return [families for _, families in groups]
 
     def _read(self, path: Path, now: float) -> list[Metric] | None:
         try:
             stat = path.stat()
+            key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+            cached = self._parsed.get(path)
+            text = path.read_text(encoding="utf-8") if cached is None or cached[0] != key else None
         except FileNotFoundError:
             return None  # deleted by a sibling's scrape a moment ago
-        key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        cached = self._parsed.get(path)
-        if cached is None or cached[0] != key:
-            header, _, body = path.read_text(encoding="utf-8").partition("\n")
+        if text is not None:
+            header, _, body = text.partition("\n")
             match = _HEADER_RE.match(header)
             if match is None:
                 raise ValueError(f"{path} is not a worker snapshot (header {header[:80]!r})")
