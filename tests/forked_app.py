@@ -20,8 +20,8 @@ import tornado.process
 import tornado.web
 from prometheus_client import CollectorRegistry
 
-from tornado_memory_exporter import Config, install, start_metrics_server
-from tornado_memory_exporter.workers import worker_id, worker_port
+from tornado_memory_exporter import Config, install, start_metrics_server, worker_port
+from tornado_memory_exporter.workers import worker_id
 
 
 class WhoAmI(tornado.web.RequestHandler):

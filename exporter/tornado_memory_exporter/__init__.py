@@ -11,6 +11,7 @@ from .config import Config
 from .exposition import MetricsHandler, MetricsServer, start_metrics_server
 from .install import Exporter, install
 from .pools import ObjectPool, PoolSnapshot, PoolTimeout
+from .workers import worker_port
 
 __all__ = [
     "Config",
@@ -23,4 +24,5 @@ __all__ = [
     "__version__",
     "install",
     "start_metrics_server",
+    "worker_port",
 ]
