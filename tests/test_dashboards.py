@@ -4,11 +4,13 @@ a real Prometheus that scraped a real app (with the shipped rules loaded)."""
 
 from __future__ import annotations
 
+import copy
 import gc
-import itertools
 import json
 import math
-import urllib.parse
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from appserver import AppServer
 from promql_tools import (
     RANGE, RATE_INTERVAL, dashboard_exprs, label_values_query, rule_exprs, substitute, walk,
 )
-from realbin import Prometheus, get_json, wait_for
+from realbin import Prometheus, require_binary, wait_for
 from tornado_memory_exporter import Config, ObjectPool
 from tornado_memory_exporter.mixin import MixinConfig, build_dashboards
 from tornado_memory_exporter.mixin.panels import DATASOURCE, SCHEMA_VERSION
@@ -95,6 +97,46 @@ def test_every_expression_parses() -> None:
                 if where.endswith(("$job", "$instance", "$worker", "$type")):
                     expr = label_values_query(expr)[0]
                 assert walk(substitute(expr))[0], where
+
+
+SCHEMA_DIR = Path(__file__).resolve().parent / "grafana_schema"
+
+
+def test_dashboards_type_check_against_grafana_schema() -> None:
+    """``const d: Dashboard = <json>`` through tsc with @grafana/schema's types (the Grafana 11.0
+    model): catches misspelt keys and wrong types that a JSON lint cannot. A deliberately broken
+    copy must fail, so a check that accepts anything would be noticed."""
+    tsc = SCHEMA_DIR / "node_modules/.bin/tsc"
+    if not tsc.exists():
+        message = "@grafana/schema is not installed (make test runs npm ci in tests/grafana_schema)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    require_binary("node")
+    build = SCHEMA_DIR / "build" / str(os.getpid())  # under node_modules' parent: imports resolve
+    build.mkdir(parents=True, exist_ok=True)
+    wrong_type = copy.deepcopy(DASHBOARDS["tornado-memory-overview.json"])
+    wrong_type["panels"][1]["gridPos"]["w"] = "12"
+    misspelt = copy.deepcopy(DASHBOARDS["tornado-memory-overview.json"])
+    misspelt["refresh_rate"] = "5s"
+    files = {**DASHBOARDS, "broken-type.json": wrong_type, "broken-key.json": misspelt}
+    try:
+        for name, model in files.items():
+            (build / f"{name[:-5]}.ts").write_text(
+                "import type { Dashboard } from '@grafana/schema';\n"
+                f"export const dashboard: Dashboard = {json.dumps(model, indent=1)};\n"
+            )
+        result = subprocess.run(
+            [str(tsc), "--noEmit", "--strict", "--target", "es2020", "--moduleResolution", "node",
+             *sorted(str(p) for p in build.glob("*.ts"))],
+            capture_output=True, text=True, timeout=180,
+        )
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    errors = [line for line in result.stdout.splitlines() if "error TS" in line]
+    assert [e.split("(")[0].rsplit("/", 1)[-1] for e in errors] == ["broken-key.ts", "broken-type.ts"], result.stdout
+    assert "'\"refresh_rate\"' does not exist in type 'Dashboard'" in result.stdout
+    assert "Type 'string' is not assignable to type 'number'" in result.stdout
 
 
 # --- against a real app and a real Prometheus ---------------------------------------------

@@ -148,7 +148,7 @@ def test_generate_command_writes_a_narrowed_mixin(tmp_path: Path) -> None:
     assert alert["annotations"]["runbook_url"] == "https://runbooks.example/tornado.md#tornadomemoryleaksuspected"
     assert 'tornado_process_resident_memory_bytes{job="shop"}' in alert["expr"]
     overview = json.loads((tmp_path / "out/dashboards/tornado-memory-overview.json").read_text())
-    assert overview["templating"]["list"][1]["definition"] == 'label_values(tornado_exporter_info{job="shop"}, job)'
+    assert overview["templating"]["list"][1]["query"]["query"] == 'label_values(tornado_exporter_info{job="shop"}, job)'
 
 
 @pytest.mark.parametrize(("content", "message"), [

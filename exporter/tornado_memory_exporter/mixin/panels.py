@@ -22,9 +22,13 @@ def filters(cfg: MixinConfig, *extra: str, worker: bool = True) -> tuple[str, ..
     return (*base, *extra)
 
 
+# No "current" on the variables: Grafana selects the default datasource / "All" on first load,
+# and an empty {} is not a valid VariableOption (caught by the @grafana/schema type check).
+
+
 def datasource_variable() -> dict[str, Any]:
     return {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
-            "current": {}, "hide": 0, "refresh": 1, "regex": "", "options": [], "includeAll": False,
+            "hide": 0, "refresh": 1, "regex": "", "options": [], "includeAll": False,
             "multi": False}
 
 
@@ -32,8 +36,8 @@ def query_variable(name: str, query: str, *, all_value: str = ".+", label: str |
     """A multi-value ``label_values`` variable with an "All" option matching ``all_value``."""
     return {
         "type": "query", "name": name, "label": label or name, "datasource": DATASOURCE,
-        "definition": query, "query": {"query": query, "refId": "StandardVariableQuery"},
-        "refresh": 2, "includeAll": True, "multi": True, "allValue": all_value, "current": {},
+        "query": {"query": query, "refId": "StandardVariableQuery"},
+        "refresh": 2, "includeAll": True, "multi": True, "allValue": all_value,
         "sort": 1, "hide": 0, "options": [], "regex": "",
     }
 
