@@ -14,7 +14,7 @@ Targets: no failed scrape; app p99 within 1.2x of the baseline p99.
 (``census_now()`` after every 10th scrape), after a warm-up. Target: retained memory (traced,
 after a full collection) grows by < 1 MiB, in total and in the exporter's own frames.
 
-    .venv/bin/python -m bench.load [--duration 30] [--scrapers 50] [--scrapes 10000] [--censuses 1000]
+    .venv/bin/python -m bench.load [--duration 30] [--scrapers 50] [--scrapes 10000]
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from multiprocessing.sharedctypes import Synchronized
 import tornado.httpclient
 import tornado.web
 from prometheus_client import CollectorRegistry
+from tornado_memory_exporter import Config, MetricsHandler, install, start_metrics_server
 
 from bench import PROMETHEUS_HEADERS, ChildServer, fmt_seconds, median, percentile
-from tornado_memory_exporter import Config, MetricsHandler, install, start_metrics_server
 
 MiB = 2**20
 BASELINE, ROUTE, CACHED, SEPARATE = 0, 1, 2, 3
@@ -65,10 +65,20 @@ async def load_app(metrics_port: int) -> tornado.web.Application:
     """The served app (runs in the child): the page, the exporter's route, a separate port."""
     app = tornado.web.Application([(r"/", PageHandler)])
     exporter = install(app, "/metrics", config=Config(), registry=CollectorRegistry())
-    app.add_handlers(r".*", [(r"/metrics-cached", MetricsHandler, {
-        "registry": exporter.served, "config": Config(scrape_cache_seconds=1.0)})])
+    app.add_handlers(
+        r".*",
+        [
+            (
+                r"/metrics-cached",
+                MetricsHandler,
+                {"registry": exporter.served, "config": Config(scrape_cache_seconds=1.0)},
+            )
+        ],
+    )
     app.settings["exporter"] = exporter
-    app.settings["metrics_server"] = start_metrics_server(port=metrics_port, registry=exporter.served)
+    app.settings["metrics_server"] = start_metrics_server(
+        port=metrics_port, registry=exporter.served
+    )
     return app
 
 
@@ -98,7 +108,15 @@ class _KeepAlive(threading.local):
             raise
 
 
-def _scrapers(urls: dict[int, tuple[int, str]], mode: Synchronized, stop, ok, failed, count: int, interval: float) -> None:
+def _scrapers(
+    urls: dict[int, tuple[int, str]],
+    mode: Synchronized,
+    stop,
+    ok,
+    failed,
+    count: int,
+    interval: float,
+) -> None:
     """Child process: ``count`` scraper threads, each scraping ``urls[mode]`` once per ``interval``
     over keep-alive connections of its own, as ``count`` Prometheus servers would."""
 
@@ -126,7 +144,9 @@ def _scrapers(urls: dict[int, tuple[int, str]], mode: Synchronized, stop, ok, fa
         thread.join()
 
 
-def _traffic(port: int, mode: Synchronized, *, rate: float, window: float, duration: float) -> dict[int, list[float]]:
+def _traffic(
+    port: int, mode: Synchronized, *, rate: float, window: float, duration: float
+) -> dict[int, list[float]]:
     """Open-loop app traffic (keep-alive, 32 client threads) while the windows rotate;
     latency of each request from its scheduled start, by condition."""
     latencies: dict[int, list[float]] = {c: [] for c in CONDITIONS}
@@ -184,19 +204,25 @@ def load(*, duration: float, scrapers: int, interval: float, rate: float, window
             stop.set()
             process.join(30)
     base_p99 = percentile(latencies[BASELINE], 99)
-    print(f"load: {scrapers} scrapers x 1 scrape/{interval:g}s beside {rate:g} app req/s, "
-          f"{duration:g}s per condition in {window:g}s windows")
-    print(f"  {'condition':28} {'requests':>8} {'p50':>9} {'p90':>9} {'p99':>9} {'p99/base':>8} "
-          f"{'scrapes':>8} {'failed':>6}")
+    print(
+        f"load: {scrapers} scrapers x 1 scrape/{interval:g}s beside {rate:g} app req/s, "
+        f"{duration:g}s per condition in {window:g}s windows"
+    )
+    print(
+        f"  {'condition':28} {'requests':>8} {'p50':>9} {'p90':>9} {'p99':>9} {'p99/base':>8} "
+        f"{'scrapes':>8} {'failed':>6}"
+    )
     passed = True
     for condition, name in CONDITIONS.items():
         values = latencies[condition]
         p99 = percentile(values, 99)
         done = ok[condition].value if condition in ok else 0
         bad = failed[condition].value if condition in failed else 0
-        print(f"  {name:28} {len(values):8d} {fmt_seconds(median(values)):>9} "
-              f"{fmt_seconds(percentile(values, 90)):>9} {fmt_seconds(p99):>9} "
-              f"{p99 / base_p99:8.2f} {done:8d} {bad:6d}")
+        print(
+            f"  {name:28} {len(values):8d} {fmt_seconds(median(values)):>9} "
+            f"{fmt_seconds(percentile(values, 90)):>9} {fmt_seconds(p99):>9} "
+            f"{p99 / base_p99:8.2f} {done:8d} {bad:6d}"
+        )
         if condition != BASELINE:
             passed &= bad == 0 and done > 0 and p99 <= 1.2 * base_p99
     print(f"  target: no failed scrape, app p99 <= 1.2 x baseline: {'met' if passed else 'MISSED'}")
@@ -204,18 +230,22 @@ def load(*, duration: float, scrapers: int, interval: float, rate: float, window
 
 
 async def _soak(scrapes: int, censuses: int) -> tuple[int, int, int, int]:
-    """(total bytes before, after, exporter-frame bytes before, after) retained under tracemalloc."""
+    """Bytes retained under tracemalloc: (total before, after, our frames before, after)."""
     app = tornado.web.Application([(r"/", PageHandler)])
     server = app.listen(0, address="127.0.0.1")
     port = next(iter(server._sockets.values())).getsockname()[1]
-    exporter = install(app, "/metrics", config=Config(census_interval=0), registry=CollectorRegistry())
+    exporter = install(
+        app, "/metrics", config=Config(census_interval=0), registry=CollectorRegistry()
+    )
     client = tornado.httpclient.AsyncHTTPClient()
     every = max(1, scrapes // censuses) if censuses else 0
 
     async def run(n: int, census_count: int) -> None:
         done_censuses = 0
         for i in range(1, n + 1):
-            response = await client.fetch(f"http://127.0.0.1:{port}/metrics", headers=PROMETHEUS_HEADERS)
+            response = await client.fetch(
+                f"http://127.0.0.1:{port}/metrics", headers=PROMETHEUS_HEADERS
+            )
             assert response.code == 200 and MARKER in response.body
             if every and i % every == 0 and done_censuses < census_count:
                 await exporter.census_now()
@@ -227,11 +257,15 @@ async def _soak(scrapes: int, censuses: int) -> tuple[int, int, int, int]:
     def retained() -> tuple[int, int]:
         gc.collect()  # the bench, not the library: count what survives a full collection
         snapshot = tracemalloc.take_snapshot()
-        ours = snapshot.filter_traces([
-            tracemalloc.Filter(True, "*tornado_memory_exporter*"),
-            tracemalloc.Filter(True, "*prometheus_client*"),
-        ])
-        return sum(s.size for s in snapshot.statistics("filename")), sum(s.size for s in ours.statistics("filename"))
+        ours = snapshot.filter_traces(
+            [
+                tracemalloc.Filter(True, "*tornado_memory_exporter*"),
+                tracemalloc.Filter(True, "*prometheus_client*"),
+            ]
+        )
+        return sum(s.size for s in snapshot.statistics("filename")), sum(
+            s.size for s in ours.statistics("filename")
+        )
 
     tracemalloc.start(1)
     await run(max(100, scrapes // 20), max(10, censuses // 20))  # warm-up: caches, lazy imports
@@ -249,15 +283,19 @@ def soak(*, scrapes: int, censuses: int) -> bool:
     before, after, ours_before, ours_after = asyncio.run(_soak(scrapes, censuses))
     growth, ours = after - before, ours_after - ours_before
     print(f"soak: {scrapes} scrapes + {censuses} censuses in {time.monotonic() - started:.0f}s")
-    print(f"  retained (traced, after gc): total {before / MiB:.2f} -> {after / MiB:.2f} MiB "
-          f"({growth / 1024:+.1f} KiB); exporter+prometheus_client frames {ours / 1024:+.1f} KiB")
+    print(
+        f"  retained (traced, after gc): total {before / MiB:.2f} -> {after / MiB:.2f} MiB "
+        f"({growth / 1024:+.1f} KiB); exporter+prometheus_client frames {ours / 1024:+.1f} KiB"
+    )
     passed = growth < MiB and ours < MiB
     print(f"  target: retained growth < 1 MiB: {'met' if passed else 'MISSED'}")
     return passed
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.load", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="seconds per condition")
     parser.add_argument("--window", type=float, default=5.0, help="seconds per rotation window")
     parser.add_argument("--scrapers", type=int, default=50)
@@ -270,8 +308,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = []
     if not args.skip_load:
-        results.append(load(duration=args.duration, scrapers=args.scrapers, interval=args.scrape_interval,
-                            rate=args.rate, window=args.window))
+        results.append(
+            load(
+                duration=args.duration,
+                scrapers=args.scrapers,
+                interval=args.scrape_interval,
+                rate=args.rate,
+                window=args.window,
+            )
+        )
     if not args.skip_soak:
         results.append(soak(scrapes=args.scrapes, censuses=args.censuses))
     return 0 if all(results) else 1

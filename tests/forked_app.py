@@ -19,7 +19,6 @@ import tornado.netutil
 import tornado.process
 import tornado.web
 from prometheus_client import CollectorRegistry
-
 from tornado_memory_exporter import Config, install, start_metrics_server, worker_port
 from tornado_memory_exporter.workers import worker_id
 
@@ -37,8 +36,12 @@ async def serve(args: argparse.Namespace, sockets: list) -> None:
         worker_interval=args.interval,
         census_interval=0,
     )
-    exporter = install(app, path=None if args.worker_port else "/metrics", config=config,
-                       registry=CollectorRegistry())
+    exporter = install(
+        app,
+        path=None if args.worker_port else "/metrics",
+        config=config,
+        registry=CollectorRegistry(),
+    )
     if args.crash_after_write:
         os._exit(1)  # a crash right after the first snapshot: fork_processes restarts the task id
     if args.worker_port:

@@ -16,10 +16,9 @@ import urllib.request
 
 import psutil
 import pytest
+from appserver import AppServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-
-from appserver import AppServer
 from tornado_memory_exporter import Config, start_metrics_server
 from tornado_memory_exporter.census import HeapCensus
 from tornado_memory_exporter.census_collector import CensusCollector
@@ -69,12 +68,16 @@ def scrape(url: str) -> dict[str, dict[tuple, float]]:
     out: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
-            out.setdefault(family.name, {})[(sample.name, *sorted(sample.labels.items()))] = sample.value
+            out.setdefault(family.name, {})[(sample.name, *sorted(sample.labels.items()))] = (
+                sample.value
+            )
     return out
 
 
 def errors(families, source: str) -> float:
-    return families["tornado_exporter_errors"][("tornado_exporter_errors_total", ("collector", source))]
+    return families["tornado_exporter_errors"][
+        ("tornado_exporter_errors_total", ("collector", source))
+    ]
 
 
 def gauge(families, name: str) -> float:
@@ -83,7 +86,9 @@ def gauge(families, name: str) -> float:
 
 
 def failure_logs(caplog, source: str) -> int:
-    return sum(f"source {source!r} failed" in r.getMessage() for r in caplog.records if r.name == LOGGER)
+    return sum(
+        f"source {source!r} failed" in r.getMessage() for r in caplog.records if r.name == LOGGER
+    )
 
 
 EVERYTHING_ELSE = {"tornado_gc_threshold", "tornado_gc_collections", "tornado_exporter_errors"}
@@ -101,8 +106,10 @@ class DeniedProcess:
 
     def __getattr__(self, name):
         if name == "memory_full_info" or not self._only_full:
+
             def denied(*args, **kwargs):
                 raise psutil.AccessDenied(pid=self._real.pid, name="python")
+
             return denied
         return getattr(self._real, name)
 
@@ -115,9 +122,10 @@ def _process(faults, **kwargs) -> ProcessCollector:
 def test_psutil_access_denied(caplog):
     clock = Clock()
     faults = Faults(log_interval=60, clock=clock)
-    with caplog.at_level(logging.WARNING, logger=LOGGER), serving(
-        faults, process=_process(faults, proc=DeniedProcess())
-    ) as get:
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        serving(faults, process=_process(faults, proc=DeniedProcess())) as get,
+    ):
         for n in (1, 2, 3):
             families = get()
             assert errors(families, "process") == n
@@ -134,9 +142,12 @@ def test_psutil_access_denied(caplog):
 
 def test_psutil_access_denied_on_smaps_costs_only_uss_pss_swap(caplog):
     faults = Faults(log_interval=60)
-    with caplog.at_level(logging.WARNING, logger=LOGGER), serving(
-        faults, process=_process(faults, proc=DeniedProcess(only_full=True), full_memory=True)
-    ) as get:
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        serving(
+            faults, process=_process(faults, proc=DeniedProcess(only_full=True), full_memory=True)
+        ) as get,
+    ):
         for n in (1, 2):
             families = get()
             assert errors(families, "process") == n
@@ -152,9 +163,10 @@ def test_psutil_no_such_process(caplog):
     child.kill()
     child.wait()
     faults = Faults(log_interval=60)
-    with caplog.at_level(logging.WARNING, logger=LOGGER), serving(
-        faults, process=_process(faults, proc=proc)
-    ) as get:
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        serving(faults, process=_process(faults, proc=proc)) as get,
+    ):
         for n in (1, 2, 3):
             families = get()
             assert errors(families, "process") == n
@@ -186,7 +198,9 @@ def test_a_garbled_cgroup_file_costs_only_the_limit(tmp_path, caplog):
     (tmp_path / "proc/self").mkdir(parents=True)
     (tmp_path / "proc/self/cgroup").write_text("this is not a cgroup line\n")
     faults = Faults(log_interval=60)
-    collector = _process(faults, memory_limit=MemoryLimit(root=tmp_path, host_total=lambda: 8 * GiB))
+    collector = _process(
+        faults, memory_limit=MemoryLimit(root=tmp_path, host_total=lambda: 8 * GiB)
+    )
     with caplog.at_level(logging.WARNING, logger=LOGGER), serving(faults, process=collector) as get:
         for n in (1, 2, 3):
             families = get()
@@ -213,7 +227,10 @@ def test_a_failing_gc_callback(caplog):
     faults = Faults(log_interval=60)
     # Told there is one generation, the callback fails (IndexError) on every gen-1/2 collection.
     recorder = GCPauseRecorder("tornado", faults, buckets=DEFAULT_GC_PAUSE_BUCKETS, generations=1)
-    with caplog.at_level(logging.WARNING, logger=LOGGER), serving(faults, gc_pauses=recorder) as get:
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        serving(faults, gc_pauses=recorder) as get,
+    ):
         with gc_disabled():
             recorder.start()
             try:
@@ -249,8 +266,12 @@ def test_the_census_raising(caplog):
     async def run():
         faults = Faults(log_interval=60)
         census = HeapCensus(
-            loop=asyncio.get_running_loop(), faults=faults, interval=0, slice_budget=0.005,
-            selector=TypeSelector(top_n=5, growth_n=0, allowlist=(), hold=0), get_objects=get_objects,
+            loop=asyncio.get_running_loop(),
+            faults=faults,
+            interval=0,
+            slice_budget=0.005,
+            selector=TypeSelector(top_n=5, growth_n=0, allowlist=(), hold=0),
+            get_objects=get_objects,
         )
         first = await census.run_now()
         for _ in range(3):
@@ -295,13 +316,18 @@ class GoodPool:
 
 
 def _families(body: str):
-    return {f.name: {(s.name, *sorted(s.labels.items())): s.value for s in f.samples}
-            for f in text_string_to_metric_families(body)}
+    return {
+        f.name: {(s.name, *sorted(s.labels.items())): s.value for s in f.samples}
+        for f in text_string_to_metric_families(body)
+    }
 
 
 def test_a_watched_object_whose_measurement_raises(caplog):
     broken, good = BrokenLen(), [1, 2, 3]
-    with caplog.at_level(logging.WARNING, logger=LOGGER), AppServer(config=Config(census_interval=0)) as server:
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        AppServer(config=Config(census_interval=0)) as server,
+    ):
         server.exporter.watch("broken", broken)
         server.exporter.watch("good", good)
         for n in (1, 2):
@@ -317,7 +343,10 @@ def test_a_watched_object_whose_measurement_raises(caplog):
 @pytest.mark.parametrize("kind", ["raises", "hangs"])
 def test_a_registered_pool_whose_snapshot_raises_or_hangs(kind, caplog):
     bad = RaisingPool() if kind == "raises" else HangingPool()
-    with caplog.at_level(logging.WARNING, logger=LOGGER), AppServer(config=Config(census_interval=0)) as server:
+    with (
+        caplog.at_level(logging.WARNING, logger=LOGGER),
+        AppServer(config=Config(census_interval=0)) as server,
+    ):
         server.exporter.pools.register("bad", bad)
         server.exporter.pools.register("good", GoodPool())
         try:
@@ -326,7 +355,9 @@ def test_a_registered_pool_whose_snapshot_raises_or_hangs(kind, caplog):
                 families = _families(server.scrape())
                 took = time.monotonic() - started
                 assert errors(families, "pools") == n
-                assert families["tornado_pool_in_use"] == {("tornado_pool_in_use", ("pool", "good")): 3}
+                assert families["tornado_pool_in_use"] == {
+                    ("tornado_pool_in_use", ("pool", "good")): 3
+                }
                 assert gauge(families, "tornado_process_resident_memory_bytes") > 0
                 if kind == "hangs":  # the scrape waits for the snapshot deadline, not forever
                     assert took < 5, took

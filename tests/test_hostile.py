@@ -12,11 +12,10 @@ import time
 import urllib.parse
 
 import pytest
+from appserver import AppServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge
-
-from appserver import AppServer
 from tornado_memory_exporter import Config, auth, start_metrics_server
 from tornado_memory_exporter.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from tornado_memory_exporter.faults import Faults
@@ -31,45 +30,72 @@ AUTH = Config(census_interval=0, auth_token=TOKEN, basic_auth=(USER, PASSWORD))
 KNOWN_TYPES = {
     CONTENT_TYPE_PLAIN_0_0_4,
     "application/openmetrics-text; version=1.0.0; charset=utf-8",
-    *(f"application/openmetrics-text; version=1.0.0; charset=utf-8; escaping={e}"
-      for e in ("underscores", "dots", "values", "allow-utf-8")),
-    *(f"text/plain; version=1.0.0; charset=utf-8; escaping={e}"
-      for e in ("underscores", "dots", "values", "allow-utf-8")),
+    *(
+        f"application/openmetrics-text; version=1.0.0; charset=utf-8; escaping={e}"
+        for e in ("underscores", "dots", "values", "allow-utf-8")
+    ),
+    *(
+        f"text/plain; version=1.0.0; charset=utf-8; escaping={e}"
+        for e in ("underscores", "dots", "values", "allow-utf-8")
+    ),
 }
 
 # Header values a client can put on the wire: latin-1 without control characters.
-header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=300)
-versions = st.sampled_from(["1.0.0", "0.0.1", "0.0.4", "2.0.0", "99.1.0<x>", "a.b.c", "", "1", "1.0.0.0", "-1.0.0"])
+header_text = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=300
+)
+versions = st.sampled_from(
+    ["1.0.0", "0.0.1", "0.0.4", "2.0.0", "99.1.0<x>", "a.b.c", "", "1", "1.0.0.0", "-1.0.0"]
+)
 escapings = st.sampled_from(["underscores", "dots", "values", "allow-utf-8", "bogus", ""])
 structured_accept = st.builds(
     lambda kind, v, e, q: f"{kind}; version={v}; escaping={e}; q={q}",
     st.sampled_from(["application/openmetrics-text", "text/plain", "*/*", "application/json"]),
-    versions, escapings, st.sampled_from(["1", "0", "0.5", "x"]),
+    versions,
+    escapings,
+    st.sampled_from(["1", "0", "0.5", "x"]),
 )
 accepts = st.one_of(
-    st.none(), header_text, structured_accept,
+    st.none(),
+    header_text,
+    structured_accept,
     st.lists(structured_accept, max_size=5).map(", ".join),
     st.integers(1, 20000).map(lambda n: "a," * n),
 )
 authorizations = st.one_of(
-    st.none(), st.just(GOOD_BEARER), st.just(GOOD_BASIC), header_text,
+    st.none(),
+    st.just(GOOD_BEARER),
+    st.just(GOOD_BASIC),
+    header_text,
     header_text.map(lambda t: f"Bearer {t}"),
     st.binary(max_size=60).map(lambda b: "Basic " + base64.b64encode(b).decode()),
-    st.just(GOOD_BEARER + "x"), st.just("bearer " + TOKEN), st.just("Basic " + "A" * 5000),
+    st.just(GOOD_BEARER + "x"),
+    st.just("bearer " + TOKEN),
+    st.just("Basic " + "A" * 5000),
 )
-query_keys = st.one_of(st.sampled_from(["name[]", "name", "format", "debug", ""]), st.text(max_size=20))
+query_keys = st.one_of(
+    st.sampled_from(["name[]", "name", "format", "debug", ""]), st.text(max_size=20)
+)
 queries = st.one_of(
     st.lists(st.tuples(query_keys, st.text(max_size=40)), max_size=8),
     st.integers(900, 1100).map(lambda n: [("name[]", f"m{i}") for i in range(n)]),
 )
-requests = st.fixed_dictionaries({
-    "method": st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"]),
-    "path": st.sampled_from(["/metrics", "/metrics/", "/METRICS", "/", "/nope", "/metrics/../metrics"]),
-    "query": queries,
-    "accept": accepts,
-    "accept_encoding": st.one_of(st.none(), header_text, st.sampled_from(["gzip", "gzip;q=0", "br, gzip;q=0.1"])),
-    "authorization": authorizations,
-})
+requests = st.fixed_dictionaries(
+    {
+        "method": st.sampled_from(
+            ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "FOO"]
+        ),
+        "path": st.sampled_from(
+            ["/metrics", "/metrics/", "/METRICS", "/", "/nope", "/metrics/../metrics"]
+        ),
+        "query": queries,
+        "accept": accepts,
+        "accept_encoding": st.one_of(
+            st.none(), header_text, st.sampled_from(["gzip", "gzip;q=0", "br, gzip;q=0.1"])
+        ),
+        "authorization": authorizations,
+    }
+)
 
 
 def send(port: int, request: dict) -> tuple[int, http.client.HTTPMessage, bytes] | None:
@@ -81,7 +107,9 @@ def send(port: int, request: dict) -> tuple[int, http.client.HTTPMessage, bytes]
         connection.putrequest(request["method"], target, skip_accept_encoding=True)
         for name in ("accept", "accept_encoding", "authorization"):
             if request[name] is not None:
-                connection.putheader(name.replace("_", "-").title(), request[name].encode("latin-1"))
+                connection.putheader(
+                    name.replace("_", "-").title(), request[name].encode("latin-1")
+                )
         connection.endheaders()
         response = connection.getresponse()
         return response.status, response.msg, response.read()
@@ -98,7 +126,11 @@ def expected_status(request: dict, *, auth_required: bool) -> set[int]:
         return {404, 405}
     if request["method"] not in ("GET", "HEAD"):
         return {405}
-    if auth_required and request["authorization"] not in (GOOD_BEARER, GOOD_BASIC, "bearer " + TOKEN):
+    if auth_required and request["authorization"] not in (
+        GOOD_BEARER,
+        GOOD_BASIC,
+        "bearer " + TOKEN,
+    ):
         return {401}
     return {200}
 
@@ -108,7 +140,7 @@ def check(port: int, request: dict, *, auth_required: bool) -> None:
     assert answer is not None, "the server closed the connection without an answer"
     status, headers, body = answer
     assert status in expected_status(request, auth_required=auth_required), (status, body[:300])
-    assert b"Traceback" not in body and b"File \"" not in body
+    assert b"Traceback" not in body and b'File "' not in body
     if status == 200:
         assert headers["Content-Type"] in KNOWN_TYPES, headers["Content-Type"]
     if status == 401:
@@ -178,19 +210,25 @@ def _raw(port: int, data: bytes) -> bytes:
 
 def test_headers_beyond_tornados_limit_close_the_connection_without_a_5xx(separate_server):
     # Tornado stops reading at max_header_size (64 KiB) and closes: no answer, and no 5xx.
-    answer = _raw(separate_server, b"GET /metrics HTTP/1.1\r\nAccept: " + b"a" * 70000 + b"\r\n\r\n")
+    answer = _raw(
+        separate_server, b"GET /metrics HTTP/1.1\r\nAccept: " + b"a" * 70000 + b"\r\n\r\n"
+    )
     assert answer == b"" or answer.startswith(b"HTTP/1.1 4")
 
 
 def test_a_large_body_is_refused_before_it_is_read(separate_server):
     # Our endpoints take no body: the separate server refuses one at once instead of buffering it.
     started = time.monotonic()
-    answer = _raw(separate_server, b"POST /metrics HTTP/1.1\r\nContent-Length: 50000000\r\n\r\n" + b"x" * 1000)
+    answer = _raw(
+        separate_server, b"POST /metrics HTTP/1.1\r\nContent-Length: 50000000\r\n\r\n" + b"x" * 1000
+    )
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert time.monotonic() - started < 5
 
 
-def _median_seconds(compare, given: bytes, expected: bytes, rounds: int = 15, batch: int = 20) -> float:
+def _median_seconds(
+    compare, given: bytes, expected: bytes, rounds: int = 15, batch: int = 20
+) -> float:
     timings = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -206,7 +244,11 @@ def test_secrets_are_compared_in_constant_time():
     # the hundreds). Comparing digests costs the same wherever the guess differs.
     secret = b"k" * 2**18
     early, late = b"x" + secret[1:], secret[:-1] + b"x"
-    assert not auth._same(early, secret) and not auth._same(late, secret) and auth._same(secret, secret)
+    assert (
+        not auth._same(early, secret)
+        and not auth._same(late, secret)
+        and auth._same(secret, secret)
+    )
     ratio = _median_seconds(auth._same, late, secret) / _median_seconds(auth._same, early, secret)
     assert 0.5 < ratio < 2.0, ratio
 
@@ -224,8 +266,11 @@ def test_both_schemes_go_through_the_constant_time_compare(scheme, monkeypatch):
 
     monkeypatch.setattr(auth, "_same", spy)
     assert auth.authorized(config, header)
-    expected = [(TOKEN.encode(), TOKEN.encode())] if scheme == "bearer" else [
-        (USER.encode(), USER.encode()), (PASSWORD.encode(), PASSWORD.encode())]
+    expected = (
+        [(TOKEN.encode(), TOKEN.encode())]
+        if scheme == "bearer"
+        else [(USER.encode(), USER.encode()), (PASSWORD.encode(), PASSWORD.encode())]
+    )
     assert compared == expected
     compared.clear()
     wrong_user = "Basic " + base64.b64encode(f"x:{PASSWORD}".encode()).decode()

@@ -3,6 +3,7 @@ the worker view over hand-made snapshot directories."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -15,10 +16,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+from appserver import AppServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
-from appserver import AppServer
 from realbin import free_port, promtool, require_binary, wait_for
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.faults import Faults, FaultsCollector
@@ -37,7 +37,9 @@ class Workers:
         with self.stderr.open("wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, str(HARNESS), "--dir", str(self.dir), *args],
-                stdout=subprocess.PIPE, stderr=stderr, start_new_session=True,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,
             )
         assert self.process.stdout is not None
         self.port = int(self.process.stdout.readline())
@@ -53,7 +55,7 @@ class Workers:
             self.last_body = response.read()
         return {f.name: f.samples for f in text_string_to_metric_families(self.last_body.decode())}
 
-    def __enter__(self) -> Workers:
+    def __enter__(self) -> Workers:  # noqa: PYI034 - a test helper, never subclassed
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -71,7 +73,12 @@ def start_times(families: dict[str, list]) -> dict[str, float]:
 
 def test_one_scrape_of_the_shared_port_returns_every_live_worker(tmp_path):
     with Workers(tmp_path, "--workers", "3", "--interval", "1") as workers:
-        wait_for("3 snapshots", lambda: len(list(workers.dir.glob("*.prom"))) == 3, timeout=20, interval=0.05)
+        wait_for(
+            "3 snapshots",
+            lambda: len(list(workers.dir.glob("*.prom"))) == 3,
+            timeout=20,
+            interval=0.05,
+        )
         expected = {w: psutil.Process(workers.header_pid(w)).create_time() for w in ("0", "1", "2")}
         for _ in range(8):  # each connection reaches whichever worker accepts it
             families = workers.scrape()
@@ -94,7 +101,12 @@ def require_binary_quietly(name: str) -> bool:
 def test_a_restarted_worker_replaces_its_series_within_one_interval(tmp_path):
     interval = 2.0
     with Workers(tmp_path, "--workers", "2", "--interval", str(interval)) as workers:
-        wait_for("2 snapshots", lambda: len(list(workers.dir.glob("*.prom"))) == 2, timeout=20, interval=0.05)
+        wait_for(
+            "2 snapshots",
+            lambda: len(list(workers.dir.glob("*.prom"))) == 2,
+            timeout=20,
+            interval=0.05,
+        )
         old_pid = workers.header_pid("1")
         os.kill(old_pid, signal.SIGKILL)
         killed = time.monotonic()
@@ -109,7 +121,9 @@ def test_a_restarted_worker_replaces_its_series_within_one_interval(tmp_path):
             times = start_times(workers.scrape())
             return pid if times.get("1") == psutil.Process(pid).create_time() else None
 
-        new_pid = wait_for("worker 1 restarted and served", replaced, timeout=interval, interval=0.05)
+        new_pid = wait_for(
+            "worker 1 restarted and served", replaced, timeout=interval, interval=0.05
+        )
         assert time.monotonic() - killed < interval
         assert new_pid != old_pid
         assert sorted(start_times(workers.scrape())) == ["0", "1"]
@@ -117,7 +131,9 @@ def test_a_restarted_worker_replaces_its_series_within_one_interval(tmp_path):
 
 
 def test_the_state_directory_does_not_grow_across_1000_worker_restarts(tmp_path):
-    with Workers(tmp_path, "--workers", "2", "--crash-after-write", "--max-restarts", "1000") as workers:
+    with Workers(
+        tmp_path, "--workers", "2", "--crash-after-write", "--max-restarts", "1000"
+    ) as workers:
         # ~20 ms per restart on a quiet 2-core machine, ~100 ms when it is shared and loaded
         assert workers.process.wait(timeout=300) != 0
     log = workers.stderr.read_text()
@@ -137,7 +153,10 @@ def test_per_worker_port_mode_serves_each_worker_on_its_own_port(tmp_path):
     base = wait_for("two free adjacent ports", _adjacent_free_ports, timeout=10, interval=0)
     with Workers(tmp_path, "--workers", "2", "--worker-port", str(base)) as workers:
         for offset, worker in ((0, "0"), (1, "1")):
-            families = wait_for(f"port {base + offset}", lambda: workers.scrape(base + offset), timeout=20, interval=0.05)
+            port = base + offset
+            families = wait_for(
+                f"port {port}", functools.partial(workers.scrape, port), timeout=20, interval=0.05
+            )
             assert list(start_times(families)) == [worker]
         assert not workers.dir.exists()  # no shared directory in this mode
 
@@ -171,7 +190,14 @@ def _registry(value: float) -> CollectorRegistry:
     return registry
 
 
-def _write_sibling(directory: Path, worker: str, value: float, *, pid: int | None = None, started: float | None = None) -> Path:
+def _write_sibling(
+    directory: Path,
+    worker: str,
+    value: float,
+    *,
+    pid: int | None = None,
+    started: float | None = None,
+) -> Path:
     view = WorkerView(_registry(value), worker=worker, faults=Faults(), directory=directory)
     writer = SnapshotWriter(view, interval=60, faults=Faults())
     if pid is not None:
@@ -189,7 +215,11 @@ def _dead_pid() -> tuple[int, float]:
 
 def _values(view, name: str) -> dict[str, float]:
     families = {f.name: f for f in view.collect()}
-    return {s.labels["worker"]: s.value for s in families[name].samples if s.name in (name, f"{name}_total")}
+    return {
+        s.labels["worker"]: s.value
+        for s in families[name].samples
+        if s.name in (name, f"{name}_total")
+    }
 
 
 def test_view_merges_live_siblings_and_labels_its_own_series(tmp_path):
@@ -225,8 +255,14 @@ def test_a_reused_pid_does_not_resurrect_a_dead_worker(tmp_path):
 def test_a_live_worker_that_stopped_writing_is_left_out_but_kept(tmp_path):
     path = _write_sibling(tmp_path, "1", 5)
     now = [path.stat().st_mtime + 14]
-    view = WorkerView(_registry(3), worker="0", faults=Faults(), directory=tmp_path,
-                      stale_after=15, clock=lambda: now[0])
+    view = WorkerView(
+        _registry(3),
+        worker="0",
+        faults=Faults(),
+        directory=tmp_path,
+        stale_after=15,
+        clock=lambda: now[0],
+    )
     assert _values(view, "queue_depth") == {"0": 3, "1": 5}
     now[0] += 2
     assert _values(view, "queue_depth") == {"0": 3}
@@ -291,8 +327,10 @@ def test_install_with_worker_label_labels_every_series_and_filters_by_name(tmp_p
         assert {s.labels["worker"] for s in families["queue_depth"].samples} == {"1"}
         status, _, body = server.get("/metrics?name[]=queue_depth&name[]=tornado_process_threads")
         assert status == 200
-        names = {f.name: [s.labels["worker"] for s in f.samples]
-                 for f in text_string_to_metric_families(body.decode())}
+        names = {
+            f.name: [s.labels["worker"] for s in f.samples]
+            for f in text_string_to_metric_families(body.decode())
+        }
         assert names == {"queue_depth": ["1"], "tornado_process_threads": ["0"]}
     assert sorted(p.name for p in (tmp_path / "w").iterdir()) == ["1.prom"]  # stop() removed ours
 

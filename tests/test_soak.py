@@ -7,13 +7,11 @@ from __future__ import annotations
 import gc
 import http.client
 import threading
-import time
 import tracemalloc
 
 import tornado.web
-from prometheus_client import Gauge
-
 from appserver import AppServer
+from prometheus_client import Gauge
 from realbin import wait_for
 from tornado_memory_exporter import Config
 
@@ -31,7 +29,9 @@ def _app() -> tornado.web.Application:
     return tornado.web.Application([(r"/", PageHandler)])
 
 
-def _get(connection: http.client.HTTPConnection, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+def _get(
+    connection: http.client.HTTPConnection, path: str, headers: dict | None = None
+) -> tuple[int, bytes]:
     connection.request("GET", path, headers=headers or {})
     response = connection.getresponse()
     return response.status, response.read()
@@ -56,15 +56,19 @@ def test_concurrent_scrapers_beside_app_traffic_and_censuses_never_fail():
             results["app"].append(status)
 
     with AppServer(_app(), config=Config(census_interval=0)) as server:
-        threads = [threading.Thread(target=scraper, args=(server.port, OPENMETRICS if i % 2 else "*/*"))
-                   for i in range(10)]
+        threads = [
+            threading.Thread(target=scraper, args=(server.port, OPENMETRICS if i % 2 else "*/*"))
+            for i in range(10)
+        ]
         threads.append(threading.Thread(target=traffic, args=(server.port,)))
         for thread in threads:
             thread.start()
         try:
             for _ in range(5):  # censuses interleaved with the scrapes, as on a schedule
                 server.call(lambda: server.exporter.census_now())
-            wait_for("200 scrapes", lambda: len(results["scrape"]) >= 200, timeout=60, interval=0.05)
+            wait_for(
+                "200 scrapes", lambda: len(results["scrape"]) >= 200, timeout=60, interval=0.05
+            )
         finally:
             stop.set()
             for thread in threads:
@@ -87,7 +91,9 @@ def test_hundreds_of_scrapes_and_censuses_retain_less_than_a_mebibyte():
 
         def run(scrapes: int, censuses: int) -> None:
             for i in range(scrapes):
-                status, body = _get(connection, "/metrics", {"Accept": OPENMETRICS, "Accept-Encoding": "gzip"})
+                status, _ = _get(
+                    connection, "/metrics", {"Accept": OPENMETRICS, "Accept-Encoding": "gzip"}
+                )
                 assert status == 200
                 if i % (scrapes // censuses) == 0:
                     server.call(lambda: server.exporter.census_now())
@@ -100,7 +106,9 @@ def test_hundreds_of_scrapes_and_censuses_retain_less_than_a_mebibyte():
             after = _retained()
         finally:
             tracemalloc.stop()
-    assert after - before < MiB, f"retained {after - before} bytes more after 250 scrapes + 5 censuses"
+    assert after - before < MiB, (
+        f"retained {after - before} bytes more after 250 scrapes + 5 censuses"
+    )
 
 
 def test_scrape_cache_serves_one_render_to_scrapes_within_its_window():
@@ -112,7 +120,12 @@ def test_scrape_cache_serves_one_render_to_scrapes_within_its_window():
         assert "probe_value 1.0" in server.scrape()  # within the window: the same body
         status, _, body = server.get("/metrics?name[]=probe_value")
         assert status == 200 and b"probe_value 2.0" in body  # filtered scrapes are never cached
-        wait_for("the window to pass", lambda: "probe_value 2.0" in server.scrape(), timeout=10, interval=0.1)
+        wait_for(
+            "the window to pass",
+            lambda: "probe_value 2.0" in server.scrape(),
+            timeout=10,
+            interval=0.1,
+        )
 
 
 def test_without_the_scrape_cache_every_scrape_renders():

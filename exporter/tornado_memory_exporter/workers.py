@@ -15,6 +15,7 @@ it runs (pid plus start time, so a reused pid does not resurrect it) and the fil
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import time
@@ -66,7 +67,9 @@ def process_alive(pid: int, started: float) -> bool:
     """Whether process ``pid`` runs and is the one that started at ``started`` (not a reuse)."""
     try:
         process = psutil.Process(pid)
-        return abs(process.create_time() - started) < 0.05 and process.status() != psutil.STATUS_ZOMBIE
+        return (
+            abs(process.create_time() - started) < 0.05 and process.status() != psutil.STATUS_ZOMBIE
+        )
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:
@@ -111,7 +114,11 @@ def _fold_created(families: list[Metric]) -> list[Metric]:
     by_name = {metric.name: metric for metric in families}
     kept = []
     for metric in families:
-        parent = by_name.get(metric.name[: -len("_created")]) if metric.name.endswith("_created") else None
+        parent = (
+            by_name.get(metric.name[: -len("_created")])
+            if metric.name.endswith("_created")
+            else None
+        )
         if metric.type == "gauge" and parent is not None and parent.type in _HAS_CREATED:
             parent.samples.extend(metric.samples)
         else:
@@ -145,7 +152,7 @@ class WorkerView(Collector):
         self._faults = faults
         self._alive = alive
         self._clock = clock
-        # path -> ((mtime_ns, size, inode), pid, started, families): a file is parsed once per write.
+        # path -> ((mtime_ns, size, inode), pid, started, families): parsed once per write.
         self._parsed: dict[Path, tuple[tuple[int, int, int], int, float, list[Metric]]] = {}
         faults.declare(SOURCE)
 
@@ -179,7 +186,7 @@ class WorkerView(Collector):
                 seen.add(path)
                 if worker == self.worker:
                     continue
-                families = self._faults.call(SOURCE, lambda: self._read(path, now), None)
+                families = self._faults.call(SOURCE, functools.partial(self._read, path, now), None)
                 if families is not None:
                     groups.append((worker, families))
         for path in set(self._parsed) - seen:
