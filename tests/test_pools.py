@@ -183,6 +183,35 @@ def test_a_thread_waits_for_an_object_a_coroutine_releases():
     run(scenario)
 
 
+def test_a_lock_free_release_serves_a_waiting_thread():
+    pool = ObjectPool(Obj, 1, name="p")
+    got = []
+    with pool.acquire_sync() as held:
+        thread = threading.Thread(target=lambda: got.append(pool.get_sync(timeout=5)))
+        thread.start()
+        wait_until("the thread to queue", lambda: pool.pool_snapshot().waiting == 1)
+    thread.join(5)
+    assert got == [held]
+    assert counts(pool) == (1, 1, 0, 0, 2, 1, 0, 0, 0)
+
+
+def test_a_release_racing_a_new_waiter_is_not_lost():
+    """The interleaving the lock-free release allows, replayed step by step: a waiter finds no
+    idle object; before it queues, a release puts one back and sees nobody waiting; the waiter
+    must then notice the object itself (its re-check after queueing)."""
+    pool = ObjectPool(Obj, 1, name="p")
+    lease = pool.acquire_sync()
+    held = lease.__enter__()
+    with pool._lock:
+        assert pool._take() is None  # the waiter's look: nothing idle, no room to create
+        lease.__exit__(None, None, None)  # lock-free: needs no lock, sees no waiter yet
+        assert pool._idle == [held]
+        waiter = pool._enqueue(None)
+    assert waiter.grant is held
+    assert waiter.lock.acquire(blocking=False)  # already woken
+    assert pool.pool_snapshot().waiting == 0
+
+
 def test_a_cancelled_waiter_leaves_the_queue_without_a_timeout():
     async def scenario():
         pool = ObjectPool(Obj, 1, name="p")
@@ -438,6 +467,8 @@ def test_many_threads_and_coroutines_never_share_or_lose_an_object():
                     use(obj, ("thread", n))
             except PoolTimeout:
                 timeouts.append(n)
+            except Exception as error:  # noqa: BLE001 - reported by the assertion below
+                errors.append(f"thread {n}: {error!r}")
 
     async def coroutine(n: int) -> None:
         for i in range(per_task):
