@@ -479,3 +479,26 @@ def test_hostile_requests_get_2xx_or_4xx_never_a_traceback(
     assert b"Traceback" not in payload
     if status == 200 and path.startswith(API) and method == "GET":
         json.loads(payload)
+
+
+def test_watched_objects_end_chains_under_their_watch_name(leaky) -> None:
+    leaky.SECRETS["k"] = leaky.SecretHolder("v")
+    with AppServer(config=explorer_config()) as server:
+
+        async def watch() -> None:
+            server.exporter.watch("sessions", leaky.SECRETS)
+
+        server.call(watch)
+        (chain, *_) = walk(server, "leaky_app.SecretHolder")["chains"]
+        assert chain["root"] == {"kind": "registered root", "name": "watched sessions"}
+        assert [(s["type"], s.get("via")) for s in chain["steps"]] == [
+            ("dict", "[<hidden> key]"),
+            ("leaky_app.SecretHolder", None),
+        ]
+
+        async def unwatch() -> None:
+            server.exporter.unwatch("sessions")
+
+        server.call(unwatch)
+        (chain, *_) = walk(server, "leaky_app.SecretHolder")["chains"]
+        assert chain["root"] == {"kind": "module global", "name": "leaky_app.SECRETS"}

@@ -160,10 +160,14 @@ class Exporter:
         ``<ns>_watched_object_bytes{name}``, measured at each census (see ``watch.py`` for the
         accuracy). Held by weak reference where the type allows it."""
         self._watchlist.watch(name, obj)
+        if self.explorer is not None:  # a named app object ends the explorer's chains too
+            self.explorer.add_root(f"watched {name}", obj)
 
     def unwatch(self, name: str) -> None:
         """Stop exporting the object watched as ``name``."""
         self._watchlist.unwatch(name)
+        if self.explorer is not None:
+            self.explorer.remove_root(f"watched {name}")
 
     def _add_route(self, app: tornado.web.Application, path: str) -> None:
         handler = (path, MetricsHandler, {"registry": self.served, "config": self.config})

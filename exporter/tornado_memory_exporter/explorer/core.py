@@ -126,6 +126,10 @@ class Explorer:
         except TypeError:  # dict, list...: held strongly, like exporter.watch() does
             self._roots[name] = lambda: obj
 
+    def remove_root(self, name: str) -> None:
+        """Forget the root ``name`` (no error if unknown)."""
+        self._roots.pop(name, None)
+
     # --- reads ----------------------------------------------------------------------------
     def _baseline(self) -> dict[str, int] | None:
         return self._census.selector.baseline if self._census is not None else None
