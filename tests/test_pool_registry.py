@@ -194,3 +194,25 @@ def test_installed_exporter_serves_pools_and_passes_promtool(tmp_path):
         assert pool_findings == []
         exporter = server.exporter
     assert len(exporter.pools) == 0  # stop() unregistered every pool
+
+
+def test_concurrent_scrapes_of_a_slow_pool_like_all_get_its_series(pools, registry):
+    class Slow(PoolLike):
+        def pool_snapshot(self):
+            time.sleep(0.01)
+            return super().pool_snapshot()
+
+    pools.register("slow", Slow({"capacity": 4, "in_use": 1, "idle": 3, "waiting": 0}))
+    seen: list[float | None] = []
+
+    def scrape_some() -> None:
+        for _ in range(5):
+            seen.append(scrape(registry).get(("tornado_pool_capacity", "slow")))
+
+    threads = [threading.Thread(target=scrape_some) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert seen == [4] * 20
+    assert errors(registry) == 0

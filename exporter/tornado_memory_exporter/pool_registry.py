@@ -119,6 +119,7 @@ class PoolRegistry(Collector):
         self.limit = limit
         self.snapshot_timeout = snapshot_timeout
         self._lock = threading.Lock()
+        self._collect_lock = threading.Lock()
         self._pools: dict[str, tuple[Any, Any]] = {}  # name -> (target, reader)
         faults.declare("pools")
 
@@ -198,6 +199,13 @@ class PoolRegistry(Collector):
         yield from self._families().values()
 
     def collect(self) -> Iterator[Metric]:
+        # Two scrapes at once (app route + separate server) would race on a pool-like
+        # object's snapshot thread: take turns, each bounded by the snapshot timeout.
+        with self._collect_lock:
+            families = self._read()
+        yield from families.values()
+
+    def _read(self) -> dict[str, Metric]:
         with self._lock:
             pools = list(self._pools.items())
         bounded = [(n, r) for n, (_, r) in pools if isinstance(r, _Bounded)]
@@ -222,4 +230,4 @@ class PoolRegistry(Collector):
                     add_histogram(family, [name], value)
                 else:
                     family.add_metric([name], value)
-        yield from families.values()
+        return families
