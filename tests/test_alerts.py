@@ -10,10 +10,15 @@ from typing import Any
 
 import pytest
 import yaml
-
 from promql_tools import rule_exprs, walk
 from realbin import promtool
-from tornado_memory_exporter.mixin import MixinConfig, build_rule_tests, build_rules, write_all, yamlout
+from tornado_memory_exporter.mixin import (
+    MixinConfig,
+    build_rule_tests,
+    build_rules,
+    write_all,
+    yamlout,
+)
 from tornado_memory_exporter.mixin.config import duration, seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +60,7 @@ def test_every_contract_alert_exists_with_its_severities() -> None:
 def test_every_alert_has_static_summary_templated_description_runbook_and_for() -> None:
     runbook = (ALERTS / "RUNBOOK.md").read_text()
     anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-               for h in re.findall(r"^#+ (.+)$", runbook, flags=re.M)}
+               for h in re.findall(r"^#+ (.+)$", runbook, flags=re.MULTILINE)}
     base = MixinConfig().runbook_url
     for rule in _alert_rules():
         name, notes = rule["alert"], rule["annotations"]

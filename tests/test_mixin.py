@@ -9,12 +9,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from promql_tools import dashboard_exprs, label_values_query, rule_exprs, substitute, walk
 from tornado_memory_exporter.mixin import (
-    MixinConfig, build_dashboards, build_prometheus_rule, build_rules, render_all, write_all,
+    MixinConfig,
+    build_dashboards,
+    build_prometheus_rule,
+    build_rules,
+    render_all,
+    templating,
+    write_all,
+    yamlout,
 )
-from tornado_memory_exporter.mixin import templating, yamlout
 from tornado_memory_exporter.mixin.config import duration, seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +117,7 @@ def test_narrowed_selector_reaches_every_series_of_rules_and_dashboards() -> Non
     recorded = {name for name, _ in rule_exprs(build_rules(cfg)) if ":" in name}
     seen = 0
     for where, expr in exprs:
-        if where.endswith("$job") or where.endswith("$instance") or where.endswith("$worker") or where.endswith("$type"):
+        if where.endswith(("$job", "$instance", "$worker", "$type")):
             expr = label_values_query(expr)[0]
         for selector in walk(substitute(expr))[0]:
             if selector.name in recorded:  # recorded from already narrowed series
@@ -136,7 +141,7 @@ def test_generate_command_writes_a_narrowed_mixin(tmp_path: Path) -> None:
     config.write_text('selector = \'job="shop"\'\nrunbook_url = "https://runbooks.example/tornado.md"\n')
     result = subprocess.run(
         [sys.executable, "-m", "tornado_memory_exporter", "generate", "--config", str(config),
-         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+         "--out", str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
     expected = render_all(MixinConfig(selector='job="shop"', runbook_url="https://runbooks.example/tornado.md"))
@@ -162,7 +167,7 @@ def test_generate_command_rejects_a_bad_config_with_exit_2(tmp_path: Path, conte
     config.write_text(content)
     result = subprocess.run(
         [sys.executable, "-m", "tornado_memory_exporter", "generate", "--config", str(config),
-         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=60,
+         "--out", str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2, result
     assert message in result.stderr
@@ -173,7 +178,7 @@ def test_generate_command_rejects_a_bad_config_with_exit_2(tmp_path: Path, conte
 def test_generate_command_names_a_missing_config(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tornado_memory_exporter", "generate", "--config", str(tmp_path / "none.toml")],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
     assert f"--config '{tmp_path / 'none.toml'}': No such file or directory" in result.stderr

@@ -47,6 +47,5 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser, out: TextIO =
         config = load_config(args.config)
     except ValueError as error:
         parser.error(str(error))
-    for path in write_all(config, args.out):
-        out.write(f"wrote {path}\n")
+    out.writelines(f"wrote {path}\n" for path in write_all(config, args.out))
     return 0

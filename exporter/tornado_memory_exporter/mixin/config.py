@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from typing import Any
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -204,18 +204,18 @@ class MixinConfig:
         """The demo/end-to-end profile: a steady leak fires within about 2-3 minutes at a 1 s
         scrape and evaluation interval (the heap census must run every few seconds for the
         object-type and handler alerts). Not for production: it trades false alarms for speed."""
-        profile = dict(
-            floor_window="20s", trend_window="60s", leak_for="20s",
-            leak_min_objects=100, handlers_leak_min=10,
-            near_limit_warning_horizon="10m", near_limit_critical_horizon="2m", near_limit_for="15s",
-            uncollectable_window="1m", uncollectable_for="5s",
-            gc_pause_window="1m", gc_pause_for="15s",
-            ioloop_lag_window="30s", ioloop_lag_for="15s",
-            pool_saturated_for="15s", pool_window="30s", pool_exhausted_for="10s", pool_leak_for="5s",
-            census_stale_after="1m", census_stale_for="10s",
-            exporter_down_for="15s", exporter_down_lookback="1h",
-            dashboard_refresh="5s", dashboard_time_from="now-15m",
-        )
+        profile: dict[str, Any] = {
+            "floor_window": "20s", "trend_window": "60s", "leak_for": "20s",
+            "leak_min_objects": 100, "handlers_leak_min": 10,
+            "near_limit_warning_horizon": "10m", "near_limit_critical_horizon": "2m", "near_limit_for": "15s",
+            "uncollectable_window": "1m", "uncollectable_for": "5s",
+            "gc_pause_window": "1m", "gc_pause_for": "15s",
+            "ioloop_lag_window": "30s", "ioloop_lag_for": "15s",
+            "pool_saturated_for": "15s", "pool_window": "30s", "pool_exhausted_for": "10s", "pool_leak_for": "5s",
+            "census_stale_after": "1m", "census_stale_for": "10s",
+            "exporter_down_for": "15s", "exporter_down_lookback": "1h",
+            "dashboard_refresh": "5s", "dashboard_time_from": "now-15m",
+        }
         profile.update(overrides)
         return cls(**profile)
 
@@ -232,10 +232,6 @@ class MixinConfig:
         if unknown:
             raise ValueError(f"unknown MixinConfig option(s) {unknown}; known: {sorted(known)}")
         return cls.fast(**values) if profile == "fast" else cls(**values)
-
-    def with_(self, **changes: Any) -> MixinConfig:
-        """A copy with ``changes`` applied (validated again)."""
-        return replace(self, **changes)
 
     # --- PromQL helpers used by the builders ------------------------------------------------
     def metric(self, name: str, *matchers: str) -> str:

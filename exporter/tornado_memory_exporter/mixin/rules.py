@@ -9,7 +9,7 @@ fails one half), and the process is older than floor + trend windows (a restart 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .config import MixinConfig, duration, seconds
@@ -28,14 +28,13 @@ class Alert:
     for_: str
     summary: str
     description: str
-    extra_labels: dict[str, str] = field(default_factory=dict)
 
     def rule(self, cfg: MixinConfig) -> dict[str, Any]:
         return {
             "alert": self.name,
             "expr": self.expr,
             "for": self.for_,
-            "labels": {"severity": self.severity, **self.extra_labels},
+            "labels": {"severity": self.severity},
             "annotations": {
                 "summary": self.summary,
                 "description": self.description,
@@ -45,6 +44,8 @@ class Alert:
 
 
 RSS = "process_resident_memory_bytes"
+# Labels Prometheus gives every target: a down target has no other labels to join on.
+TARGET_LABELS = ("job", "instance")
 
 
 def floor_name(cfg: MixinConfig, metric: str) -> str:
@@ -249,10 +250,6 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         ),
     ]
     return out
-
-
-# Labels Prometheus gives every target: a down target has no other labels to join on.
-TARGET_LABELS = ("job", "instance")
 
 
 def _group(name: str, rules: list[dict[str, Any]], cfg: MixinConfig) -> dict[str, Any]:

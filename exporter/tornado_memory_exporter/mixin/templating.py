@@ -8,7 +8,7 @@ import re
 
 
 def _g4(value: float) -> str:
-    return "%.4g" % value  # Go's %.4g and C's agree
+    return f"{value:.4g}"  # Go's %.4g and Python's agree
 
 
 def humanize(value: float) -> str:
