@@ -336,6 +336,22 @@ def test_an_async_factory_is_awaited_by_acquire_and_refused_by_acquire_sync():
     assert counts(pool) == (2, 0, 1, 0, 1, 1, 0, 0, 0)
 
 
+def test_discard_inside_a_with_block_replaces_the_object():
+    pool = ObjectPool(Obj, 1, name="p")
+    with pool.acquire_sync() as first:
+        pass
+    lease = pool.acquire_sync()
+    with lease as obj:
+        assert obj is first
+        lease.discard()  # broken: drop it now; leaving the block must not give it back
+        with pytest.raises(ValueError, match="this lease of .* was already released"):
+            lease.release()
+        assert counts(pool) == (1, 0, 0, 0, 2, 1, 1, 0, 0)
+    with pool.acquire_sync() as obj:
+        assert obj is not first
+    assert counts(pool) == (1, 0, 1, 0, 3, 2, 1, 0, 0)
+
+
 def test_put_of_an_object_not_checked_out_raises_and_changes_nothing():
     pool = ObjectPool(Obj, 2, name="p")
     obj = pool.get_sync()
@@ -432,7 +448,7 @@ def test_objects_without_weak_references_use_a_lease():
     lease = pool.lease_sync()
     assert lease.obj == bytearray(16)
     lease.release()
-    with pytest.raises(ValueError, match="is not checked out"):
+    with pytest.raises(ValueError, match="already released"):
         lease.release()
     pool.lease_sync()  # dropped: the lease is the wrapper that notices
     assert counts(pool) == (1, 0, 0, 0, 2, 1, 0, 0, 1)

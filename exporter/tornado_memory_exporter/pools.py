@@ -42,8 +42,9 @@ __all__ = ["DEFAULT_WAIT_BUCKETS", "Lease", "ObjectPool", "PoolSnapshot", "PoolT
 class Lease:
     """One checkout: a context manager from ``acquire()``, or a handle from ``lease()``.
 
-    A lease from ``lease()`` that is garbage-collected before ``release()`` counts as leaked;
-    use it for objects that cannot be weakly referenced (``bytearray``, ``dict``...).
+    A lease from ``lease()`` is already checked out (do not enter it): give it back with
+    ``release()`` or ``discard()``; garbage-collected before that, it counts as leaked. Use it
+    for objects that cannot be weakly referenced (``bytearray``, ``dict``...).
     """
 
     # Its checkout record: for acquire(), the lease itself, under the lease as key (hashing an
@@ -72,6 +73,8 @@ class Lease:
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         pool = self._pool
+        if pool is None:
+            return  # released or discarded inside the block
         if pool._reset is None and pool._out.pop(self, None) is not None:
             pool._idle.append(self.obj)
             if pool._waiters or pool._pending:
@@ -95,6 +98,8 @@ class Lease:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         pool = self._pool
+        if pool is None:
+            return  # released or discarded inside the block
         if pool._reset is None and pool._out.pop(self, None) is not None:
             pool._idle.append(self.obj)
             if pool._waiters or pool._pending:
@@ -103,12 +108,20 @@ class Lease:
         pool._checkin(self, self.obj)
 
     def release(self) -> None:
-        """Give the object back (after ``reset``)."""
-        self._pool._checkin(id(self), self.obj)
+        """Give the object back (after ``reset``); leaving a ``with`` block then does nothing."""
+        self._end(False)
 
     def discard(self) -> None:
         """Drop the object (it is broken); its slot becomes free for a new one."""
-        self._pool._checkin(id(self), self.obj, True)
+        self._end(True)
+
+    def _end(self, discard: bool) -> None:
+        pool = self._pool
+        if pool is None:
+            raise ValueError(f"this lease of {self.obj!r} was already released")
+        key = self if self in pool._out else id(self)  # entered, or from lease()
+        pool._checkin(key, self.obj, discard)
+        self._pool = None
 
 
 class ObjectPool(PoolCore[T]):
