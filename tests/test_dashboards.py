@@ -108,7 +108,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "grafana_schema"
 
 
 def test_dashboards_type_check_against_grafana_schema() -> None:
-    """``const d: Dashboard = <json>`` through tsc with @grafana/schema's types (the Grafana 11.0
+    """``const d: Dashboard = <json>`` through tsc with @grafana/schema's types (the Grafana 11.2
     model): catches misspelt keys and wrong types that a JSON lint cannot. A deliberately broken
     copy must fail, so a check that accepts anything would be noticed."""
     tsc = SCHEMA_DIR / "node_modules/.bin/tsc"

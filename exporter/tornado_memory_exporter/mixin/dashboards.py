@@ -77,7 +77,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
                   Target(f"{rss}{{{', '.join(f)}}} / {m('process_memory_limit_bytes', *f)}", f"now {WHO}"),
                   Target(f"predict_linear({rss}{{{', '.join(f)}}}[{trend}], {horizon}) / "
                          f"{m('process_memory_limit_bytes', *f)}", f"in {cfg.near_limit_critical_horizon} {WHO}")]),
-        Panel("Uptime", "Seconds since the process started: drops to zero on a restart (leak alerts "
+        Panel("Uptime and restarts", "Seconds since the process started: drops to zero on a restart (leak alerts "
               "wait until the process is older than their floor and trend windows).", "s",
               [Target(f"time() - {m('process_start_time_seconds', *f)}", WHO)]),
         Panel("Scrape health", "1 while Prometheus scrapes the exporter, 0 while it cannot "

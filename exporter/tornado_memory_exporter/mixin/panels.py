@@ -12,7 +12,7 @@ from typing import Any
 from .config import MixinConfig
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-SCHEMA_VERSION = 39  # Grafana 10.4 / 11.x classic JSON model
+SCHEMA_VERSION = 39  # Grafana 11.2 (the compose stack's image) classic JSON model
 WIDTH = 24
 
 
