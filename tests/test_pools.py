@@ -166,6 +166,18 @@ def test_a_thread_times_out_too_and_leaves_the_queue():
     assert counts(pool) == (1, 0, 1, 0, 1, 1, 0, 1, 0)
 
 
+def test_an_enormous_timeout_waits_like_no_timeout():
+    pool = ObjectPool(Obj, 1, name="p", timeout=1e12)
+    held = pool.get_sync()
+    got = []
+    thread = threading.Thread(target=lambda: got.append(pool.get_sync()))
+    thread.start()
+    wait_until("the thread to queue", lambda: pool.pool_snapshot().waiting == 1)
+    pool.put(held)
+    thread.join(5)
+    assert got == [held]
+
+
 def test_a_thread_waits_for_an_object_a_coroutine_releases():
     async def scenario():
         pool = ObjectPool(Obj, 1, name="p")

@@ -224,7 +224,8 @@ class PoolCore(Generic[T]):
         return waiter.grant
 
     def _wait_sync(self, waiter: _Waiter, timeout: float) -> Any:
-        if waiter.lock.acquire(timeout=-1 if math.isinf(timeout) else timeout):
+        # Lock.acquire() refuses timeouts above TIMEOUT_MAX (~292 years): wait forever instead.
+        if waiter.lock.acquire(timeout=-1 if timeout > threading.TIMEOUT_MAX else timeout):
             return waiter.grant
         return self._abandon(waiter, TimeoutError(), timeout)
 
