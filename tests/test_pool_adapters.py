@@ -183,6 +183,25 @@ def test_sqlalchemy_queue_pool_checkouts_overflow_waiters_and_timeouts(tmp_path)
     engine.dispose()
 
 
+def test_sqlalchemy_adapter_follows_engine_dispose(tmp_path):
+    engine = _engine(tmp_path, pool_size=1, max_overflow=0, pool_timeout=0.1)
+    adapter = adapt(engine)
+    old = engine.pool
+    engine.connect().close()
+    engine.dispose()  # swaps in a new pool
+    assert engine.pool is not old
+    with engine.connect():
+        with pytest.raises(sa.exc.TimeoutError):
+            engine.connect()
+        snap = adapter.pool_snapshot()
+        assert gauges(snap) == (1, 1, 0, 0)
+        assert (snap.acquires, snap.created, snap.timeouts) == (2, 2, 1)
+    adapter.close()
+    assert "_do_get" not in vars(engine.pool) and "_do_get" not in vars(old)
+    assert not sa.event.contains(engine.pool, "checkout", adapter._on_checkout)
+    engine.dispose()
+
+
 def test_sqlalchemy_engine_through_the_exporter(tmp_path):
     engine = _engine(tmp_path, pool_size=2, max_overflow=0)
     with AppServer() as server:

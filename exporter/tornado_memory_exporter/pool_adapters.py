@@ -148,25 +148,46 @@ def _sqlalchemy(target: Any) -> Any:
     from sqlalchemy.exc import TimeoutError as CheckoutTimeout
     from sqlalchemy.pool import QueuePool
 
-    pool = getattr(getattr(target, "sync_engine", target), "pool", target)
+    engine = getattr(target, "sync_engine", target)
+    pool = getattr(engine, "pool", target)
     if not isinstance(pool, QueuePool):
         raise ValueError(
             f"target={target!r} uses {type(pool).__name__}; only QueuePool-based SQLAlchemy "
             "pools have a capacity to export"
         )
-    return _SQLAlchemyPool(pool, event, CheckoutTimeout)
+    return _SQLAlchemyPool(engine if engine is not pool else None, pool, event, CheckoutTimeout)
 
 
 class _SQLAlchemyPool:
-    def __init__(self, pool: Any, event: Any, timeout_error: type[BaseException]) -> None:
+    def __init__(
+        self, engine: Any, pool: Any, event: Any, timeout_error: type[BaseException]
+    ) -> None:
         if "_do_get" in vars(pool):
             raise ValueError(f"{pool!r} is already registered (its _do_get is wrapped)")
+        self._engine = engine
         self._pool = pool
+        self._listened = pool  # listeners are removed through the pool they were added to
         self._event = event
-        self._counts = counts = _Counts()
+        self._timeout_error = timeout_error
+        self._counts = _Counts()
         self._out: dict[int, float] = {}  # id(connection record) -> checkout time
         self.created = self.invalidated = self.acquires = 0
-        do_get = pool._do_get
+        self._wrap(pool)
+        # engine.dispose() swaps in pool.recreate(), which shares these listeners (its
+        # dispatch) but not the _do_get wrapper: engine_disposed moves the wrapper over.
+        if engine is not None:
+            event.listen(engine, "engine_disposed", self._on_disposed)
+        self._listeners: list[tuple[str, Callable[..., None]]] = [
+            ("connect", self._on_connect),
+            ("checkout", self._on_checkout),
+            ("checkin", self._on_checkin),
+            ("invalidate", self._on_invalidate),
+        ]
+        for name, listener in self._listeners:
+            event.listen(pool, name, listener)
+
+    def _wrap(self, pool: Any) -> None:
+        counts, timeout_error, do_get = self._counts, self._timeout_error, pool._do_get
 
         def counted_do_get() -> Any:
             started = time.monotonic()
@@ -184,20 +205,26 @@ class _SQLAlchemyPool:
                     counts.wait.observe(time.monotonic() - started)
 
         pool._do_get = counted_do_get
-        self._listeners: list[tuple[str, Callable[..., None]]] = [
-            ("connect", self._on_connect),
-            ("checkout", self._on_checkout),
-            ("checkin", self._on_checkin),
-            ("invalidate", self._on_invalidate),
-        ]
-        for name, listener in self._listeners:
-            event.listen(pool, name, listener)
+
+    def _current(self) -> Any:
+        """The engine's pool now, following ``engine.dispose()``."""
+        pool = self._engine.pool if self._engine is not None else self._pool
+        if pool is not self._pool:
+            vars(self._pool).pop("_do_get", None)
+            self._wrap(pool)
+            self._pool = pool
+        return pool
+
+    def _on_disposed(self, engine: Any) -> None:
+        self._current()
 
     def close(self) -> None:
         """Remove the listeners and the ``_do_get`` wrapper."""
+        if self._engine is not None:
+            self._event.remove(self._engine, "engine_disposed", self._on_disposed)
         for name, listener in self._listeners:
-            self._event.remove(self._pool, name, listener)
-        vars(self._pool).pop("_do_get", None)
+            self._event.remove(self._listened, name, listener)
+        vars(self._current()).pop("_do_get", None)
 
     def _on_connect(self, dbapi_connection: Any, record: Any) -> None:
         with self._counts.lock:
@@ -217,7 +244,7 @@ class _SQLAlchemyPool:
             self.invalidated += 1
 
     def pool_snapshot(self) -> PoolSnapshot:
-        pool, counts = self._pool, self._counts
+        pool, counts = self._current(), self._counts
         overflow = pool._max_overflow
         with counts.lock:
             waiting = counts.submitted - counts.started
