@@ -128,7 +128,7 @@ async def uncontended(batch: int, reps: int) -> dict[str, float]:
     """Median seconds per round trip of each subject, batches interleaved."""
     runs = subjects(batch)
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for name, run in runs.items():  # warm-up
+    for run in runs.values():  # warm-up
         await run()
     for _ in range(reps):
         for name, run in runs.items():
@@ -169,7 +169,9 @@ def contended(threads: int, per_thread: int, reps: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pool", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pool", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--batch", type=int, default=5000, help="round trips per timed batch")
     parser.add_argument("--reps", type=int, default=31, help="interleaved batches per subject")
     parser.add_argument("--threads", type=int, default=4, help="threads in the contended run")
@@ -182,8 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'subject':<22} {'ns/round trip':>14} {'x list pool':>12} {'x list inline':>14}"
           f" {'x list async with':>18}")
     for name, seconds in result.items():
-        print(f"  {name:<22} {seconds * 1e9:>14.0f} {seconds / base:>12.2f} {seconds / floor:>14.2f}"
-              f" {seconds / shaped:>18.2f}")
+        print(f"  {name:<22} {seconds * 1e9:>14.0f} {seconds / base:>12.2f}"
+              f" {seconds / floor:>14.2f} {seconds / shaped:>18.2f}")
     ratio = result["ObjectPool async"] / base
     verdict = "met" if ratio <= 3 else "MISSED"
     print(f"target: ObjectPool async <= 3.00 x list pool: {ratio:.2f} x ({verdict})")

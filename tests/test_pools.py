@@ -147,7 +147,8 @@ def test_a_timeout_raises_pool_timeout_naming_the_pool_and_is_counted():
         assert isinstance(raised.value, TimeoutError)
         assert raised.value.pool == "db"
         assert str(raised.value) == (
-            "pool 'db': no object became free within 0.02s (all 2 in use, 0 other acquirers waiting)"
+            "pool 'db': no object became free within 0.02s "
+            "(all 2 in use, 0 other acquirers waiting)"
         )
         assert counts(pool) == (2, 2, 0, 0, 2, 2, 0, 1, 0)
         pool.put(a)
