@@ -75,12 +75,28 @@ class ChildServer:
         """Base URL of the served app."""
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the child (for CPU accounting or a profiler), once started."""
+        return self._process.pid
+
+    def start(self) -> ChildServer:
+        """Start the child without waiting for it (``with`` waits): start several, then enter
+        each, and they boot in parallel."""
+        if self._process.pid is None:
+            self._process.start()
+        return self
+
     def __enter__(self) -> ChildServer:
-        self._process.start()
+        self.start()
         if not self._parent.poll(60):
             self._process.kill()
             raise RuntimeError(f"{self.factory} did not start within 60 s")
-        reply = self._parent.recv()
+        try:
+            reply = self._parent.recv()
+        except EOFError:  # died before it could say why (its traceback is on stderr)
+            self._process.join(10)
+            raise RuntimeError(f"{self.factory} exited with {self._process.exitcode}") from None
         if isinstance(reply, BaseException):
             self._process.join(10)
             raise RuntimeError(f"{self.factory} failed to start") from reply
