@@ -74,6 +74,10 @@ def wait_until(what: str, probe, timeout: float = 5.0) -> None:
         ({"timeout": 0}, "timeout=0 must be a number > 0"),
         ({"timeout": float("nan")}, "timeout=nan must be a number > 0"),
         ({"leak_log_interval": -1}, "leak_log_interval=-1 must be a number >= 0"),
+        ({"wait_buckets": ()}, "wait_buckets=() must be a non-empty sequence of increasing"),
+        ({"wait_buckets": (1.0, 0.5)}, "wait_buckets=(1.0, 0.5) must be a non-empty sequence"),
+        ({"wait_buckets": (0, 1)}, "wait_buckets=(0, 1) must be a non-empty sequence"),
+        ({"wait_buckets": "1"}, "wait_buckets='1' must be a non-empty sequence"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_value(kwargs, message):

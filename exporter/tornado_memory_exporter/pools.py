@@ -166,6 +166,10 @@ class ObjectPool(PoolCore[T]):
         check_timeout("timeout", timeout)
         check(is_number(leak_log_interval) and leak_log_interval >= 0, "leak_log_interval",
                leak_log_interval, "must be a number >= 0")
+        bounds = tuple(wait_buckets) if isinstance(wait_buckets, (tuple, list)) else None
+        check(bool(bounds) and all(is_number(b) and 0 < b < float("inf") for b in bounds)
+              and list(bounds) == sorted(set(bounds)), "wait_buckets", wait_buckets,
+              "must be a non-empty sequence of increasing positive numbers")
         self.factory = factory
         self.max_size = max_size
         self.name = name
@@ -175,12 +179,14 @@ class ObjectPool(PoolCore[T]):
         self._lock = threading.Lock()
         self._idle: list[T] = []
         self._size = 0  # objects alive or being created, idle or not
-        self._out: dict[int, Any] = {}  # id(lease or object) -> Lease or Tracked
+        # Checked-out records: lease -> lease (acquire()); id(object or lease) -> Tracked
+        # (get(), lease()). Each record has .since, for oldest_checkout_seconds.
+        self._out: dict[Any, Any] = {}
         self._waiters = deque()
         self._pending: list[Tracked] = []  # appended by weakref callbacks, which take no lock
         self._leaks = LeakLog(name, leak_log_interval, clock)
         self._fast = itertools.count()  # lock-free acquires; next() is atomic under the GIL
-        self._wait = BucketCounts(wait_buckets)  # waits of the locked path
+        self._wait = BucketCounts(bounds)  # waits of the locked path
         self.created = self.discarded = self.timeouts = self.leaked = 0
         self._on_drop = drop_callback(self)
         for _ in range(min_idle):
