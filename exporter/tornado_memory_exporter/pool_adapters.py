@@ -1,8 +1,8 @@
 """Snapshots of the pools a Tornado app already has, for ``exporter.pools.register(name, target)``.
 
 - ``tornado.simple_httpclient.SimpleAsyncHTTPClient`` (the default ``AsyncHTTPClient``):
-  capacity ``max_clients``, in_use the active requests, waiting the queued ones, which time out
-  "in request queue" when they wait too long.
+  capacity ``max_clients``, in_use the active requests, idle the free slots, waiting the
+  queued requests, which time out "in request queue" when they wait too long.
 - ``tornado.curl_httpclient.CurlAsyncHTTPClient`` (when pycurl is installed): its curl handles.
 - ``concurrent.futures.ThreadPoolExecutor``: capacity ``max_workers``, in_use busy workers,
   waiting queued tasks, and the wait histogram of time spent queued. The executor exposes
