@@ -6,8 +6,12 @@ import asyncio
 import gc
 import math
 import os
+import re
+import subprocess
+import sys
 import time
 import types
+from pathlib import Path
 from typing import ClassVar
 
 from tornado_memory_exporter.census import CensusSnapshot, Slicer
@@ -250,3 +254,22 @@ def test_history_keeps_a_bounded_ring_and_ranks_types_by_growth() -> None:
     assert history.counts("app.Leak") == [5, 15, 30]
     assert [c["finished_at"] for c in history.censuses()] == [2.0, 3.0, 4.0]
     assert history.handlers() == [{"handler": "app.H", "state": "finished", "count": 2}]
+
+
+def test_bench_explorer_runs_on_a_tiny_heap_and_finds_the_leak() -> None:
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.explorer", "--size", "3000", "--rounds", "1"],
+        check=False,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(
+        r"^  ours +total .* root leaky_module\.REGISTRY$", done.stdout, re.MULTILINE
+    ), done.stdout
+    assert re.search(r"^ours/floor: longest stall x\d+\.\d\d ", done.stdout, re.MULTILINE), (
+        done.stdout
+    )
