@@ -502,3 +502,40 @@ def test_watched_objects_end_chains_under_their_watch_name(leaky) -> None:
         server.call(unwatch)
         (chain, *_) = walk(server, "leaky_app.SecretHolder")["chains"]
         assert chain["root"] == {"kind": "module global", "name": "leaky_app.SECRETS"}
+
+
+def test_stopping_the_exporter_ends_an_open_allocation_window() -> None:
+    with AppServer(config=explorer_config()) as server:
+        assert api(server, "POST", "/allocations", {"seconds": 60})[1]["state"] == "tracing"
+        assert tracemalloc.is_tracing()
+
+        async def stop() -> None:
+            server.exporter.stop()
+
+        server.call(stop)
+        assert not tracemalloc.is_tracing()
+        assert server.exporter.explorer.allocations.status()["state"] == "cancelled"
+
+
+def test_a_window_leaves_tracing_it_did_not_start_running() -> None:
+    tracemalloc.start(1)
+    try:
+        with AppServer(config=explorer_config()) as server:
+            status, started = api(server, "POST", "/allocations", {"seconds": 0.5})
+            assert status == 202 and started["started_by_explorer"] is False
+
+            def finished() -> dict[str, Any] | None:
+                state = api(server, "GET", "/allocations")[1]
+                return state if state["state"] == "done" else None
+
+            wait_for("allocation window end", finished, timeout=60, interval=0.1)
+            assert tracemalloc.is_tracing()  # whoever started it stops it
+    finally:
+        tracemalloc.stop()
+
+
+def test_the_explorer_answers_at_a_configured_path() -> None:
+    with AppServer(config=explorer_config(explorer_path="/ops/heap")) as server:
+        assert server.get("/ops/heap/api/summary", headers=AUTH)[0] == 200
+        assert server.get("/ops/heap/")[0] == 200
+        assert server.get(f"{API}/summary", headers=AUTH)[0] == 404
