@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import pytest
+
 from tornado_memory_exporter.memory_limit import MemoryLimit
 
 GiB = 2**30
@@ -68,3 +70,32 @@ def test_hybrid_hierarchy_reads_unified_mount(tmp_path):
 
 def test_no_cgroup_files_at_all_means_host_total(tmp_path):
     assert MemoryLimit(root=tmp_path, host_total=lambda: HOST).bytes() == HOST
+
+
+def test_a_read_limit_is_kept_for_the_ttl_and_a_failed_read_is_not(tmp_path):
+    now = [100.0]
+    reads = []
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/cgroup").write_text("0::/\n")
+    limit_file = tmp_path / "sys/fs/cgroup/memory.max"
+    limit_file.parent.mkdir(parents=True)
+    limit_file.write_text(f"{GiB}\n")
+
+    def host_total():
+        reads.append(now[0])
+        if len(reads) == 3:
+            raise OSError("meminfo unreadable")
+        return HOST
+
+    limit = MemoryLimit(root=tmp_path, host_total=host_total, ttl=60, clock=lambda: now[0])
+    assert limit.bytes() == GiB
+    limit_file.write_text(f"{2 * GiB}\n")
+    now[0] = 159.9
+    assert limit.bytes() == GiB  # kept: nothing re-read
+    now[0] = 160.0
+    assert limit.bytes() == 2 * GiB  # expired: re-read
+    now[0] = 220.0
+    with pytest.raises(OSError, match="meminfo unreadable"):
+        limit.bytes()
+    assert limit.bytes() == 2 * GiB  # the failure was not kept: read again at once
+    assert reads == [100.0, 160.0, 220.0, 220.0]

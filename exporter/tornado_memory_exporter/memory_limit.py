@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,10 @@ class MemoryLimit:
     ``memory.limit_in_bytes``) along its cgroup path up to the mount root; falls back to the
     host's total memory when there is none.
 
+    A limit read is kept for ``ttl`` seconds: limits change when an operator reconfigures the
+    container, not between scrapes, and reading one (a few cgroup files and /proc/meminfo) cost
+    a third of a scrape's own work (bench/scrape.py). Failures are not kept: each read retries.
+
     ``root`` lets tests point it at a fixture tree laid out like ``/``.
     """
 
@@ -21,12 +26,25 @@ class MemoryLimit:
         *,
         root: str | Path = "/",
         host_total: Callable[[], int] = lambda: psutil.virtual_memory().total,
+        ttl: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = Path(root)
         self._host_total = host_total
+        self._ttl = ttl
+        self._clock = clock
+        self._kept: tuple[float, int] | None = None  # (expires at, limit)
 
     def bytes(self) -> int:
         """The limit in bytes; a cgroup limit above the host's memory counts as no limit."""
+        now = self._clock()
+        if self._kept is not None and now < self._kept[0]:
+            return self._kept[1]
+        limit = self._read()
+        self._kept = (now + self._ttl, limit)
+        return limit
+
+    def _read(self) -> int:
         host = self._host_total()
         limits = [limit for limit in self._cgroup_limits() if limit < host]
         return min(limits, default=host)
