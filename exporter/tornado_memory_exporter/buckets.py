@@ -18,12 +18,14 @@ class BucketCounts:
     tolerates that, a deadlock it would not.
     """
 
-    __slots__ = ("bounds", "counts", "total")
+    __slots__ = ("bounds", "counts", "total", "_les")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
         self.counts = [0] * (len(self.bounds) + 1)  # the last slot is +Inf
         self.total = 0.0
+        # The `le` labels, formatted once rather than on every scrape.
+        self._les = tuple(floatToGoString(bound) for bound in (*self.bounds, float("inf")))
 
     def observe(self, value: float) -> None:
         """Record one observation."""
@@ -35,9 +37,9 @@ class BucketCounts:
         counts = list(self.counts)  # one consistent copy of the list
         total = self.total
         buckets, running = [], 0
-        for bound, count in zip((*self.bounds, float("inf")), counts):
+        for le, count in zip(self._les, counts):
             running += count
-            buckets.append((floatToGoString(bound), running))
+            buckets.append((le, running))
         return buckets, total
 
 
