@@ -539,3 +539,16 @@ def test_the_explorer_answers_at_a_configured_path() -> None:
         assert server.get("/ops/heap/api/summary", headers=AUTH)[0] == 200
         assert server.get("/ops/heap/")[0] == 200
         assert server.get(f"{API}/summary", headers=AUTH)[0] == 404
+
+
+def test_metrics_server_answers_503_once_the_application_loop_is_gone() -> None:
+    config = Config(census_interval=0, explorer_enabled=True)
+    with AppServer(config=config, path=None) as app:  # type: ignore[arg-type]
+        explorer = app.exporter.explorer
+        server = start_metrics_server(port=0, registry=app.registry, explorer=explorer)
+    try:  # the AppServer closed its loop on exit; the metrics server still runs
+        status, _, body = request(f"{server.url}{API}/summary")
+        assert (status, body) == (503, b"503 application loop is closed\n")
+        assert request(f"{server.url}/metrics")[0] == 200
+    finally:
+        server.stop()

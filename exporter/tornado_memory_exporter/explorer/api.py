@@ -120,10 +120,18 @@ class _Base(ProtectedHandler):
         loop = self.explorer.loop
         if asyncio.get_running_loop() is loop:
             return await fn()
-        future = asyncio.run_coroutine_threadsafe(_call(fn), loop)
+        if loop.is_closed():
+            raise tornado.web.HTTPError(503, reason="application loop is closed")
+        coro = _call(fn)
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, loop)
+        except RuntimeError:  # closed between the check and the call
+            coro.close()
+            raise tornado.web.HTTPError(503, reason="application loop is closed") from None
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), CALL_TIMEOUT)
         except TimeoutError:
+            future.cancel()
             raise tornado.web.HTTPError(503, reason="application loop did not answer") from None
 
     def send_json(self, value: Any, status: int = 200) -> None:
