@@ -5,14 +5,22 @@ import pytest
 from appserver import AppServer
 from realbin import Prometheus, promtool, wait_for
 from tornado_memory_exporter import Config
-from tornado_memory_exporter.demo import make_app
+from tornado_memory_exporter.demo import DemoService
 
 pytestmark = pytest.mark.integration
 
 
 def test_promtool_check_metrics_is_silent_on_a_real_scrape():
-    with AppServer(make_app(), config=Config(census_interval=0, process_full_memory=True)) as server:
+    """Every family the exporter can publish: process (full), GC, census, pools, watched objects."""
+    service = DemoService()
+    config = Config(census_interval=0, process_full_memory=True)
+    with AppServer(service.make_app(), config=config) as server:
+        server.call(lambda: service.start(server.exporter, server.url, load=False))
+        server.call(server.exporter.census_now)
         _, _, body = server.get("/metrics")
+        server.call(service.stop)
+    for family in ("_objects{", "_pool_in_use{", "_watched_object_bytes{", "_handlers_alive"):
+        assert f"tornado{family}".encode() in body, family
     result = promtool("check", "metrics", stdin=body)
     assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
 
@@ -22,7 +30,7 @@ def test_openmetrics_output_parses_strictly():
     # the OpenMetrics rendering is checked with prometheus_client's strict OpenMetrics parser.
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-    with AppServer(make_app()) as server:
+    with AppServer(DemoService().make_app()) as server:
         _, headers, body = server.get("/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     families = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
@@ -31,7 +39,7 @@ def test_openmetrics_output_parses_strictly():
 
 
 def test_prometheus_scrapes_the_demo_app():
-    with AppServer(make_app()) as server, Prometheus([server.target]) as prometheus:
+    with AppServer(DemoService().make_app()) as server, Prometheus([server.target]) as prometheus:
         (up,) = prometheus.wait_for_series('up{job="tornado"}')
         assert up["value"][1] == "1"
         (rss,) = prometheus.wait_for_series("tornado_process_resident_memory_bytes")
