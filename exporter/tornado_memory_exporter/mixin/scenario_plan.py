@@ -16,7 +16,8 @@ INSTANCE = "app:8888"
 MiB = 1 << 20
 _EQ = re.compile(r'\s*([a-zA-Z_]\w*)\s*(=~|=)\s*"((?:[^"\\]|\\.)*)"\s*')
 
-Values = list[float | None]
+STALE = "stale"  # promtool's staleness marker (what Prometheus writes when a scrape fails)
+Values = list[float | str | None]  # None: no sample
 
 
 def target_labels(cfg: MixinConfig) -> dict[str, str]:
@@ -53,14 +54,15 @@ def compress(values: Values) -> str:
     out, i = [], 0
     while i < len(values):
         v = values[i]
-        if v is None:
-            out.append("_")
+        if v is None or isinstance(v, str):
+            out.append("_" if v is None else v)
             i += 1
             continue
         j = i + 1
-        if j < len(values) and values[j] is not None:
+        if j < len(values) and isinstance(values[j], (int, float)):
             diff = values[j] - v  # type: ignore[operator]
-            while j + 1 < len(values) and values[j + 1] is not None and values[j + 1] - values[j] == diff:  # type: ignore[operator]
+            while (j + 1 < len(values) and isinstance(values[j + 1], (int, float))
+                   and values[j + 1] - values[j] == diff):  # type: ignore[operator]
                 j += 1
             if j - i >= 2:
                 sign = "+" if diff >= 0 else "-"

@@ -16,7 +16,7 @@ from typing import Any
 
 from .config import MixinConfig, duration, seconds
 from .rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE, Alert
-from .scenario_plan import MiB, Plan, Values, compress, find_alert, group, timed
+from .scenario_plan import STALE, MiB, Plan, Values, compress, find_alert, group, timed
 from .traps import noise_groups
 
 # Two files, each with its own evaluation interval: the leak scenarios span many hours and need
@@ -163,7 +163,8 @@ def _step_groups(plan: Plan) -> list[dict[str, Any]]:
     onset = 4 * p.step
     end = onset + seconds(a.for_) + p.step
     up = [1 if i < p.n(onset) else 0 for i in range(p.n(end) + 1)]
-    info = [1 if i < p.n(onset) else None for i in range(p.n(end) + 1)]
+    # the failed scrape writes a staleness marker, as in Prometheus; then no samples at all
+    info = [1 if i < p.n(onset) else STALE if i == p.n(onset) else None for i in range(p.n(end) + 1)]
     series = [
         p.series("up", up),
         {"series": 'up{job="unrelated",instance="db:5432"}', "values": compress([0] * len(up))},
