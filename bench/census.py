@@ -14,11 +14,13 @@ records the longest gap between its own turns (the longest loop stall):
   ``objgraph.growth()``, pympler ``summary.summarize(muppy.get_objects())``, pympler
   ``SummaryTracker().diff()``, guppy3 ``hpy().heap()``.
 
-Then (unless ``--wrk-seconds 0``) a hello-world Tornado app holding a 1M-object heap runs under
-``wrk`` on 127.0.0.1, without and with the exporter's default census schedule, and prints p50,
-p99, p99.9 and max latency of both.
+Then (unless ``--wrk-seconds 0``) two hello-world Tornado apps holding a 1M-object heap each,
+one without and one with the exporter's default census schedule (every 60 s), run side by side
+while ``wrk`` on 127.0.0.1 loads them in alternating 30 s rounds (so the noise of a shared
+machine falls on both alike); p50, p99, p99.9 and max come from each app's merged histogram.
 
     .venv/bin/python -m bench.census [--sizes 100000 1000000 3000000] [--wrk-seconds 180]
+    .venv/bin/python -m bench.census --sizes --wrk-seconds 180      # the wrk part only
 
 Peers come from the ``bench`` extra: ``pip install -e '.[bench]'``.
 """
@@ -339,57 +341,92 @@ async def wrk_app(*, census: bool, size: int) -> object:
 
 _LUA = """
 done = function(summary, latency, requests)
-  for _, p in pairs({50, 99, 99.9}) do io.write(string.format("P %g %d\\n", p, latency:percentile(p))) end
-  io.write(string.format("P max %d\\nR %d\\n", latency.max, summary.requests))
+  io.write(string.format("R %d\\n", summary.requests))
+  for i = 1, #latency do
+    local value, count = latency(i)
+    io.write(string.format("H %d %d\\n", value, count))
+  end
 end
 """
 
 
-def bench_wrk(seconds: int, size: int) -> list[str]:
+def _wrk_round(url: str, seconds: int, script: str) -> tuple[Counter[int], int]:
+    """Latency histogram (microseconds -> count) and request count of one wrk run."""
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{seconds}s", "-s", script, url],
+        capture_output=True, text=True, check=True, timeout=seconds + 60,
+    ).stdout
+    histogram: Counter[int] = Counter()
+    requests = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:1] == ["H"]:
+            histogram[int(parts[1])] += int(parts[2])
+        elif parts[:1] == ["R"]:
+            requests = int(parts[1])
+    return histogram, requests
+
+
+def _percentile(histogram: Counter[int], q: float) -> float:
+    """Nearest-rank percentile, in seconds, of a merged latency histogram."""
+    total = sum(histogram.values())
+    rank = max(1, -(-q * total // 100))
+    seen = 0
+    for value in sorted(histogram):
+        seen += histogram[value]
+        if seen >= rank:
+            return value / 1e6
+    raise ValueError("empty histogram")
+
+
+def bench_wrk(seconds: int, size: int, round_seconds: int = 30) -> list[str]:
+    """Both apps run for the whole bench; wrk loads them in alternating rounds (ABBA...), so
+    the load other processes put on this machine falls on both alike. Latencies of all the
+    rounds of an app are merged into one histogram before taking percentiles."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_LUA)
-    results = {}
-    for census in (False, True):
-        with ChildServer("bench.census:wrk_app", census=census, size=size) as server:
-            out = subprocess.run(
-                ["wrk", "-t1", "-c8", f"-d{seconds}s", "-s", script.name, server.url + "/"],
-                capture_output=True, text=True, check=True, timeout=seconds + 60,
-            ).stdout
-            stats = {}
-            for line in out.splitlines():
-                parts = line.split()
-                if parts[:1] == ["P"]:
-                    stats[parts[1]] = int(parts[2]) / 1e6
-                elif parts[:1] == ["R"]:
-                    stats["requests"] = int(parts[1])
-            if census:
-                with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-                    text = response.read().decode()
-                stats["census"] = {
-                    line.split()[0]: float(line.split()[1]) for line in text.splitlines()
-                    if line.startswith(("tornado_census_max_stall", "tornado_census_duration",
-                                        "tornado_census_objects_scanned"))
-                }
-            results[census] = stats
+    histograms: dict[bool, Counter[int]] = {False: Counter(), True: Counter()}
+    requests = {False: 0, True: 0}
+    rounds = max(1, seconds // round_seconds)
+    with ChildServer("bench.census:wrk_app", census=False, size=size) as plain, \
+            ChildServer("bench.census:wrk_app", census=True, size=size) as censused:
+        servers = {False: plain, True: censused}
+        for i in range(rounds):
+            for census in ((False, True) if i % 2 == 0 else (True, False)):
+                histogram, count = _wrk_round(servers[census].url + "/", round_seconds, script.name)
+                histograms[census].update(histogram)
+                requests[census] += count
+        with urllib.request.urlopen(censused.url + "/metrics", timeout=10) as response:
+            text = response.read().decode()
     Path(script.name).unlink()
-    base, ours = results[False], results[True]
-    lines = [f"wrk -t1 -c8 -d{seconds}s, hello world holding a {size:,}-object heap:",
+    census_metrics = {
+        line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+        if line.startswith(("tornado_census_max_stall", "tornado_census_duration",
+                            "tornado_census_objects_scanned"))
+    }
+    stats = {c: {q: _percentile(h, float(q)) for q in ("50", "99", "99.9", "100")}
+             for c, h in histograms.items()}
+    base, ours = stats[False], stats[True]
+    lines = [f"wrk -t1 -c8, {rounds} alternating rounds of {round_seconds} s per app "
+             f"(hello world holding a {size:,}-object heap):",
              f"  {'':<16}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'requests':>10}"]
-    for label, stats in (("no census", base), ("census (60 s)", ours)):
-        lines.append(f"  {label:<16}" + "".join(f"{fmt_seconds(stats[k]):>10}" for k in ("50", "99", "99.9", "max"))
-                     + f"{stats['requests']:>10}")
-    lines.append("  ratio          " + "".join(f"{ours[k] / base[k]:>10.2f}" for k in ("50", "99", "99.9", "max")))
-    lines.append(f"  p99 ratio {ours['99'] / base['99']:.2f} (target <= 1.2); census self-metrics at the end: "
-                 f"{ours.get('census')}")
+    for label, c in (("no census", False), ("census (60 s)", True)):
+        lines.append(f"  {label:<16}" + "".join(f"{fmt_seconds(stats[c][q]):>10}" for q in base)
+                     + f"{requests[c]:>10}")
+    lines.append("  ratio           " + "".join(f"{ours[q] / base[q]:>10.2f}" for q in base))
+    lines.append(f"  p99 ratio {ours['99'] / base['99']:.2f} (target <= 1.2); the last census: "
+                 f"{census_metrics}")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.census", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000, 3_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000, 3_000_000],
+                        help="heap sizes of the table; none: only the wrk part")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of ours vs the floors")
     parser.add_argument("--cap", type=float, default=120.0, help="seconds per peer before '> cap'")
     parser.add_argument("--wrk-seconds", type=int, default=180, help="per app; 0 skips the wrk part")
+    parser.add_argument("--wrk-round", type=int, default=30, help="seconds of one wrk round")
     parser.add_argument("--wrk-size", type=int, default=1_000_000)
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -403,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report(result) + targets(result)), flush=True)
         print(json.dumps(result), file=sys.stderr, flush=True)
     if args.wrk_seconds:
-        print("\n".join(bench_wrk(args.wrk_seconds, args.wrk_size)), flush=True)
+        print("\n".join(bench_wrk(args.wrk_seconds, args.wrk_size, args.wrk_round)), flush=True)
     return 0
 
 

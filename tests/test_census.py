@@ -196,13 +196,15 @@ def test_counting_yields_whenever_the_next_chunk_would_overrun_the_budget():
         pauses.append(ticks[0])
 
     objects = [Big() for _ in range(10 * CHUNK)] + [Small() for _ in range(5)]
-    slicer = Slicer(0.0045, clock=clock, pause=pause)
+    slicer = Slicer(0.005, clock=clock, pause=pause)
     counts, handlers = asyncio.run(count_by_type(objects, slicer))
     assert counts == {Big: 10 * CHUNK, Small: 5}
     assert handlers == {}
-    # Each chunk is seen to cost 1 ms (two reads apart) and the slicer yields when elapsed time
-    # plus that predicted cost would pass 4.5 ms: 1 chunk in the first slice (which started
-    # before the first read), then 2 per slice. 11 chunks -> 6 slices, 5 pauses.
+    # Every read of the clock is 1 ms later, so a chunk is seen to cost 1 ms (two reads apart)
+    # and the slicer yields when elapsed + 1.5 x 1 ms would pass 5 ms. Slice 1 fits 1 chunk:
+    # before chunk 2, 4 ms have elapsed. Each later slice begins right at a chunk (its check
+    # ran before the pause), so before its second chunk only 3 ms have elapsed: it fits 2.
+    # 11 chunks: 1 + 5 x 2 -> 6 slices, 5 pauses.
     assert len(pauses) == 5
     assert slicer.slices == 6
 
