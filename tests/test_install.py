@@ -34,6 +34,14 @@ def test_route_goes_ahead_of_catch_all_routes_and_stop_removes_it():
         assert "tornado_gc_collections_total" in server.scrape()
 
 
+def test_paths_that_only_begin_like_the_metrics_path_still_reach_the_app():
+    # Our rule lets a request in by path prefix; the nested route must still match exactly.
+    with AppServer(catch_all_app()) as server:
+        for path in ("/", "/metricsx", "/metrics/x", "/other"):
+            assert server.get(path)[::2] == (200, b"app page"), path
+        assert "tornado_process_resident_memory_bytes" in server.scrape()
+
+
 def _stop(server):
     async def stop():
         server.exporter.stop()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from typing import Any
 
 import tornado.web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
-from tornado.routing import Rule
+from tornado.httputil import HTTPServerRequest
+from tornado.routing import Matcher, Rule
 
 from .census import CensusSnapshot, HeapCensus
 from .census_collector import CensusCollector
@@ -183,6 +185,7 @@ class Exporter:
         (rule,) = [r for r in rules if id(r) not in before]
         rules.remove(rule)
         rules.insert(0, rule)
+        rule.matcher = _PathPrefixes((path, self.config.explorer_path) if explorer else (path,))
         self._app, self._route = app, rule
 
     def stop(self) -> None:
@@ -205,6 +208,22 @@ class Exporter:
         if self._app is not None and self._route in self._app.default_router.rules:
             self._app.default_router.rules.remove(self._route)
         self._app = self._route = None
+
+
+class _PathPrefixes(Matcher):
+    """Lets a request into our routes only when its path starts with one of ``prefixes``.
+
+    Our rule comes first, so every request of the app passes it. Matching any host and then
+    asking the nested router cost each app request ~7 us (``Application.find_handler`` of a
+    hello-world app, median: 9.8 us against 3.0 us bare, a few % of a small request); one
+    ``str.startswith`` costs ~0.25 us.
+    """
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        self.prefixes = prefixes
+
+    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
+        return {} if request.path.startswith(self.prefixes) else None
 
 
 def install(
