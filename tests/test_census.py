@@ -6,20 +6,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-import time
 import urllib.request
 
 import pytest
 import tornado.web
-from prometheus_client.parser import text_string_to_metric_families
-
 from appserver import AppServer
+from prometheus_client.parser import text_string_to_metric_families
+from realbin import wait_for
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.census import CHUNK, HeapCensus, Slicer, count_by_type
 from tornado_memory_exporter.census_collector import CensusCollector
 from tornado_memory_exporter.census_select import OTHER, TypeSelector
 from tornado_memory_exporter.faults import Faults, GuardedCollector
 from tornado_memory_exporter.typenames import TypeNames, type_name
+from tornado_memory_exporter.watch import Watchlist
 
 
 class Leaky:
@@ -72,20 +72,30 @@ def test_a_leak_shows_as_its_exact_count_growth_and_types_sum_to_the_scanned_tot
     by_type = objects_by_type(text)
     assert before == 0
     assert by_type[LEAKY] == 7
-    assert sum(by_type.values()) == scalar(text, "tornado_census_objects_scanned") == snapshot.scanned
+    assert (
+        sum(by_type.values()) == scalar(text, "tornado_census_objects_scanned") == snapshot.scanned
+    )
     # Ours at enumeration time: the census task and its two coroutines, and nothing else.
     assert scalar(text, "tornado_gc_tracked_objects") - snapshot.scanned == 3
     assert scalar(text, "tornado_census_last_success_timestamp_seconds") == snapshot.finished_at
     assert scalar(text, "tornado_census_max_stall_seconds") == snapshot.max_stall > 0
-    assert scalar(text, "tornado_census_duration_seconds") == snapshot.duration >= snapshot.max_stall
+    assert (
+        scalar(text, "tornado_census_duration_seconds") == snapshot.duration >= snapshot.max_stall
+    )
     LEAKED.clear()
 
 
-def _census(objects: list, selector: TypeSelector, faults: Faults | None = None, **kwargs) -> HeapCensus:
+def _census(
+    objects: list, selector: TypeSelector, faults: Faults | None = None, **kwargs
+) -> HeapCensus:
     kwargs.setdefault("get_objects", lambda: list(objects))
     return HeapCensus(
-        loop=asyncio.get_running_loop(), selector=selector, faults=faults or Faults(),
-        interval=0, slice_budget=0.005, **kwargs,
+        loop=asyncio.get_running_loop(),
+        selector=selector,
+        faults=faults or Faults(),
+        interval=0,
+        slice_budget=0.005,
+        **kwargs,
     )
 
 
@@ -139,7 +149,9 @@ def test_allowlisted_types_are_always_exported_and_growth_needs_actual_growth():
 
 
 def test_ten_thousand_distinct_classes_stay_within_the_label_bound():
-    config = Config(census_interval=0, census_top_n=20, census_growth_n=10, census_allowlist=("a.B",))
+    config = Config(
+        census_interval=0, census_top_n=20, census_growth_n=10, census_allowlist=("a.B",)
+    )
     classes = []
     with AppServer(config=config) as server:
         server.call(server.exporter.census_now)  # baseline without the classes
@@ -175,13 +187,22 @@ def test_the_census_never_calls_gc_collect_and_leaves_no_reference_behind(monkey
 
 
 async def _run_real(forbidden) -> None:
+    faults = Faults()
+    watchlist = Watchlist(faults)
+    watchlist.watch("big", [{"k": [i]} for i in range(5000)])  # pympler runs under the patch too
     census = HeapCensus(
-        loop=asyncio.get_running_loop(), selector=TypeSelector(top_n=5, growth_n=5, hold=60),
-        faults=Faults(), interval=0, slice_budget=0.005,
+        loop=asyncio.get_running_loop(),
+        selector=TypeSelector(top_n=5, growth_n=5, hold=60),
+        faults=faults,
+        interval=0,
+        slice_budget=0.005,
+        watchlist=watchlist,
     )
     await census.run_now()
     await census.run_now()
     assert gc.collect is forbidden
+    assert faults.counts == {"census": 0, "watch": 0}
+    assert watchlist.readings()["big"].items == 5000
 
 
 def test_counting_yields_whenever_the_next_chunk_would_overrun_the_budget():
@@ -224,27 +245,29 @@ def test_a_failing_census_is_counted_and_the_scrape_still_works(registry):
     census = asyncio.run(run())
     assert faults.counts["census"] == 1
     assert census.snapshot is None
-    registry.register(GuardedCollector("census", CensusCollector("tornado", lambda: census.snapshot), faults))
+    registry.register(
+        GuardedCollector("census", CensusCollector("tornado", lambda: census.snapshot), faults)
+    )
     assert list(registry.collect()) == []  # no snapshot: no made-up series
 
 
 LAST = "tornado_census_last_success_timestamp_seconds"
 
 
-def _poll(probe, what: str, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value is not None:
-            return value
-        time.sleep(0.01)
-    pytest.fail(f"no {what} within {timeout} s")
-
-
 def test_the_schedule_runs_censuses_on_its_own_and_stop_ends_it():
     with AppServer(config=Config(census_interval=0.05)) as server:
-        first = _poll(lambda: samples(server.scrape(), LAST).get(()), "a scheduled census")
-        _poll(lambda: samples(server.scrape(), LAST)[()] > first or None, "a second scheduled census")
+        first = wait_for(
+            "a scheduled census",
+            lambda: samples(server.scrape(), LAST).get(()),
+            timeout=10,
+            interval=0.01,
+        )
+        wait_for(
+            "a second scheduled census",
+            lambda: samples(server.scrape(), LAST)[()] > first,
+            timeout=10,
+            interval=0.01,
+        )
 
         async def stop() -> tuple:
             census = server.exporter._census
@@ -268,8 +291,26 @@ def test_type_names_are_module_qualname_with_builtins_bare_and_never_run_metacla
     weird = Meta("Weird", (), {})
     names = TypeNames()
     assert names(dict) == "dict"
-    assert names(Outer.Inner) == f"{__name__}.test_type_names_are_module_qualname_with_builtins_bare_and_never_run_metaclass_code.<locals>.Outer.Inner"
+    here = "test_type_names_are_module_qualname_with_builtins_bare_and_never_run_metaclass_code"
+    assert names(Outer.Inner) == f"{__name__}.{here}.<locals>.Outer.Inner"
     assert names(weird) == f"{__name__}.Weird"
     assert type_name(tornado.web.RequestHandler) == "tornado.web.RequestHandler"
     assert type_name(type("x" * 500, (), {})) == f"{__name__}.{'x' * 500}"[:200]
     assert len(names) == 3  # cached weakly: dict, Inner, Weird
+
+
+@pytest.mark.parametrize("hold", [-1, float("nan"), "600", True])
+def test_census_hold_is_validated_naming_the_value(hold):
+    with pytest.raises(ValueError, match=f"census_hold={hold!r}"):
+        Config(census_hold=hold)
+
+
+def test_census_now_on_a_stopped_exporter_says_so():
+    with AppServer() as server:
+
+        async def stopped() -> None:
+            server.exporter.stop()
+            with pytest.raises(RuntimeError, match="stopped exporter"):
+                server.exporter.census_now()
+
+        server.call(stopped)

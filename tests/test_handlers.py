@@ -8,9 +8,8 @@ import threading
 import urllib.request
 
 import tornado.web
-from prometheus_client.parser import text_string_to_metric_families
-
 from appserver import AppServer
+from prometheus_client.parser import text_string_to_metric_families
 from tornado_memory_exporter.handlers import handler_classes
 
 KEPT: list[tornado.web.RequestHandler] = []

@@ -7,11 +7,10 @@ import time
 import weakref
 
 import pytest
+from appserver import AppServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pympler.asizeof import asizeof
-
-from appserver import AppServer
 from tornado_memory_exporter.census import Slicer
 from tornado_memory_exporter.faults import Faults
 from tornado_memory_exporter.watch import MAX_WATCHES, WatchCollector, Watchlist
@@ -32,12 +31,12 @@ def watched(text: str) -> dict[tuple[str, str], float]:
 
 def test_a_watched_dict_grows_in_items_and_bytes_and_a_watched_object_can_be_freed():
     sessions: dict[str, list] = {}
-    registry = Registry(a=[1, 2, 3])
+    holder = [Registry(a=[1, 2, 3])]  # the only strong reference, dropped below
     with AppServer() as server:
 
         async def watch() -> None:
             server.exporter.watch("sessions", sessions)
-            server.exporter.watch("registry", registry)
+            server.exporter.watch("registry", holder[0])
 
         server.call(watch)
         server.call(server.exporter.census_now)
@@ -47,14 +46,16 @@ def test_a_watched_dict_grows_in_items_and_bytes_and_a_watched_object_can_be_fre
         expected_bytes = asizeof(sessions)
         server.call(server.exporter.census_now)
         grown = watched(server.scrape())
-        ref = weakref.ref(registry)
-        del registry
+        ref = weakref.ref(holder[0])
+        holder.clear()
         assert ref() is None  # watching did not keep it alive
         server.call(server.exporter.census_now)
         freed = watched(server.scrape())
     assert empty == {
-        ("items", "sessions"): 0, ("bytes", "sessions"): asizeof({}),
-        ("items", "registry"): 1, ("bytes", "registry"): asizeof(Registry(a=[1, 2, 3])),
+        ("items", "sessions"): 0,
+        ("bytes", "sessions"): asizeof({}),
+        ("items", "registry"): 1,
+        ("bytes", "registry"): asizeof(Registry(a=[1, 2, 3])),
     }
     assert grown[("items", "sessions")] == 100
     assert grown[("bytes", "sessions")] == expected_bytes > empty[("bytes", "sessions")]
@@ -66,7 +67,7 @@ def _slicer(budget: float) -> Slicer:
 
 
 def test_a_large_container_is_extrapolated_within_its_budget_and_close_to_the_exact_size():
-    big = [["%08d" % i, i * 1000003] for i in range(20_000)]
+    big = [[f"{i:08d}", i * 1000003] for i in range(20_000)]
     small = list(range(1000, 1100))
     watchlist = Watchlist(Faults())
     watchlist.watch("big", big)
@@ -97,8 +98,7 @@ def test_a_failing_object_costs_only_its_own_reading(registry: CollectorRegistry
     assert faults.counts["watch"] == 1
     registry.register(WatchCollector("tornado", watchlist))
     values = {
-        (s.name, s.labels["name"]): s.value
-        for family in registry.collect() for s in family.samples
+        (s.name, s.labels["name"]): s.value for family in registry.collect() for s in family.samples
     }
     assert values == {
         ("tornado_watched_object_items", "good"): 2,

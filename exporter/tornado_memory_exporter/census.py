@@ -12,9 +12,9 @@ The observer effect, and how it is kept small:
   (counting by type object, the handler check, naming the distinct types, releasing the list)
   runs in slices of at most ``slice_budget`` seconds that yield to the loop between them.
 * Objects are counted by type object, and each distinct type is named once (``typenames``).
-* No ``gc.collect()``; no reference to a counted object survives the census (the list is
-  released, in slices too: freeing a million references at once is itself a stall); the census's
-  own task and coroutine are taken out of the counts.
+* ``gc.collect`` is never called; no reference to a counted object survives the census (the
+  list is released, in slices too: freeing a million references at once is itself a stall);
+  the census's own task and coroutines are taken out of the counts.
 * Scrapes read the published :class:`CensusSnapshot` and never walk the heap.
 """
 
@@ -250,7 +250,9 @@ class HeapCensus:
         await slicer.pause()
         handler_types = frozenset(handler_classes())
         try:
-            counts, handler_counts = await count_by_type(objects, slicer, handler_types=handler_types)
+            counts, handler_counts = await count_by_type(
+                objects, slicer, handler_types=handler_types
+            )
         finally:
             await release(objects, slicer)
         del objects

@@ -30,19 +30,20 @@ class CensusCollector(Collector):
             "objects": GaugeMetricFamily(
                 f"{ns}_objects",
                 "Live gc-tracked objects by type (module.QualName; builtins bare) at the last heap "
-                "census: top by count, top by growth, allowlist; type=\"other\" holds the rest.",
+                'census: top by count, top by growth, allowlist; type="other" holds the rest.',
                 labels=["type"],
             ),
             "tracked": GaugeMetricFamily(
                 f"{ns}_gc_tracked_objects",
-                "Objects tracked by the garbage collector (len(gc.get_objects())) at the last census.",
+                "Objects tracked by the garbage collector (len(gc.get_objects())), last census.",
             ),
             "scanned": GaugeMetricFamily(
                 f"{ns}_census_objects_scanned",
                 "Objects counted by the last heap census (sum of <ns>_objects over type).",
             ),
             "duration": GaugeMetricFamily(
-                f"{ns}_census_duration_seconds", "Wall time of the last heap census."),
+                f"{ns}_census_duration_seconds", "Wall time of the last heap census."
+            ),
             "stall": GaugeMetricFamily(
                 f"{ns}_census_max_stall_seconds",
                 "Longest time one slice of the last heap census held the IOLoop (the "

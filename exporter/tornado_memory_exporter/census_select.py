@@ -10,7 +10,7 @@ from operator import itemgetter, sub
 _COUNT = itemgetter(1)
 
 OTHER = "other"
-"""Label value that carries every type not exported on its own, so the sum over types is the total."""
+"""Label value of every type not exported on its own: the sum over types is the total."""
 
 
 class TypeSelector:
