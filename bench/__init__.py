@@ -120,7 +120,7 @@ def _serve_child(factory: str, kwargs: dict, conn: Connection) -> None:
             app = await build(**kwargs)
             server = app.listen(0, address="127.0.0.1")
             port = next(iter(server._sockets.values())).getsockname()[1]
-        except BaseException as error:  # noqa: BLE001 - handed to the parent, which raises it
+        except BaseException as error:  # handed to the parent, which raises it
             conn.send(error)
             raise
         conn.send(port)

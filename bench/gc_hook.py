@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns, thread_time
 
-from bench import median
 from tornado_memory_exporter.config import DEFAULT_GC_PAUSE_BUCKETS
 from tornado_memory_exporter.faults import Faults
 from tornado_memory_exporter.gc_pauses import GCPauseRecorder
+
+from bench import median
 
 VARIANTS = ("none", "none again", "empty", "hook")
 GcCallback = Callable[[str, dict], None]

@@ -32,9 +32,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from tornado_memory_exporter import Config, MetricsHandler, install
 
 from bench import PROMETHEUS_HEADERS, ChildServer, fmt_seconds, median, percentile
-from tornado_memory_exporter import Config, MetricsHandler, install
 
 PATHS = {"ours": "/metrics", "peer": "/peer"}
 # A line each body must carry, checked on every scrape so that a 200 with the wrong body fails.

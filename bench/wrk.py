@@ -37,9 +37,9 @@ from time import monotonic
 import psutil
 import tornado.web
 from prometheus_client import CollectorRegistry
+from tornado_memory_exporter import Config, install
 
 from bench import PROMETHEUS_HEADERS, ChildServer, median
-from tornado_memory_exporter import Config, install
 
 WRK = "wrk"
 SERVERS = {"with": True, "without": False, "without again": False}  # name -> exporter installed
@@ -67,8 +67,8 @@ class WrkResult:
 
 def parse_wrk(output: str) -> WrkResult:
     """The figures of ``wrk``'s report that the bench uses."""
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    requests = re.search(r"^\s*(\d+) requests in ", output, re.M)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    requests = re.search(r"^\s*(\d+) requests in ", output, re.MULTILINE)
     if rps is None or requests is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
