@@ -14,10 +14,11 @@ records the longest gap between its own turns (the longest loop stall):
   ``objgraph.growth()``, pympler ``summary.summarize(muppy.get_objects())``, pympler
   ``SummaryTracker().diff()``, guppy3 ``hpy().heap()``.
 
-Then (unless ``--wrk-seconds 0``) two hello-world Tornado apps holding a 1M-object heap each,
-one without and one with the exporter's default census schedule (every 60 s), run side by side
-while ``wrk`` on 127.0.0.1 loads them in alternating 30 s rounds (so the noise of a shared
-machine falls on both alike); p50, p99, p99.9 and max come from each app's merged histogram.
+Then (unless ``--wrk-seconds 0``) three hello-world Tornado apps holding a 1M-object heap each
+run side by side: two without the exporter (the second is the A/A control, the noise floor of
+the ratio) and one with the exporter's default census schedule (every 60 s). ``wrk`` on
+127.0.0.1 loads them in rotating 30 s rounds, so the noise of a shared machine falls on all
+alike; p50, p99, p99.9 and max come from each app's merged latency histogram.
 
     .venv/bin/python -m bench.census [--sizes 100000 1000000 3000000] [--wrk-seconds 180]
     .venv/bin/python -m bench.census --sizes --wrk-seconds 180      # the wrk part only
@@ -380,22 +381,25 @@ def _percentile(histogram: Counter[int], q: float) -> float:
 
 
 def bench_wrk(seconds: int, size: int, round_seconds: int = 30) -> list[str]:
-    """Both apps run for the whole bench; wrk loads them in alternating rounds (ABBA...), so
-    the load other processes put on this machine falls on both alike. Latencies of all the
-    rounds of an app are merged into one histogram before taking percentiles."""
+    """Three apps run for the whole bench: no census, the same again (the A/A control: how far
+    two identical apps land apart on this machine), and the exporter with its default census.
+    wrk loads them in rotating rounds, so the load other processes put on the machine falls on
+    all alike; latencies of all the rounds of an app are merged before taking percentiles."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_LUA)
-    histograms: dict[bool, Counter[int]] = {False: Counter(), True: Counter()}
-    requests = {False: 0, True: 0}
+    variants = ("no census", "no census (A/A)", "census (60 s)")
+    histograms: dict[str, Counter[int]] = {v: Counter() for v in variants}
+    requests = dict.fromkeys(variants, 0)
     rounds = max(1, seconds // round_seconds)
     with ChildServer("bench.census:wrk_app", census=False, size=size) as plain, \
+            ChildServer("bench.census:wrk_app", census=False, size=size) as control, \
             ChildServer("bench.census:wrk_app", census=True, size=size) as censused:
-        servers = {False: plain, True: censused}
+        servers = dict(zip(variants, (plain, control, censused)))
         for i in range(rounds):
-            for census in ((False, True) if i % 2 == 0 else (True, False)):
-                histogram, count = _wrk_round(servers[census].url + "/", round_seconds, script.name)
-                histograms[census].update(histogram)
-                requests[census] += count
+            for variant in variants[i % 3:] + variants[: i % 3]:
+                histogram, count = _wrk_round(servers[variant].url + "/", round_seconds, script.name)
+                histograms[variant].update(histogram)
+                requests[variant] += count
         with urllib.request.urlopen(censused.url + "/metrics", timeout=10) as response:
             text = response.read().decode()
     Path(script.name).unlink()
@@ -404,18 +408,21 @@ def bench_wrk(seconds: int, size: int, round_seconds: int = 30) -> list[str]:
         if line.startswith(("tornado_census_max_stall", "tornado_census_duration",
                             "tornado_census_objects_scanned"))
     }
-    stats = {c: {q: _percentile(h, float(q)) for q in ("50", "99", "99.9", "100")}
-             for c, h in histograms.items()}
-    base, ours = stats[False], stats[True]
-    lines = [f"wrk -t1 -c8, {rounds} alternating rounds of {round_seconds} s per app "
+    quantiles = ("50", "99", "99.9", "100")
+    stats = {v: {q: _percentile(h, float(q)) for q in quantiles} for v, h in histograms.items()}
+    base = stats["no census"]
+    lines = [f"wrk -t1 -c8, {rounds} rotating rounds of {round_seconds} s per app "
              f"(hello world holding a {size:,}-object heap):",
-             f"  {'':<16}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'requests':>10}"]
-    for label, c in (("no census", False), ("census (60 s)", True)):
-        lines.append(f"  {label:<16}" + "".join(f"{fmt_seconds(stats[c][q]):>10}" for q in base)
-                     + f"{requests[c]:>10}")
-    lines.append("  ratio           " + "".join(f"{ours[q] / base[q]:>10.2f}" for q in base))
-    lines.append(f"  p99 ratio {ours['99'] / base['99']:.2f} (target <= 1.2); the last census: "
-                 f"{census_metrics}")
+             f"  {'':<18}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'requests':>10}"]
+    for variant in variants:
+        lines.append(f"  {variant:<18}" + "".join(f"{fmt_seconds(stats[variant][q]):>10}" for q in quantiles)
+                     + f"{requests[variant]:>10}")
+    for variant in variants[1:]:
+        lines.append(f"  {variant + ' ratio':<18}"
+                     + "".join(f"{stats[variant][q] / base[q]:>10.2f}" for q in quantiles))
+    ours, control = stats["census (60 s)"], stats["no census (A/A)"]
+    lines.append(f"  p99 ratio {ours['99'] / base['99']:.2f} (target <= 1.2; A/A control "
+                 f"{control['99'] / base['99']:.2f}); the last census: {census_metrics}")
     return lines
 
 

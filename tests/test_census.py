@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
+import time
 import urllib.request
+from collections import Counter
 
 import pytest
 import tornado.web
@@ -213,8 +215,8 @@ def test_counting_yields_whenever_the_next_chunk_would_overrun_the_budget():
         ticks[0] += 0.001  # every look at the clock: 1 ms later
         return ticks[0]
 
-    async def pause() -> None:
-        pauses.append(ticks[0])
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
 
     objects = [Big() for _ in range(10 * CHUNK)] + [Small() for _ in range(5)]
     slicer = Slicer(0.005, clock=clock, pause=pause)
@@ -225,8 +227,9 @@ def test_counting_yields_whenever_the_next_chunk_would_overrun_the_budget():
     # and the slicer yields when elapsed + 1.5 x 1 ms would pass 5 ms. Slice 1 fits 1 chunk:
     # before chunk 2, 4 ms have elapsed. Each later slice begins right at a chunk (its check
     # ran before the pause), so before its second chunk only 3 ms have elapsed: it fits 2.
-    # 11 chunks: 1 + 5 x 2 -> 6 slices, 5 pauses.
-    assert len(pauses) == 5
+    # 11 chunks: 1 + 5 x 2 -> 6 slices, 5 pauses. Each yield "took" 1 ms (> 10 % of the
+    # budget: other callbacks ran), so each is followed by a gap of one budget.
+    assert pauses == [0, 0.005] * 5
     assert slicer.slices == 6
 
 
@@ -314,3 +317,33 @@ def test_census_now_on_a_stopped_exporter_says_so():
                 server.exporter.census_now()
 
         server.call(stopped)
+
+
+def test_on_a_busy_loop_every_yield_is_followed_by_a_gap_of_one_budget():
+    recorded: list[float] = []
+
+    async def pause(seconds: float) -> None:
+        recorded.append(seconds)
+        await asyncio.sleep(seconds)
+
+    async def run() -> Counter:
+        done = False
+
+        async def busy() -> None:  # a request handler that holds the loop 3 ms per step
+            while not done:
+                started = time.perf_counter()
+                while time.perf_counter() - started < 0.003:
+                    pass
+                await asyncio.sleep(0)
+
+        competitor = asyncio.ensure_future(busy())
+        await asyncio.sleep(0)
+        slicer = Slicer(0.002, clock=time.perf_counter, pause=pause)
+        counts, _ = await count_by_type([Big() for _ in range(100_000)], slicer)
+        done = True
+        await competitor
+        return counts
+
+    assert asyncio.run(run()) == {Big: 100_000}
+    assert len(recorded) >= 2
+    assert recorded == [0, 0.002] * (len(recorded) // 2)

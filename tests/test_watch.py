@@ -63,7 +63,7 @@ def test_a_watched_dict_grows_in_items_and_bytes_and_a_watched_object_can_be_fre
 
 
 def _slicer(budget: float) -> Slicer:
-    return Slicer(budget, clock=time.perf_counter, pause=lambda: asyncio.sleep(0))
+    return Slicer(budget, clock=time.perf_counter, pause=asyncio.sleep)
 
 
 def test_a_large_container_is_extrapolated_within_its_budget_and_close_to_the_exact_size():
