@@ -16,7 +16,7 @@ from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
 from realbin import wait_for
 from tornado_memory_exporter import Config
-from tornado_memory_exporter.census import CHUNK, HeapCensus, Slicer, count_by_type
+from tornado_memory_exporter.census import BUSY_SLICE, CHUNK, HeapCensus, Slicer, count_by_type
 from tornado_memory_exporter.census_collector import CensusCollector
 from tornado_memory_exporter.census_select import OTHER, TypeSelector
 from tornado_memory_exporter.faults import Faults, GuardedCollector
@@ -226,11 +226,12 @@ def test_counting_yields_whenever_the_next_chunk_would_overrun_the_budget():
     # Every read of the clock is 1 ms later, so a chunk is seen to cost 1 ms (two reads apart)
     # and the slicer yields when elapsed + 1.5 x 1 ms would pass 5 ms. Slice 1 fits 1 chunk:
     # before chunk 2, 4 ms have elapsed. Each later slice begins right at a chunk (its check
-    # ran before the pause), so before its second chunk only 3 ms have elapsed: it fits 2.
-    # 11 chunks: 1 + 5 x 2 -> 6 slices, 5 pauses. Each yield "took" 1 ms (> 10 % of the
-    # budget: other callbacks ran), so each is followed by a gap of one budget.
-    assert pauses == [0, 0.005] * 5
-    assert slicer.slices == 6
+    # ran before the pause), so before its second chunk only 3 ms have elapsed: it would fit 2.
+    # But each yield "took" 1 ms (> 10 % of the budget: other callbacks ran), so after the
+    # first pause slices shrink to 1 ms (20 %) with 1 ms gaps: 1 chunk each from then on.
+    # 11 chunks: 1 + 1 + ... -> 11 slices, 10 pauses.
+    assert pauses == [0, 0.005 * BUSY_SLICE] * 10
+    assert slicer.slices == 11
 
 
 def test_a_failing_census_is_counted_and_the_scrape_still_works(registry):
@@ -319,7 +320,7 @@ def test_census_now_on_a_stopped_exporter_says_so():
         server.call(stopped)
 
 
-def test_on_a_busy_loop_every_yield_is_followed_by_a_gap_of_one_budget():
+def test_on_a_busy_loop_slices_shrink_and_every_yield_is_followed_by_a_gap():
     recorded: list[float] = []
 
     async def pause(seconds: float) -> None:
@@ -346,4 +347,4 @@ def test_on_a_busy_loop_every_yield_is_followed_by_a_gap_of_one_budget():
 
     assert asyncio.run(run()) == {Big: 100_000}
     assert len(recorded) >= 2
-    assert recorded == [0, 0.002] * (len(recorded) // 2)
+    assert recorded == [0, 0.002 * BUSY_SLICE] * (len(recorded) // 2)

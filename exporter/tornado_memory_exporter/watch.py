@@ -131,7 +131,7 @@ async def _measure(watch: _Watch, slicer: Slicer) -> Reading:
             exact = True
             break
         cost = slicer.clock() - started
-        if slicer.clock() - slicer.slice_start + cost > slicer.budget:
+        if slicer.clock() - slicer.slice_start + cost > slicer.limit:
             slices_left -= 1
             if not slices_left:
                 break
