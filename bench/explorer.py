@@ -83,7 +83,7 @@ async def ours() -> str:
     clock = time.perf_counter
     started = clock()
     objects = gc.get_objects()
-    slicer = Slicer(budget, clock=clock, pause=lambda: asyncio.sleep(0), start=started)
+    slicer = Slicer(budget, clock=clock, pause=asyncio.sleep, start=started)
     await slicer.pause()
     _, samples = await pick_samples(
         objects, lambda cls: type_name(cls) == "__main__.Leaked", slicer, 3

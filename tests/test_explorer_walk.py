@@ -43,7 +43,7 @@ def run(coro):
 
 
 def slicer(budget: float = 1.0, pauses: list[int] | None = None) -> Slicer:
-    async def pause() -> None:
+    async def pause(seconds: float) -> None:
         if pauses is not None:
             pauses.append(1)
 

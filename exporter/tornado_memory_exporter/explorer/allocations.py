@@ -210,7 +210,7 @@ class AllocationWindow:
             overhead["tracemalloc_memory_bytes"] = tracemalloc.get_tracemalloc_memory()
             overhead["traced_peak_bytes"] = tracemalloc.get_traced_memory()[1]
             wanted = list(dict.fromkeys([*self._types, *self._interesting()]))[:MAX_TYPES]
-            slicer = Slicer(self._budget, clock=time.perf_counter, pause=lambda: asyncio.sleep(0))
+            slicer = Slicer(self._budget, clock=time.perf_counter, pause=asyncio.sleep)
             objects = self._get_objects()
             try:
                 await slicer.pause()

@@ -220,7 +220,7 @@ class Explorer:
         slicer = Slicer(
             self.config.census_slice_budget,
             clock=clock,
-            pause=lambda: asyncio.sleep(0),
+            pause=asyncio.sleep,
             start=started,
         )
         frames = _other_threads_frames()
