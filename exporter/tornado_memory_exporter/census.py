@@ -24,6 +24,7 @@ import asyncio
 import gc
 import random
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -265,6 +266,7 @@ class HeapCensus:
         # Alive at enumeration and ours: this task, its coroutine (_census) and this coroutine.
         # Everything else the census uses is created after the enumeration, so it is not seen.
         task = asyncio.current_task()
+        own_weakrefs = len(self._names)  # one weakref.ref per cached type name
         started = self._clock()
         objects = self._get_objects()
         slicer = Slicer(self.slice_budget, clock=self._clock, pause=self._pause, start=started)
@@ -284,6 +286,8 @@ class HeapCensus:
                 if counts[cls] > 0:
                     counts[cls] -= 1
         del task
+        if counts[weakref.ref] > 0:
+            counts[weakref.ref] -= min(own_weakrefs, counts[weakref.ref])
         by_name: dict[str, int] = {}
         names = self._names
         pending = list(counts.items())

@@ -56,4 +56,6 @@ class TypeNames:
             return type_name(cls)
 
     def __len__(self) -> int:
+        """Types named so far: also the number of weak references the cache holds, which the
+        census subtracts so that its own cache never shows as ``weakref.ReferenceType`` growth."""
         return len(self._names)
