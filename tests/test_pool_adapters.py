@@ -103,6 +103,44 @@ def test_simple_http_client_saturation_shows_on_metrics():
     saturate(lambda n: AsyncHTTPClient(force_instance=True, max_clients=n), 2, 5)
 
 
+def test_simple_http_client_queue_timeouts_are_counted_and_unregister_restores_it():
+    # tornadoweb/tornado#2127: requests beyond max_clients wait in the client's queue and fail
+    # with "Timeout in request queue"; TornadoPoolExhausted reads exactly this counter.
+    gate, arrived = None, []
+
+    async def make_gate():
+        nonlocal gate
+        gate = asyncio.Event()
+
+    app = tornado.web.Application()
+    with AppServer(app) as server:
+        server.call(make_gate)
+        app.add_handlers(r".*", [("/slow", Slow, {"gate": gate, "arrived": arrived})])
+
+        async def scenario():
+            client = AsyncHTTPClient(force_instance=True, max_clients=1)
+            server.exporter.pools.register("upstream", client)
+            first = asyncio.ensure_future(client.fetch(f"{server.url}/slow", request_timeout=30))
+            queued = [client.fetch(f"{server.url}/slow", connect_timeout=0.2) for _ in range(3)]
+            failures = await asyncio.gather(*queued, return_exceptions=True)
+            text = server.registry.get_sample_value
+            counts = (
+                text("tornado_pool_timeouts_total", {"pool": "upstream"}),
+                text("tornado_pool_acquires_total", {"pool": "upstream"}),
+            )
+            gate.set()
+            await first
+            server.exporter.pools.unregister("upstream")
+            restored = "_on_timeout" not in vars(client) and "fetch_impl" not in vars(client)
+            client.close()
+            return [str(f) for f in failures], counts, restored
+
+        errors, counts, restored = server.call(scenario)
+    assert errors == ["Timeout in request queue"] * 3
+    assert counts == (3, 4)
+    assert restored
+
+
 @pytest.mark.skipif(CurlAsyncHTTPClient is None, reason="pycurl is not installed")
 def test_curl_http_client_saturation_shows_on_metrics():
     saturate(lambda n: CurlAsyncHTTPClient(force_instance=True, max_clients=n), 3, 7)

@@ -54,8 +54,33 @@ def adapt(target: Any) -> Any:
 
 
 class _SimpleClient:
+    """Besides the gauges, counts requests (acquires) and the requests that timed out while
+    queued ("Timeout in request queue", tornadoweb/tornado#2127) by wrapping that instance's
+    ``fetch_impl`` and queue-timeout callback; ``close`` restores both. Both run on the
+    IOLoop's thread only, so plain ints suffice."""
+
     def __init__(self, client: SimpleAsyncHTTPClient) -> None:
+        if "_on_timeout" in vars(client):
+            raise ValueError(f"{client!r} is already registered (its queue timeout is wrapped)")
         self._client = client
+        self.requests = self.timeouts = 0
+        fetch_impl, on_timeout = client.fetch_impl, client._on_timeout
+
+        def counted_fetch_impl(request: Any, callback: Any) -> None:
+            self.requests += 1
+            fetch_impl(request, callback)
+
+        def counted_on_timeout(key: object, info: str | None = None) -> None:
+            self.timeouts += 1
+            on_timeout(key, info)
+
+        client.fetch_impl = counted_fetch_impl  # type: ignore[method-assign]
+        client._on_timeout = counted_on_timeout  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        """Restore the client's own methods."""
+        vars(self._client).pop("fetch_impl", None)
+        vars(self._client).pop("_on_timeout", None)
 
     def pool_snapshot(self) -> PoolSnapshot:
         client = self._client
@@ -65,6 +90,8 @@ class _SimpleClient:
             in_use=active,
             idle=max(0, client.max_clients - active),
             waiting=len(client.queue),
+            acquires=self.requests,
+            timeouts=self.timeouts,
         )
 
 
