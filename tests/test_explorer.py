@@ -346,7 +346,10 @@ def test_summary_shows_watched_objects_and_pools(leaky) -> None:
         server.exporter.pools.register("buffers", pool)
         server.exporter.pools.register("unbounded", UnboundedPool())
         server.exporter.watch("cache", cache)
+        lease_line = sys._getframe().f_lineno + 1
         lease = pool.lease_sync()
+        pool.lease_sync()  # dropped at once without release(): a leak
+        leak_line = lease_line + 1
         status, summary = api(server, "POST", "/census", {})
         assert status == 200
         assert summary["watched"] == [
@@ -360,11 +363,16 @@ def test_summary_shows_watched_objects_and_pools(leaky) -> None:
             "pool": "buffers",
             "capacity": 4.0,
             "in_use": 1.0,
-            "idle": 0.0,
+            "idle": 0.0,  # the leaked object went with its lease; only its slot came back
             "waiting": 0.0,
-            "leaked": 0.0,
+            "leaked": 1.0,
         }
         assert buffers["oldest_checkout_seconds"] >= 0
+        # Where the held and the leaked objects were acquired: code locations, no contents.
+        (checkout,) = buffers["checkouts"]
+        assert checkout["site"] == {"file": __file__, "line": lease_line}
+        assert checkout["age_seconds"] >= 0
+        assert buffers["leak_sites"] == [{"file": __file__, "line": leak_line, "count": 1}]
         assert unbounded == {
             "pool": "unbounded",
             "capacity": "inf",

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import weakref
+from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger("tornado_memory_exporter")
@@ -43,10 +44,14 @@ class LeakLog:
         self.interval = interval
         self._clock = clock
         self.sites: list[tuple[str, int] | None] = []
+        """Sites not logged yet (emptied by ``flush``)."""
+        self.recent: deque[tuple[str, int] | None] = deque(maxlen=self.MAX_SITES)
+        """The last leaks' sites, kept for the explorer after they were logged."""
         self._last: float | None = None
 
     def add(self, site: tuple[str, int] | None) -> None:
         """Record one leak (called under the pool's lock: no logging here)."""
+        self.recent.append(site)
         if len(self.sites) < self.MAX_SITES:
             self.sites.append(site)
 

@@ -178,6 +178,10 @@ class PoolRegistry(Collector):
         """Registered names, in registration order."""
         return list(self._pools)
 
+    def object_pools(self) -> dict[str, ObjectPool]:
+        """The registered ``ObjectPool``s by name (the ones with checkout detail)."""
+        return {name: t for name, (t, _) in list(self._pools.items()) if isinstance(t, ObjectPool)}
+
     def _families(self) -> dict[str, Metric]:
         ns = self._ns
         out: dict[str, Metric] = {

@@ -19,11 +19,12 @@ How it stays correct and cheap:
 
 from __future__ import annotations
 
+import heapq
 import inspect
 import itertools
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -239,6 +240,25 @@ class ObjectPool(PoolCore[T]):
         self._checkout_sync(timeout, lease, call_site())
         return lease
 
+    def checkouts(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The ``limit`` longest-held checkouts, oldest first: ``age_seconds`` and, for
+        ``get()``/``lease()``, the acquiring ``site`` (``{"file", "line"}``, else None). Code
+        locations only, never object contents: the leak explorer shows them."""
+        with self._lock:
+            records = list(self._out.values())
+        now = self._clock()
+        oldest = heapq.nsmallest(limit, records, key=lambda r: r.since)
+        return [
+            {"age_seconds": max(0.0, now - r.since), "site": _site(getattr(r, "site", None))}
+            for r in oldest
+        ]
+
+    def leak_sites(self) -> list[dict[str, Any]]:
+        """Where the most recent leaked objects (up to ``LeakLog.MAX_SITES``) were acquired:
+        ``{"file", "line", "count"}`` per site, most frequent first."""
+        sites = Counter(filter(None, self._leaks.recent))
+        return [{**_site(site), "count": n} for site, n in sites.most_common()]
+
     def pool_snapshot(self) -> PoolSnapshot:
         """Current gauges and counters (one short lock, no user code)."""
         with self._lock:
@@ -262,3 +282,6 @@ class ObjectPool(PoolCore[T]):
         self._leaks.flush(snap.leaked)
         return snap
 
+
+def _site(site: tuple[str, int] | None) -> dict[str, Any] | None:
+    return {"file": site[0], "line": site[1]} if site is not None else None

@@ -29,9 +29,8 @@ from .describe import describe_chain
 from .history import CensusHistory
 
 if TYPE_CHECKING:
-    from prometheus_client.registry import Collector
-
     from ..census import HeapCensus
+    from ..pool_registry import PoolRegistry
     from ..watch import Watchlist
 
 MAX_SAMPLES = 5
@@ -67,7 +66,7 @@ class Explorer:
         faults: Faults,
         census: HeapCensus | None = None,
         watchlist: Watchlist | None = None,
-        pools: Collector | None = None,
+        pools: PoolRegistry | None = None,
         get_objects: Callable[[], list[Any]] = gc.get_objects,
     ) -> None:
         self.config = config
@@ -177,6 +176,10 @@ class Explorer:
                 if sample.name.endswith("_created"):
                     continue
                 rows.setdefault(sample.labels["pool"], {})[field] = sample.value
+        for name, pool in self._pools.object_pools().items():  # where checkouts came from
+            if name in rows:
+                rows[name]["checkouts"] = pool.checkouts()
+                rows[name]["leak_sites"] = pool.leak_sites()
         return [{"pool": name, **row} for name, row in sorted(rows.items())]
 
     def type_detail(self, name: str) -> dict[str, Any]:

@@ -96,7 +96,11 @@ function renderSummary(summary) {
     el("td", {}, w.name), el("td", { class: "num" }, fmt(w.items)), el("td", { class: "num" }, fmt(w.bytes)))));
   fill("pools", summary.pools.map((p) => el("tr", {},
     el("td", {}, p.pool), el("td", { class: "num" }, `${fmt(p.in_use)} / ${fmt(p.capacity)}`),
-    el("td", { class: "num" }, fmt(p.oldest_checkout_seconds)), el("td", { class: "num" }, fmt(p.leaked)))));
+    el("td", { class: "num" }, fmt(p.oldest_checkout_seconds)), el("td", { class: "num" }, fmt(p.leaked)),
+    el("td", { class: "mono" }, ...(p.checkouts || []).map((c) =>
+      el("div", {}, `${fmt(c.age_seconds)} s` + (c.site ? ` at ${siteText(c.site)}` : "")))),
+    el("td", { class: "mono" }, ...(p.leak_sites || []).map((s) =>
+      el("div", {}, `${siteText(s)} (${fmt(s.count)})`))))));
   renderAllocations(summary.allocations);
 }
 
