@@ -50,19 +50,23 @@ class Leaky:
     pass
 
 
+def add_slow_route(server: AppServer) -> tuple[asyncio.Event, list]:
+    """Serve ``/slow`` on ``server``: each request waits for the returned gate to open."""
+    arrived: list = []
+
+    async def make_gate() -> asyncio.Event:
+        return asyncio.Event()  # created on the app's loop
+
+    gate = server.call(make_gate)
+    server.app.add_handlers(r".*", [("/slow", Slow, {"gate": gate, "arrived": arrived})])
+    return gate, arrived
+
+
 def saturate(client_factory, max_clients: int, requests: int) -> None:
     """Fire ``requests`` fetches through a client limited to ``max_clients`` at a slow server and
     check the pool gauges through a real scrape while it is saturated, then after it drains."""
-    gate, arrived = None, []
-
-    async def make_gate():
-        nonlocal gate
-        gate = asyncio.Event()
-
-    app = tornado.web.Application()
-    with AppServer(app) as server:
-        server.call(make_gate)
-        app.add_handlers(r".*", [("/slow", Slow, {"gate": gate, "arrived": arrived})])
+    with AppServer() as server:
+        gate, arrived = add_slow_route(server)
         state = {}
 
         async def start():
@@ -106,16 +110,8 @@ def test_simple_http_client_saturation_shows_on_metrics():
 def test_simple_http_client_queue_timeouts_are_counted_and_unregister_restores_it():
     # tornadoweb/tornado#2127: requests beyond max_clients wait in the client's queue and fail
     # with "Timeout in request queue"; TornadoPoolExhausted reads exactly this counter.
-    gate, arrived = None, []
-
-    async def make_gate():
-        nonlocal gate
-        gate = asyncio.Event()
-
-    app = tornado.web.Application()
-    with AppServer(app) as server:
-        server.call(make_gate)
-        app.add_handlers(r".*", [("/slow", Slow, {"gate": gate, "arrived": arrived})])
+    with AppServer() as server:
+        gate, _ = add_slow_route(server)
 
         async def scenario():
             client = AsyncHTTPClient(force_instance=True, max_clients=1)

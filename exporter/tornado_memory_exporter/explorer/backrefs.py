@@ -9,7 +9,7 @@ safe for a live server:
   the frontier at once, in chunks that yield to the loop (``Slicer``, the census's budget). A
   chunk whose referents (one ``gc.get_referents(*chunk)`` C call) miss the frontier is skipped
   without looking at its objects one by one.
-* No ``gc.collect()``; the walk's own working objects are created after the enumeration, so they
+* Never forces a collection; the walk's own working objects are created after the enumeration, so they
   are never taken for referrers, and the walk's own coroutines (code in this package) are skipped.
 * Roots: a module's globals, a class attribute, a running or suspended frame (other threads'
   stacks, coroutines, generators), an IOLoop callback (an asyncio handle or a Tornado
