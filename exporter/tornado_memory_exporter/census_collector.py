@@ -16,8 +16,9 @@ class CensusCollector(Collector):
     """``<ns>_objects{type}``, ``<ns>_gc_tracked_objects`` and the census self-metrics.
 
     ``snapshot()`` returns the latest :class:`~.census.CensusSnapshot` or ``None``: before the
-    first census the families are empty (no made-up zeros; ``TornadoCensusStale`` uses
-    ``absent()`` for that case). A scrape costs one pass over the bounded exported set.
+    first census the families are empty (no made-up zeros; a census that never succeeds shows
+    only in ``<ns>_exporter_errors_total{collector="census"}``). A scrape costs one pass over
+    the bounded exported set.
     """
 
     def __init__(self, namespace: str, snapshot: Callable[[], CensusSnapshot | None]) -> None:

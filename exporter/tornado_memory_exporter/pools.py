@@ -58,6 +58,8 @@ class Lease:
         self._pool = pool
         self._timeout = timeout
 
+    # __aenter__ and __enter__ repeat the lock-free fast path on purpose: moving it into a shared
+    # method costs a call per checkout, measured at +8% per async round trip (bench.pool).
     async def __aenter__(self) -> Any:
         pool = self._pool
         if pool._validate is None and not pool._waiters:
@@ -73,15 +75,7 @@ class Lease:
         return await pool._checkout_async(self._timeout, self, None)
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        pool = self._pool
-        if pool is None:
-            return  # released or discarded inside the block
-        if pool._reset is None and pool._out.pop(self, None) is not None:
-            pool._idle.append(self.obj)
-            if pool._waiters or pool._pending:
-                pool._after_put()
-            return
-        pool._checkin(self, self.obj)
+        self.__exit__(exc_type, exc, tb)  # giving back never waits
 
     def __enter__(self) -> Any:
         pool = self._pool
