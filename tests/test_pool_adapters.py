@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 import tornado.web
 from appserver import AppServer
+from realbin import wait_for
 from tornado.httpclient import AsyncHTTPClient
 from tornado_memory_exporter import ObjectPool
 from tornado_memory_exporter.pool_adapters import adapt
@@ -23,11 +24,7 @@ except ImportError:
 
 
 def wait_until(what: str, probe, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
+    wait_for(what, probe, timeout=timeout, interval=0.001)
 
 
 def gauges(snapshot) -> tuple:

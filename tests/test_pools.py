@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from realbin import wait_for
 from tornado_memory_exporter import ObjectPool, PoolTimeout
 from tornado_memory_exporter.pools import PoolSnapshot
 
@@ -53,11 +54,7 @@ async def until(what: str, probe, timeout: float = 5.0) -> None:
 
 
 def wait_until(what: str, probe, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
+    wait_for(what, probe, timeout=timeout, interval=0.001)
 
 
 @pytest.mark.parametrize(
