@@ -180,7 +180,6 @@ def test_ten_thousand_distinct_classes_stay_within_the_label_bound():
         server.call(server.exporter.census_now)  # baseline without the classes
         classes = [type(f"Generated{i}", (), {}) for i in range(10_000)]
         instances = [[cls() for _ in range(1 + i % 3)] for i, cls in enumerate(classes)]
-        named = len(server.exporter._census._names)  # one weakref.ref per type named so far
         snapshot = server.call(server.exporter.census_now)
         text = server.scrape()
     by_type = objects_by_type(text)
