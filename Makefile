@@ -32,7 +32,7 @@ binaries:
 			--no-install-recommends $(APT_PACKAGES) >/dev/null; \
 	else echo "note: prometheus/promtool/alertmanager/chromium missing; tests needing them will skip"; fi
 
-# TypeScript types of Grafana's dashboard model: tests/test_dashboards.py type-checks the shipped
+# TypeScript types of Grafana's dashboard model: tests/mixin/test_dashboards.py type-checks the shipped
 # dashboards with tsc (about 35 MB, a few seconds; pinned by the lockfile).
 GRAFANA_SCHEMA := tests/grafana_schema
 $(GRAFANA_SCHEMA)/node_modules/.package-lock.json: $(GRAFANA_SCHEMA)/package-lock.json

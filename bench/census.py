@@ -140,8 +140,8 @@ async def _timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 def _census_factory() -> Callable[[], object]:
-    from tornado_memory_exporter.census import HeapCensus
-    from tornado_memory_exporter.census_select import TypeSelector
+    from tornado_memory_exporter.census.heap import HeapCensus
+    from tornado_memory_exporter.census.selection import TypeSelector
     from tornado_memory_exporter.config import Config
     from tornado_memory_exporter.faults import Faults
 

@@ -28,10 +28,10 @@ import sys
 import time
 import types
 
-from tornado_memory_exporter.census import Slicer, release
+from tornado_memory_exporter.census.slicer import Slicer, release
 from tornado_memory_exporter.config import Config
 from tornado_memory_exporter.explorer.backrefs import Roots, pick_samples, walk
-from tornado_memory_exporter.typenames import type_name
+from tornado_memory_exporter.census.typenames import type_name
 
 from bench import fmt_seconds, median
 

@@ -1,10 +1,10 @@
-"""Shared fixtures. Real-binary helpers live in realbin.py, the threaded app server in appserver.py."""
+"""Shared fixtures. Helpers that are not tests live in support/ (on the path: ``from realbin import ...``): real
+binaries in realbin.py, the threaded app server in appserver.py, the apps tests run in children."""
 
 from __future__ import annotations
 
 import pytest
 from prometheus_client import CollectorRegistry
-
 from tornado_memory_exporter.faults import Faults
 
 

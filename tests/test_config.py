@@ -2,7 +2,6 @@ import dataclasses
 import math
 
 import pytest
-
 from tornado_memory_exporter import Config
 
 

@@ -20,16 +20,16 @@ from appserver import AppServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from tornado_memory_exporter import Config, start_metrics_server
-from tornado_memory_exporter.census import HeapCensus
-from tornado_memory_exporter.census_collector import CensusCollector
-from tornado_memory_exporter.census_select import TypeSelector
+from tornado_memory_exporter.census.heap import HeapCensus
+from tornado_memory_exporter.census.selection import TypeSelector
+from tornado_memory_exporter.collectors.census import CensusCollector
+from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
+from tornado_memory_exporter.collectors.gc_stats import GCStatsCollector
+from tornado_memory_exporter.collectors.memory_limit import MemoryLimit
+from tornado_memory_exporter.collectors.process import ProcessCollector
 from tornado_memory_exporter.config import DEFAULT_GC_PAUSE_BUCKETS
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
-from tornado_memory_exporter.gc_pauses import GCPauseRecorder
-from tornado_memory_exporter.gc_stats import GCStatsCollector
-from tornado_memory_exporter.memory_limit import MemoryLimit
-from tornado_memory_exporter.pools import PoolSnapshot
-from tornado_memory_exporter.process import ProcessCollector
+from tornado_memory_exporter.pools.pool import PoolSnapshot
 
 LOGGER = "tornado_memory_exporter"
 GiB = 2**30

@@ -5,9 +5,8 @@ import gc
 
 import pytest
 import tornado.web
-from prometheus_client import CollectorRegistry
-
 from appserver import AppServer
+from prometheus_client import CollectorRegistry
 from tornado_memory_exporter import Config, install
 
 

@@ -1,7 +1,6 @@
 """The exporter's output as real Prometheus tooling sees it."""
 
 import pytest
-
 from appserver import AppServer
 from realbin import Prometheus, promtool, wait_for
 from tornado_memory_exporter import Config

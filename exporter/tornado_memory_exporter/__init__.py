@@ -5,12 +5,13 @@ census, object pools and event-loop health.
     exporter = install(app)      # inside the running IOLoop; GET /metrics now answers
 """
 
-__version__ = "0.1.0"
-
 from .config import Config
-from .exposition import MetricsHandler, MetricsServer, start_metrics_server
 from .install import Exporter, install
 from .pools import ObjectPool, PoolSnapshot, PoolTimeout
+from .standalone import start_metrics_server
+from .version import __version__
+from .web.metrics import MetricsHandler
+from .web.server import MetricsServer
 from .workers import worker_port
 
 __all__ = [

@@ -12,21 +12,24 @@ from prometheus_client.registry import Collector
 from tornado.httputil import HTTPServerRequest
 from tornado.routing import Matcher, Rule
 
-from .census import CensusSnapshot, HeapCensus
-from .census_collector import CensusCollector
-from .census_select import TypeSelector
+from .census.heap import HeapCensus
+from .census.selection import TypeSelector
+from .census.snapshot import CensusSnapshot
+from .census.watchlist import Watchlist
+from .collectors.census import CensusCollector
+from .collectors.gc_pauses import GCPauseRecorder
+from .collectors.gc_stats import GCStatsCollector
+from .collectors.handlers import HandlersCollector
+from .collectors.info import InfoCollector
+from .collectors.loop_lag import IOLoopProbe
+from .collectors.process import ProcessCollector
+from .collectors.watch import WatchCollector
 from .config import Config
-from .explorer import Explorer, explorer_routes, require_safe_exposure
-from .exposition import MetricsHandler
+from .explorer import Explorer, explorer_routes
 from .faults import Faults, FaultsCollector, GuardedCollector
-from .gc_pauses import GCPauseRecorder
-from .gc_stats import GCStatsCollector
-from .handlers import HandlersCollector
-from .info import InfoCollector
-from .pool_registry import PoolRegistry
-from .ioloop import IOLoopProbe
-from .process import ProcessCollector
-from .watch import WatchCollector, Watchlist
+from .pools.registry import PoolRegistry
+from .web.exposure import require_safe_exposure
+from .web.metrics import MetricsHandler
 from .workers import SnapshotWriter, WorkerView, worker_id
 
 # One exporter per registry: a second would publish every series twice.

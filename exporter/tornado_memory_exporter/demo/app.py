@@ -14,7 +14,7 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.log import access_log
 
 from ..install import Exporter
-from ..pools import ObjectPool, PoolTimeout
+from ..pools.pool import ObjectPool, PoolTimeout
 from .leaks import BlockingLeak, CacheLeak, CycleLeak, HandlerLeak, HTTPLeak, Leak, make_leaks
 
 log = logging.getLogger("tornado_memory_exporter.demo")

@@ -12,7 +12,7 @@ chain link shows), ``allocations`` (tracemalloc window), ``core`` (the state of 
 ``api`` (HTTP handlers and the security checks), ``static/`` (the page).
 """
 
-from .api import explorer_routes, require_safe_exposure
+from .api import explorer_routes
 from .core import Explorer
 
-__all__ = ["Explorer", "explorer_routes", "require_safe_exposure"]
+__all__ = ["Explorer", "explorer_routes"]

@@ -28,9 +28,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..census import Slicer, release
+from ..census.slicer import Slicer, release
+from ..census.typenames import type_name
 from ..faults import Faults
-from ..typenames import type_name
 from .backrefs import chunks
 
 TOP_SITES = 20

@@ -20,7 +20,6 @@ Security contract:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import math
 import re
@@ -32,7 +31,8 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from ..config import Config
-from ..exposition import ProtectedHandler
+from ..web.exposure import is_loopback
+from ..web.protected import ProtectedHandler
 from .core import Explorer
 
 T = TypeVar("T")
@@ -46,39 +46,10 @@ _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
-_LOOPBACK_NAMES = {"localhost"}
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (an address or ``localhost``, optionally bracketed) is loopback."""
-    host = host.strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
-def require_safe_exposure(config: Config, address: str | None) -> None:
-    """``ValueError`` unless the server of the explorer has credentials in ``config`` or is
-    bound to loopback only.
-
-    ``address`` is where it is served; ``None`` means the application's own server, whose
-    addresses ``install()`` cannot see, so it needs credentials.
-    """
-    if config.auth_required:
-        return
-    if address is not None and is_loopback(address):
-        return
-    where = (
-        f"address={address!r}" if address is not None else "the application's server (install())"
-    )
-    raise ValueError(
-        f"explorer_enabled=True on {where} needs Config(auth_token=...) or basic_auth=...: the "
-        "explorer shows what the process holds. Without credentials it is served only from "
-        "start_metrics_server(address='127.0.0.1')."
-    )
 
 
 def _page(name: str) -> bytes:

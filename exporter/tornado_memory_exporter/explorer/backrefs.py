@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.ioloop
 
 if TYPE_CHECKING:
-    from ..census import Slicer
+    from ..census.slicer import Slicer
 
 MODULE_GLOBAL = "module global"
 CLASS_ATTRIBUTE = "class attribute"

@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
 
-from ..census import Slicer, release
+from ..census.slicer import Slicer, release
+from ..census.typenames import type_name
 from ..config import Config
 from ..faults import Faults
-from ..typenames import type_name
 from .allocations import AllocationWindow
 from .backrefs import Roots, pick_samples, walk
 from .describe import describe_chain
 from .history import CensusHistory
 
 if TYPE_CHECKING:
-    from ..census import HeapCensus
-    from ..pool_registry import PoolRegistry
-    from ..watch import Watchlist
+    from ..census.heap import HeapCensus
+    from ..census.watchlist import Watchlist
+    from ..pools.registry import PoolRegistry
 
 MAX_SAMPLES = 5
 """Instances of one type whose chains one walk follows."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import tornado.ioloop
 
-from ..typenames import type_name
+from ..census.typenames import type_name
 from .backrefs import CLASS_ATTRIBUTE, MODULE_GLOBAL, Root, callback_target, where
 
 REPR_LIMIT = 120

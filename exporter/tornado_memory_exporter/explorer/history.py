@@ -6,10 +6,10 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..census_select import OTHER
+from ..census.selection import OTHER
 
 if TYPE_CHECKING:
-    from ..census import CensusSnapshot
+    from ..census.snapshot import CensusSnapshot
 
 KEPT = 30
 """Censuses kept: at the default 60 s interval, the last half hour (a few KiB each)."""

@@ -12,7 +12,7 @@
 from .config import MixinConfig
 from .dashboards import build_dashboards
 from .rules import build_prometheus_rule, build_rules
-from .scenarios import build_rule_tests
+from .scenarios.build import build_rule_tests
 from .write import render_all, write_all
 
 __all__ = [

@@ -11,7 +11,7 @@ from . import yamlout
 from .config import MixinConfig
 from .dashboards import build_dashboards
 from .rules import PROMETHEUS_RULE_FILE, RULES_FILE, build_prometheus_rule, build_rules
-from .scenarios import build_rule_tests
+from .scenarios.build import build_rule_tests
 
 log = logging.getLogger("tornado_memory_exporter.mixin")
 

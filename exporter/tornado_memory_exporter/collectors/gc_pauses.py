@@ -1,0 +1,81 @@
+"""GC pause times, recorded from ``gc.callbacks`` into plain state and exported at scrape time."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator, Sequence
+from time import perf_counter
+
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..buckets import BucketCounts, add_histogram
+from ..faults import Faults
+
+
+class GCPauseRecorder(Collector):
+    """``<ns>_gc_pause_seconds{generation}``: wall time of each collection, per generation.
+
+    The callback only reads the clock and bumps preallocated list slots: no lock, no logging,
+    no prometheus_client metric object (prometheus/client_python#322). A failure inside it is
+    counted in a plain int and reported to ``faults`` at the next scrape.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        faults: Faults,
+        *,
+        buckets: Sequence[float],
+        generations: int | None = None,
+        callbacks: list | None = None,
+    ) -> None:
+        self._name = f"{namespace}_gc_pause_seconds"
+        self._faults = faults
+        count = generations if generations is not None else len(gc.get_stats())
+        self._states = [BucketCounts(buckets) for _ in range(count)]
+        self._callbacks = callbacks if callbacks is not None else gc.callbacks
+        self._started: float | None = None
+        self.failures = 0
+        self._reported_failures = 0
+        faults.declare("gc_pauses")
+
+    def start(self) -> None:
+        """Hook into the collector (idempotent)."""
+        if self._on_gc not in self._callbacks:
+            self._callbacks.append(self._on_gc)
+
+    def stop(self) -> None:
+        """Unhook; recorded pauses stay readable."""
+        while self._on_gc in self._callbacks:
+            self._callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        try:
+            if phase == "start":
+                self._started = perf_counter()
+            elif self._started is not None:
+                self._states[info["generation"]].observe(perf_counter() - self._started)
+                self._started = None
+        except Exception:  # noqa: BLE001 - never raise into the collector
+            self.failures += 1
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(
+            self._name, "Wall time of garbage collections, by generation.", labels=["generation"]
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        new_failures = self.failures - self._reported_failures
+        if new_failures:
+            self._reported_failures += new_failures
+            self._faults.record(
+                "gc_pauses", RuntimeError("gc callback failed"), count=new_failures
+            )
+        family = self._family()
+        for generation, state in enumerate(self._states):
+            add_histogram(family, [str(generation)], state)
+        yield family

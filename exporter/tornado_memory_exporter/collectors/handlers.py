@@ -1,0 +1,42 @@
+"""``<ns>_handlers_alive{handler,state}``: live Tornado ``RequestHandler`` instances by class,
+read from the latest census snapshot (the states are counted by ``census.handler_states``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..census.handler_states import ACTIVE, FINISHED
+from ..census.snapshot import CensusSnapshot
+
+
+class HandlersCollector(Collector):
+    """Reads the handler counts of the latest census snapshot (``snapshot()`` returns it, or
+    ``None`` before the first census). Both states are exported for every class that has a live
+    instance, so a ``finished`` series exists at 0 before it starts to grow."""
+
+    def __init__(self, namespace: str, snapshot: Callable[[], CensusSnapshot | None]) -> None:
+        self._name = f"{namespace}_handlers_alive"
+        self._snapshot = snapshot
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            self._name,
+            "Live RequestHandler instances by class and state (active|finished) at the last heap "
+            "census; finished handlers that stay alive are leaking.",
+            labels=["handler", "state"],
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        snapshot = self._snapshot()
+        if snapshot is not None:
+            for handler in sorted({name for name, _ in snapshot.handlers}):
+                for state in (ACTIVE, FINISHED):
+                    family.add_metric([handler, state], snapshot.handlers.get((handler, state), 0))
+        yield family

@@ -1,0 +1,46 @@
+"""``start_metrics_server()``: our endpoints served apart from the application, on a port and
+a thread of their own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
+
+from .config import Config
+from .explorer import explorer_routes
+from .web.exposure import require_safe_exposure
+from .web.metrics import MetricsHandler
+from .web.server import MetricsServer
+
+
+def start_metrics_server(
+    port: int = 9464,
+    address: str = "127.0.0.1",
+    registry: Collector | None = None,
+    config: Config | None = None,
+    *,
+    path: str = "/metrics",
+    explorer: Any = None,
+) -> MetricsServer:
+    """Serve ``registry`` on ``http://address:port/metrics`` from a thread of its own.
+
+    Binds to 127.0.0.1 unless told otherwise; pass ``address="0.0.0.0"`` (and credentials in
+    ``config``) to let other hosts scrape. ``port=0`` picks a free port (see ``.port``).
+    ``explorer=exporter.explorer`` serves the leak explorer there too; without credentials in
+    ``config`` it is refused (``ValueError``) on a non-loopback ``address``.
+    """
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ValueError(f"port={port!r} must be an integer from 0 to 65535")
+    if not path.startswith("/"):
+        raise ValueError(f"path={path!r} must start with '/'")
+    if config is None:
+        config = explorer.config if explorer is not None else Config()
+    if explorer is not None:
+        require_safe_exposure(config, address)
+    registry = registry if registry is not None else REGISTRY
+    routes: list[Any] = [(path, MetricsHandler, {"registry": registry, "config": config})]
+    if explorer is not None:
+        routes += explorer_routes(explorer, config)
+    return MetricsServer(port=port, address=address, routes=routes)
