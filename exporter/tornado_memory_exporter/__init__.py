@@ -5,11 +5,11 @@ census, object pools and event-loop health.
     exporter = install(app)      # inside the running IOLoop; GET /metrics now answers
 """
 
+from .about import __version__
 from .config import Config
 from .install import Exporter, install
 from .pools import ObjectPool, PoolSnapshot, PoolTimeout
 from .standalone import start_metrics_server
-from .version import __version__
 from .web.metrics import MetricsHandler
 from .web.server import MetricsServer
 from .workers import worker_port

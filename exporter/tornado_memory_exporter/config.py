@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+
+from . import validate
 
 _NAMESPACE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # prometheus_client's default collectors own `process_*` and `python_*`; a namespace equal to
@@ -19,7 +20,9 @@ DEFAULT_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
-    """Every option of the exporter; invalid values raise ``ValueError`` naming the value.
+    """Every option of the exporter; invalid values raise ``ValueError`` naming the value (a
+    value of the wrong type raises ``validate.OptionTypeError``, a ``TypeError`` that is also a
+    ``ValueError``).
 
     >>> Config(namespace="shop", census_interval=30)  # doctest: +ELLIPSIS
     Config(namespace='shop', ...)
@@ -98,27 +101,20 @@ class Config:
             raise ValueError(
                 f"namespace={self.namespace!r} would clash with prometheus_client's default collectors"
             )
-        _check_number("census_interval", self.census_interval, minimum=0.0)
-        _check_number("census_slice_budget", self.census_slice_budget, minimum=0.0, open_min=True)
-        _check_number("census_hold", self.census_hold, minimum=0.0)
-        _check_number("ioloop_probe_interval", self.ioloop_probe_interval, minimum=0.0, open_min=True)
-        _check_number("error_log_interval", self.error_log_interval, minimum=0.0)
-        _check_number("pool_snapshot_timeout", self.pool_snapshot_timeout, minimum=0.0, open_min=True)
-        limit = self.pool_limit
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 1000:
-            raise ValueError(f"pool_limit={self.pool_limit!r} must be an integer from 1 to 1000")
+        for name in ("census_interval", "census_hold", "error_log_interval", "scrape_cache_seconds"):
+            validate.number(name, getattr(self, name), minimum=0.0)
+        for name in (
+            "census_slice_budget", "ioloop_probe_interval", "pool_snapshot_timeout", "worker_interval",
+        ):
+            validate.number(name, getattr(self, name), minimum=0.0, above=True)
+        validate.integer("pool_limit", self.pool_limit, minimum=1, maximum=1000)
         for name in ("census_top_n", "census_growth_n"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
-                raise ValueError(f"{name}={value!r} must be an integer from 0 to 1000")
+            validate.integer(name, getattr(self, name), minimum=0, maximum=1000)
         _check_names("census_allowlist", self.census_allowlist)
         for name in ("gc_pause_buckets", "ioloop_lag_buckets"):
-            _check_buckets(name, getattr(self, name))
-        for name in ("process_full_memory", "worker_label"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}={getattr(self, name)!r} must be True or False")
-        _check_number("worker_interval", self.worker_interval, minimum=0.0, open_min=True)
-        _check_number("scrape_cache_seconds", self.scrape_cache_seconds, minimum=0.0)
+            validate.buckets(name, getattr(self, name))
+        for name in ("process_full_memory", "worker_label", "explorer_enabled", "explorer_show_contents"):
+            validate.flag(name, getattr(self, name))
         if self.worker_dir is not None:
             path = self.worker_dir
             if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
@@ -139,52 +135,25 @@ class Config:
 
 
 def _check_explorer(config: Config) -> None:
-    for name in ("explorer_enabled", "explorer_show_contents"):
-        if not isinstance(getattr(config, name), bool):
-            raise ValueError(f"{name}={getattr(config, name)!r} must be True or False")
     path = config.explorer_path
     if not isinstance(path, str) or not _EXPLORER_PATH.match(path):
         raise ValueError(
             f"explorer_path={path!r} must start with '/', not end with '/', and use only "
             "letters, digits and -._~/"
         )
-    _check_number(
+    validate.number(
         "explorer_tracemalloc_max_seconds", config.explorer_tracemalloc_max_seconds,
-        minimum=0.0, open_min=True,
+        minimum=0.0, above=True, maximum=3600.0,
     )
-    if config.explorer_tracemalloc_max_seconds > 3600:
-        raise ValueError(
-            f"explorer_tracemalloc_max_seconds={config.explorer_tracemalloc_max_seconds!r} "
-            "must be at most 3600"
-        )
-    frames = config.explorer_tracemalloc_max_frames
-    if not isinstance(frames, int) or isinstance(frames, bool) or not 1 <= frames <= 100:
-        raise ValueError(f"explorer_tracemalloc_max_frames={frames!r} must be an integer from 1 to 100")
-
-
-def _check_number(name: str, value: object, *, minimum: float, open_min: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value > minimum if open_min else value >= minimum
-    if not ok:
-        bound = f"> {minimum}" if open_min else f">= {minimum}"
-        raise ValueError(f"{name}={value!r} must be a finite number {bound}")
+    validate.integer(
+        "explorer_tracemalloc_max_frames", config.explorer_tracemalloc_max_frames,
+        minimum=1, maximum=100,
+    )
 
 
 def _check_names(name: str, value: object) -> None:
     if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
         raise ValueError(f"{name}={value!r} must be a tuple of non-empty strings")
-
-
-def _check_buckets(name: str, value: object) -> None:
-    ok = (
-        isinstance(value, tuple)
-        and len(value) > 0
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in value)
-        and list(value) == sorted(set(value))
-    )
-    if not ok:
-        raise ValueError(f"{name}={value!r} must be a non-empty tuple of increasing positive numbers")
 
 
 def _is_credentials(value: object) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 from prometheus_client.registry import Collector
 
+from . import validate
 from .config import Config
 from .explorer import explorer_routes
 from .web.exposure import require_safe_exposure
@@ -31,8 +32,7 @@ def start_metrics_server(
     ``explorer=exporter.explorer`` serves the leak explorer there too; without credentials in
     ``config`` it is refused (``ValueError``) on a non-loopback ``address``.
     """
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ValueError(f"port={port!r} must be an integer from 0 to 65535")
+    validate.port("port", port)
     if not path.startswith("/"):
         raise ValueError(f"path={path!r} must start with '/'")
     if config is None:

@@ -30,6 +30,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from . import validate
 from .faults import Faults
 
 LABEL = "worker"
@@ -55,8 +56,7 @@ def worker_port(base: int) -> int:
         exporter = install(app, path=None, config=Config(worker_label=True))
         start_metrics_server(port=worker_port(9464), registry=exporter.served)
     """
-    if not isinstance(base, int) or isinstance(base, bool) or not 1 <= base <= 65535:
-        raise ValueError(f"base={base!r} must be a port number from 1 to 65535")
+    validate.port("base", base, minimum=1)
     port = base + int(worker_id())
     if port > 65535:
         raise ValueError(f"base={base!r} plus task id {worker_id()} exceeds port 65535")

@@ -107,7 +107,7 @@ def test_a_failing_object_costs_only_its_own_reading(registry: CollectorRegistry
     }
 
 
-@pytest.mark.parametrize("name", ["", "has space", "x" * 101, 7, None])
+@pytest.mark.parametrize("name", ["", "x" * 101, 7, None])
 def test_bad_names_are_refused_naming_the_value(name):
     with pytest.raises(ValueError, match=f"name={name!r}"):
         Watchlist(Faults()).watch(name, [])

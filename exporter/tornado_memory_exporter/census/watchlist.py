@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pympler.asizeof import Asizer
 
+from .. import validate
 from ..faults import Faults
 
 if TYPE_CHECKING:
@@ -76,8 +77,7 @@ class Watchlist:
         referenced and are held strongly until :meth:`unwatch`. Watching a name again
         replaces the object.
         """
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ValueError(f"name={name!r} must be 1-100 characters of A-Z a-z 0-9 _ . : / -")
+        validate.label_value("name", name)
         if name not in self._watches and len(self._watches) >= MAX_WATCHES:
             raise ValueError(f"name={name!r}: already watching {MAX_WATCHES} objects, the maximum")
         if obj is None:

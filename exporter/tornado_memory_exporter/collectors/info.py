@@ -9,7 +9,7 @@ import tornado
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..version import __version__
+from ..about import __version__
 
 
 class InfoCollector(Collector):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import linecache
-import os
 import sys
 import time
 import tracemalloc
@@ -28,6 +27,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import validate
+from ..about import PACKAGE_DIR
 from ..census.slicer import Slicer, release
 from ..census.typenames import type_name
 from ..faults import Faults
@@ -43,11 +44,10 @@ BY_TYPE_NOTE = (
 MAX_TYPES = 10
 """Types whose instances are attributed to allocation lines at the end of a window."""
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Allocations of the observer itself are not the application's.
 _FILTERS = [
     tracemalloc.Filter(False, tracemalloc.__file__),
-    tracemalloc.Filter(False, os.path.join(_PACKAGE_DIR, "*")),
+    tracemalloc.Filter(False, PACKAGE_DIR + "*"),
     tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
     tracemalloc.Filter(False, "<unknown>"),
 ]
@@ -163,15 +163,8 @@ class AllocationWindow:
     def start(self, *, seconds: float, frames: int, types: Iterable[str] = ()) -> dict[str, Any]:
         """Start tracing for ``seconds`` with ``frames`` frames per allocation (``ValueError``
         beyond the caps, ``RuntimeError`` while a window is open). Call on the loop's thread."""
-        number = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-        if not number or not 0 < seconds <= self.max_seconds:
-            raise ValueError(f"seconds={seconds!r} must be a number in (0, {self.max_seconds:g}]")
-        if (
-            not isinstance(frames, int)
-            or isinstance(frames, bool)
-            or not 1 <= frames <= self.max_frames
-        ):
-            raise ValueError(f"frames={frames!r} must be an integer from 1 to {self.max_frames}")
+        validate.number("seconds", seconds, minimum=0.0, above=True, maximum=self.max_seconds)
+        validate.integer("frames", frames, minimum=1, maximum=self.max_frames)
         if self.active:
             raise RuntimeError("an allocation window is already open")
         self._types = list(types)[:MAX_TYPES]

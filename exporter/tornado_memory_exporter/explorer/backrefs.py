@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import gc
-import os
 import sys
 import types
 from asyncio import Handle
@@ -36,6 +35,8 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
+
+from ..about import PACKAGE_DIR
 
 if TYPE_CHECKING:
     from ..census.slicer import Slicer
@@ -63,7 +64,6 @@ _BIG_TYPES = (list, tuple, dict, set, frozenset)
 FINE = 128
 """Objects looked at one by one between two checkpoints, in a chunk that holds a frontier node."""
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CODE_HOLDERS = (
     types.CoroutineType,
     types.GeneratorType,
@@ -146,7 +146,7 @@ class Roots:
         *,
         modules: Mapping[str, Any] | None = None,
         registered: Mapping[str, Any] | None = None,
-        own_dir: str = _PACKAGE_DIR,
+        own_dir: str = PACKAGE_DIR,
     ) -> None:
         modules = dict(sys.modules) if modules is None else modules
         self._module_dicts = {

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
 
+from .. import validate
 from ..census.slicer import Slicer, release
 from ..census.typenames import type_name
 from ..config import Config
@@ -116,8 +117,7 @@ class Explorer:
 
     def add_root(self, name: str, obj: object) -> None:
         """Stop reference chains at ``obj`` and call it ``name`` (held weakly where possible)."""
-        if not isinstance(name, str) or not 0 < len(name) <= 100:
-            raise ValueError(f"name={name!r} must be a non-empty string of at most 100 characters")
+        validate.label_value("name", name)
         if name not in self._roots and len(self._roots) >= MAX_ROOTS:
             raise ValueError(f"cannot add root {name!r}: at most {MAX_ROOTS} roots")
         try:
@@ -200,12 +200,7 @@ class Explorer:
     def start_walk(self, name: str, samples: int = 3) -> dict[str, Any]:
         """Start walking the chains of ``samples`` instances of type ``name`` (one walk at a
         time: ``RuntimeError`` while another runs). Call on the loop's thread."""
-        if (
-            not isinstance(samples, int)
-            or isinstance(samples, bool)
-            or not 1 <= samples <= MAX_SAMPLES
-        ):
-            raise ValueError(f"samples={samples!r} must be an integer from 1 to {MAX_SAMPLES}")
+        validate.integer("samples", samples, minimum=1, maximum=MAX_SAMPLES)
         if self._walk_task is not None and not self._walk_task.done():
             raise RuntimeError("a chain walk is already running")
         state = {"type": name, "state": "running", "started_at": time.time()}

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from .. import validate
 from ..buckets import BucketCounts
 from .leaks import LeakLog, Tracked, log
 
@@ -372,18 +373,6 @@ def _resolve(fut: asyncio.Future) -> None:
         fut.set_result(None)
 
 
-def is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
-
-
 def check_timeout(name: str, value: object) -> None:
-    check(is_number(value) and value > 0, name, value, "must be a number > 0 (math.inf: no limit)")
-
-
-def check(ok: bool, name: str, value: object, why: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}={value!r} {why}")
+    """A wait of ``value`` seconds: a number > 0, ``math.inf`` for no limit."""
+    validate.number(name, value, minimum=0.0, above=True, infinite=True)

@@ -28,8 +28,9 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from .. import validate as check  # `validate` is an option of ObjectPool
 from ..buckets import BucketCounts
-from .core import PoolCore, PoolTimeout, check, check_timeout, drop_callback, is_int, is_number
+from .core import PoolCore, PoolTimeout, check_timeout, drop_callback
 from .leaks import LeakLog, Tracked, call_site
 from .snapshot import PoolSnapshot
 
@@ -150,21 +151,19 @@ class ObjectPool(PoolCore[T]):
         wait_buckets: Sequence[float] = DEFAULT_WAIT_BUCKETS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check(callable(factory), "factory", factory, "must be callable")
-        check(is_int(max_size) and max_size >= 1, "max_size", max_size, "must be an integer >= 1")
-        check(isinstance(name, str) and 0 < len(name) <= 100, "name", name,
-               "must be a non-empty string of at most 100 characters")
-        check(is_int(min_idle) and 0 <= min_idle <= max_size, "min_idle", min_idle,
-               f"must be an integer from 0 to max_size={max_size}")
+        check.function("factory", factory)
+        check.integer("max_size", max_size, minimum=1)
+        check.label_value("name", name)
+        check.integer("min_idle", min_idle, minimum=0, maximum=max_size)
         for opt, value in (("reset", reset), ("validate", validate), ("dispose", dispose)):
-            check(value is None or callable(value), opt, value, "must be callable or None")
+            check.function(opt, value, optional=True)
         check_timeout("timeout", timeout)
-        check(is_number(leak_log_interval) and leak_log_interval >= 0, "leak_log_interval",
-               leak_log_interval, "must be a number >= 0")
-        bounds = tuple(wait_buckets) if isinstance(wait_buckets, (tuple, list)) else None
-        check(bool(bounds) and all(is_number(b) and 0 < b < float("inf") for b in bounds)
-              and list(bounds) == sorted(set(bounds)), "wait_buckets", wait_buckets,
-              "must be a non-empty sequence of increasing positive numbers")
+        check.number("leak_log_interval", leak_log_interval, minimum=0.0, infinite=True)
+        if not isinstance(wait_buckets, (tuple, list)):
+            raise check.OptionTypeError(
+                f"wait_buckets={wait_buckets!r} must be a sequence of increasing positive numbers"
+            )
+        bounds = check.buckets("wait_buckets", tuple(wait_buckets))
         self.factory = factory
         self.max_size = max_size
         self.name = name

@@ -33,6 +33,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from .. import validate
 from ..buckets import add_histogram
 from ..faults import Faults
 from .adapters import adapt
@@ -129,8 +130,7 @@ class PoolRegistry(Collector):
         ``ValueError`` for a bad or taken name, a full registry, or a target that is neither an
         ``ObjectPool``, a known adapter target, nor pool-like.
         """
-        if not isinstance(name, str) or not 0 < len(name) <= 100:
-            raise ValueError(f"name={name!r} must be a non-empty string of at most 100 characters")
+        validate.label_value("name", name)
         with self._lock:
             if name in self._pools:
                 raise ValueError(f"name={name!r} is already registered; unregister it first")
