@@ -39,7 +39,7 @@ def number(
     with ``above``) and ``<= maximum``; infinity only with ``infinite``."""
     bound = f"> {minimum:g}" if above else f">= {minimum:g}"
     if maximum is not None:
-        bound += f" and <= {maximum:g}"
+        bound += f" and at most {maximum:g}"  # no "<": Tornado refuses it in a reason phrase
     kind = "a number" if infinite else "a finite number"
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise OptionTypeError(f"{name}={value!r} must be {kind} {bound}")

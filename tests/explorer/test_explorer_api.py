@@ -152,9 +152,9 @@ def test_tracemalloc_window_reports_the_leaking_line_and_stops_by_itself(leaky) 
 @pytest.mark.parametrize(
     "body, reason",
     [
-        ({"seconds": 0}, "seconds=0 must be a finite number > 0 and <= 60"),
-        ({"seconds": 61}, "seconds=61 must be a finite number > 0 and <= 60"),
-        ({"seconds": "1"}, "seconds='1' must be a finite number > 0 and <= 60"),
+        ({"seconds": 0}, "seconds=0 must be a finite number > 0 and at most 60"),
+        ({"seconds": 61}, "seconds=61 must be a finite number > 0 and at most 60"),
+        ({"seconds": "1"}, "seconds='1' must be a finite number > 0 and at most 60"),
         ({"frames": 0}, "frames=0 must be an integer from 1 to 10"),
         ({"frames": 11}, "frames=11 must be an integer from 1 to 10"),
         ({"types": "leaky_app.X"}, "types must be a list of at most 10 type names"),
@@ -276,7 +276,7 @@ def test_config_validates_the_explorer_options() -> None:
         ({"explorer_path": "/debug/"}, "explorer_path='/debug/' must start with '/'"),
         (
             {"explorer_tracemalloc_max_seconds": 3601},
-            "explorer_tracemalloc_max_seconds=3601 must be a finite number > 0 and <= 3600",
+            "explorer_tracemalloc_max_seconds=3601 must be a finite number > 0 and at most 3600",
         ),
         (
             {"explorer_tracemalloc_max_frames": 101},

@@ -24,6 +24,7 @@ import asyncio
 import gc
 import random
 import time
+import types
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,7 @@ from typing import Any
 from ..faults import Faults
 from .handler_states import ACTIVE, FINISHED, handler_classes
 from .selection import TypeSelector
-from .slicer import Slicer, release
+from .slicer import HeapPass, Slicer, chunks
 from .snapshot import CensusSnapshot
 from .typenames import TypeNames
 from .watchlist import Watchlist
@@ -63,14 +64,7 @@ async def count_by_type(
     handlers: Counter[tuple[type, bool]] = Counter()
     is_handler = handler_types.__contains__
     seen_handlers = 0
-    chunk_size = CHUNK
-    cost = 0.0
-    i, n = 0, len(objects)
-    while i < n:
-        await slicer.checkpoint(cost)
-        started = slicer.clock()
-        chunk = objects[i : i + chunk_size]
-        i += chunk_size
+    async for chunk in chunks(objects, slicer, CHUNK):
         counts.update(map(type, chunk))
         if handler_types:
             # Only chunks that hold handler instances pay for the per-instance look.
@@ -80,9 +74,6 @@ async def count_by_type(
                 for handler in compress(chunk, map(is_handler, map(type, chunk))):
                     handlers[type(handler), bool(getattr(handler, "_finished", False))] += 1
         del chunk
-        cost = slicer.clock() - started
-        if cost > slicer.budget / 2 and chunk_size > 256:
-            chunk_size //= 2  # a slow machine or a cold heap: keep each step well inside the budget
     return counts, handlers
 
 
@@ -176,42 +167,35 @@ class HeapCensus:
             raise
 
     async def _count(self) -> CensusSnapshot:
-        # Alive at enumeration and ours: this task, its coroutine (_census) and this coroutine.
-        # Everything else the census uses is created after the enumeration, so it is not seen.
         task = asyncio.current_task()
         own_weakrefs = len(self._names)  # one weakref.ref per cached type name
-        started = self._clock()
-        objects = self._get_objects()
-        slicer = Slicer(self.slice_budget, clock=self._clock, pause=self._pause, start=started)
-        tracked = len(objects)
-        # Give the loop its turn right after the one stall that cannot be sliced.
-        await slicer.pause()
-        handler_types = frozenset(handler_classes())
-        try:
+        heap = HeapPass(
+            self.slice_budget, get_objects=self._get_objects, clock=self._clock, pause=self._pause
+        )
+        async with heap:
+            slicer = heap.slicer
+            assert slicer is not None
+            tracked = len(heap.objects)
             counts, handler_counts = await count_by_type(
-                objects, slicer, handler_types=handler_types
+                heap.objects, slicer, handler_types=frozenset(handler_classes())
             )
-        finally:
-            await release(objects, slicer)
-        del objects
+        # Ours and alive at the enumeration: the pass, the cached names' weak references, this
+        # task and the two coroutines on its stack (_census awaiting _count). Everything else
+        # the census uses is created after the enumeration, so it is not counted.
+        ours: Counter[type] = Counter({HeapPass: HeapPass.OWN, weakref.ref: own_weakrefs})
         if task is not None:
-            for cls in (type(task), type(task.get_coro()), type(task.get_coro())):
-                if counts[cls] > 0:
-                    counts[cls] -= 1
+            ours[type(task)] += 1
+            ours[types.CoroutineType] += 2
         del task
-        if counts[weakref.ref] > 0:
-            counts[weakref.ref] -= min(own_weakrefs, counts[weakref.ref])
+        counts.subtract(ours)
+        counts = +counts  # drops the types whose only objects were ours
         by_name: dict[str, int] = {}
         names = self._names
         pending = list(counts.items())
-        cost = 0.0
-        for start in range(0, len(pending), NAME_CHUNK):
-            await slicer.checkpoint(cost)
-            step_started = self._clock()
-            for cls, n in pending[start : start + NAME_CHUNK]:
+        async for batch in chunks(pending, slicer, NAME_CHUNK):
+            for cls, n in batch:
                 name = names(cls)
                 by_name[name] = by_name.get(name, 0) + n
-            cost = self._clock() - step_started
         del pending
         distinct = len(counts)
         del counts
@@ -232,7 +216,7 @@ class HeapCensus:
             tracked=tracked,
             scanned=scanned,
             distinct_types=distinct,
-            duration=self._clock() - started,
+            duration=self._clock() - heap.started,
             max_stall=slicer.max_stall,
             finished_at=self._wall(),
         )

@@ -1,24 +1,29 @@
-"""Slicing long heap work on the IOLoop: a budgeted slice, then a yield (see :class:`Slicer`)."""
+"""Long heap work on the IOLoop, in slices: a budgeted slice of work, then a yield.
+
+Three pieces, shared by the census, the explorer's chain walk and its allocation window:
+:class:`Slicer` keeps the budget, :func:`paced` / :func:`chunks` pace a loop of steps whose
+size adapts to what the previous step cost, and :class:`HeapPass` enumerates the heap once and
+always releases that list in slices, even when the work is cancelled.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import gc
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 RELEASE_CHUNK = 65536
 """References dropped between two looks at the clock when the object list is released."""
-
-
 MARGIN = 1.5
 """A step is assumed to cost up to this many times what the previous one did (noisy machines)."""
-
-
 BUSY = 0.1
 """A yield that took longer than this fraction of the budget means other callbacks were waiting."""
-
-
 BUSY_SLICE = 0.2
 """On a busy loop slices (and the gaps between them) shrink to this fraction of the budget."""
+SMALLEST_STEP = 16
+"""Steps never shrink below this many items."""
 
 
 class Slicer:
@@ -75,12 +80,81 @@ class Slicer:
         self.slice_start = self.clock()
 
 
+async def paced(slicer: Slicer, size: int, more: Callable[[], bool]) -> AsyncIterator[int]:
+    """Step sizes for a loop of work, for as long as ``more()``: before each step it checkpoints
+    with the previous step's cost, so a step that would overrun the slice starts after a yield;
+    a step costing more than half the budget halves the next one (down to ``SMALLEST_STEP``),
+    one costing less than an eighth doubles it (up to ``size``). Between steps the caller holds
+    no reference that the loop's other callbacks must be able to free."""
+    step, cost = size, 0.0
+    while more():
+        await slicer.checkpoint(cost)
+        began = slicer.clock()
+        yield step
+        cost = slicer.clock() - began
+        if cost > slicer.budget / 2 and step > SMALLEST_STEP:
+            step //= 2
+        elif cost < slicer.budget / 8 and step < size:
+            step = min(size, step * 2)
+
+
+async def chunks(seq: Sequence[Any], slicer: Slicer, size: int) -> AsyncIterator[Sequence[Any]]:
+    """``seq`` in consecutive slices of at most ``size`` items, paced by :func:`paced`."""
+    start = 0
+    async for step in paced(slicer, size, lambda: start < len(seq)):
+        yield seq[start : start + step]
+        start += step
+
+
 async def release(objects: list[Any], slicer: Slicer) -> None:
     """Empty ``objects`` from the end, a slice at a time (dropping a million references at
     once takes longer than one slice budget)."""
-    cost = 0.0
-    while objects:
-        await slicer.checkpoint(cost)
-        started = slicer.clock()
-        del objects[-RELEASE_CHUNK:]
-        cost = slicer.clock() - started
+    async for step in paced(slicer, RELEASE_CHUNK, lambda: bool(objects)):
+        del objects[-step:]
+
+
+class HeapPass:
+    """One enumeration of the heap, for ``async with``: ``objects`` is ``gc.get_objects()``
+    taken on entry (the one stall that cannot be sliced), followed at once by a yield; on exit
+    the list is emptied in slices, whether the work finished, failed or was cancelled.
+
+    The pass itself is alive at the enumeration, so ``objects`` holds it: :attr:`OWN` counts
+    what a census must take out of its figures for it.
+    """
+
+    OWN = 1
+    """Objects of type :class:`HeapPass` in ``objects`` that are the pass itself."""
+
+    def __init__(
+        self,
+        budget: float,
+        *,
+        get_objects: Callable[[], list[Any]] = gc.get_objects,
+        clock: Callable[[], float] = time.perf_counter,
+        pause: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self._budget = budget
+        self._get_objects = get_objects
+        self._clock = clock
+        self._pause = pause
+        self.objects: list[Any] = []
+        self.slicer: Slicer | None = None
+        self.started = 0.0
+
+    async def __aenter__(self) -> HeapPass:
+        self.started = self._clock()
+        self.objects = self._get_objects()
+        self.slicer = Slicer(self._budget, clock=self._clock, pause=self._pause, start=self.started)
+        try:
+            await self.slicer.pause()  # the loop's turn right after the stall
+        except BaseException:
+            await self.__aexit__()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self.slicer is not None
+        try:
+            await release(self.objects, self.slicer)
+        finally:
+            self.objects.clear()  # cancelled again while releasing: drop the rest at once

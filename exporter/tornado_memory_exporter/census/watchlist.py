@@ -21,15 +21,13 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pympler.asizeof import Asizer
 
 from .. import validate
 from ..faults import Faults
-
-if TYPE_CHECKING:
-    from .slicer import Slicer
+from .slicer import Slicer, paced
 
 MAX_WATCHES = 100
 """More watched objects than this is a label-cardinality bug, refused with ``ValueError``."""
@@ -112,33 +110,24 @@ async def _measure(watch: _Watch, slicer: Slicer) -> Reading:
         items = len(obj)  # type: ignore[arg-type]
     except TypeError:
         return Reading(items=None, bytes=Asizer().asizeof(obj))
+    del obj  # never held across a yield: it may be freed meanwhile
     sizer = Asizer()
-    shell = sys.getsizeof(obj)
+    shell = 0
     measured = total = 0
     exact = False
-    cost = 0.0
-    slices_left = MAX_SLICES
-    while True:
-        started = slicer.clock()
-        taken, batch = _items(obj, measured, BATCH)
+    last_slice = slicer.slices + MAX_SLICES - 1
+    async for step in paced(slicer, BATCH, lambda: not exact and slicer.slices <= last_slice):
+        obj = watch.get()
+        if obj is None:
+            return watch.reading
+        shell = sys.getsizeof(obj)
+        taken, batch = _items(obj, measured, step)
+        del obj
         if batch:
             total += sizer.asizeof(*batch)
             measured += taken
         del batch
-        if taken < BATCH:
-            exact = True
-            break
-        cost = slicer.clock() - started
-        if slicer.clock() - slicer.slice_start + cost > slicer.limit:
-            slices_left -= 1
-            if not slices_left:
-                break
-            del obj  # not held across the yield: it may be freed meanwhile
-            await slicer.pause()
-            obj = watch.get()
-            if obj is None:
-                return watch.reading
-    del obj
+        exact = taken < step
     if not exact and measured:
         total = total * items // measured
     return Reading(items=items, bytes=shell + total, exact=exact)

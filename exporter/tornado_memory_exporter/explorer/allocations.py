@@ -29,10 +29,9 @@ from typing import Any
 
 from .. import validate
 from ..about import PACKAGE_DIR
-from ..census.slicer import Slicer, release
+from ..census.slicer import HeapPass, Slicer, chunks
 from ..census.typenames import type_name
 from ..faults import Faults
-from .backrefs import chunks
 
 TOP_SITES = 20
 """Allocation sites reported per window."""
@@ -43,6 +42,8 @@ BY_TYPE_NOTE = (
 )
 MAX_TYPES = 10
 """Types whose instances are attributed to allocation lines at the end of a window."""
+CHUNK = 2048
+"""Objects attributed between two looks at the clock."""
 
 # Allocations of the observer itself are not the application's.
 _FILTERS = [
@@ -96,7 +97,7 @@ async def attribute(
     wanted = set(wanted)
     verdicts: dict[type, str | None] = {}
     sites: dict[str, Counter[tuple[str, int]]] = {}
-    async for chunk in chunks(objects, slicer):
+    async for chunk in chunks(objects, slicer, CHUNK):
         for obj in chunk:
             cls = type(obj)
             if cls not in verdicts:
@@ -203,14 +204,11 @@ class AllocationWindow:
             overhead["tracemalloc_memory_bytes"] = tracemalloc.get_tracemalloc_memory()
             overhead["traced_peak_bytes"] = tracemalloc.get_traced_memory()[1]
             wanted = list(dict.fromkeys([*self._types, *self._interesting()]))[:MAX_TYPES]
-            slicer = Slicer(self._budget, clock=time.perf_counter, pause=asyncio.sleep)
-            objects = self._get_objects()
-            try:
-                await slicer.pause()
-                by_type = await attribute(objects, wanted, slicer)
-            finally:
-                await release(objects, slicer)
-            del objects
+            heap = HeapPass(self._budget, get_objects=self._get_objects)
+            async with heap:
+                assert heap.slicer is not None
+                by_type = await attribute(heap.objects, wanted, heap.slicer)
+            slicer = heap.slicer
             slicer.end_slice()
             overhead["max_stall_seconds"] = max(slicer.max_stall, snapshot_seconds)
             self._stop_tracing()

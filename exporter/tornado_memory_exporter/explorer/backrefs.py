@@ -29,17 +29,15 @@ import sys
 import types
 from asyncio import Handle
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import tornado.ioloop
 
 from ..about import PACKAGE_DIR
-
-if TYPE_CHECKING:
-    from ..census.slicer import Slicer
+from ..census.slicer import Slicer, chunks
 
 MODULE_GLOBAL = "module global"
 CLASS_ATTRIBUTE = "class attribute"
@@ -207,7 +205,7 @@ async def pick_samples(
     verdicts: dict[type, bool] = {}
     tail: deque[Any] = deque(maxlen=TAIL)
     count = 0
-    async for chunk in chunks(objects, slicer):
+    async for chunk in chunks(objects, slicer, CHUNK):
         for obj in chunk:
             cls = type(obj)
             ok = verdicts.get(cls)
@@ -244,7 +242,7 @@ async def walk(
             exhausted = False
             break
         for seq in scan:
-            async for chunk in chunks(seq, slicer):
+            async for chunk in chunks(seq, slicer, CHUNK):
                 big = [obj for obj in chunk if isinstance(obj, _BIG_TYPES) and len(obj) > BIG]
                 if big:
                     chunk = [
@@ -345,22 +343,6 @@ class _Search:
             node = self.child_of[origin, id(node)]
             path.append(node)
         return path
-
-
-async def chunks(seq: Sequence[Any], slicer: Slicer) -> AsyncIterator[Sequence[Any]]:
-    """``seq`` in consecutive slices, yielding to the loop whenever the next one would overrun
-    the slice budget; slices shrink while one step costs more than half the budget."""
-    size, cost, start, n = CHUNK, 0.0, 0, len(seq)
-    while start < n:
-        await slicer.checkpoint(cost)
-        began = slicer.clock()
-        yield seq[start : start + size]
-        start += size
-        cost = slicer.clock() - began
-        if cost > slicer.budget / 2 and size > 16:
-            size //= 2
-        elif cost < slicer.budget / 8 and size < CHUNK:
-            size *= 2
 
 
 async def _big_hits(container: Any, frontier: Mapping[int, Any], slicer: Slicer) -> list[Any]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.ioloop
 
 from .. import validate
-from ..census.slicer import Slicer, release
+from ..census.slicer import HeapPass, Slicer
 from ..census.typenames import type_name
 from ..config import Config
 from ..faults import Faults
@@ -212,42 +212,37 @@ class Explorer:
         return dict(state)
 
     async def _walk(self, name: str, samples: int, state: dict[str, Any]) -> None:
-        clock = time.perf_counter
-        started = clock()
-        objects = self._get_objects()
-        slicer = Slicer(
-            self.config.census_slice_budget,
-            clock=clock,
-            pause=asyncio.sleep,
-            start=started,
-        )
+        heap = HeapPass(self.config.census_slice_budget, get_objects=self._get_objects)
         frames = _other_threads_frames()
         try:
-            await slicer.pause()
-            # Uncached naming: pick_samples asks once per distinct type, and a cache of weak
-            # references to every type would itself show up as growth in the next census.
-            count, picked = await pick_samples(
-                objects, lambda cls: type_name(cls) == name, slicer, samples
-            )
-            roots = Roots(
-                registered={n: obj for n, ref in self._roots.items() if (obj := ref()) is not None}
-            )
-            walked = await walk(objects, picked, slicer, roots, extra=frames)
-            del frames
-            chains = await self._describe(picked, walked, slicer)
-            del picked, walked
+            async with heap:
+                slicer = heap.slicer
+                assert slicer is not None
+                objects = heap.objects
+                # Uncached naming: pick_samples asks once per distinct type, and a cache of weak
+                # references to every type would itself show up as growth in the next census.
+                count, picked = await pick_samples(
+                    objects, lambda cls: type_name(cls) == name, slicer, samples
+                )
+                roots = Roots(
+                    registered={
+                        n: obj for n, ref in self._roots.items() if (obj := ref()) is not None
+                    }
+                )
+                walked = await walk(objects, picked, slicer, roots, extra=frames)
+                del frames, objects
+                chains = await self._describe(picked, walked, slicer)
+                del picked, walked
         except Exception as error:  # noqa: BLE001 - counted and shown; a walk never hurts the app
             self._faults.record("explorer", error)
             state.update(state="error", error=f"{type(error).__name__}: {error}")
             return
-        finally:
-            await release(objects, slicer)
         slicer.end_slice()
         state.update(
             state="done",
             count=count,
             chains=chains,
-            duration_seconds=clock() - started,
+            duration_seconds=time.perf_counter() - heap.started,
             max_stall_seconds=slicer.max_stall,
             slices=slicer.slices,
             finished_at=time.time(),
