@@ -28,8 +28,9 @@ from .config import Config
 from .explorer import Explorer, explorer_routes
 from .faults import Faults, FaultsCollector, GuardedCollector
 from .pools.registry import PoolRegistry
+from .web.credentials import Credentials
 from .web.exposure import require_safe_exposure
-from .web.metrics import MetricsHandler
+from .web.metrics import MetricsHandler, Renderer, render_thread
 from .workers import SnapshotWriter, WorkerView, worker_id
 
 # One exporter per registry: a second would publish every series twice.
@@ -115,6 +116,7 @@ class Exporter:
             )
         self._app: tornado.web.Application | None = None
         self._route: Rule | None = None
+        self._renderer: Renderer | None = None
         self._running = False
 
     @property
@@ -175,12 +177,18 @@ class Exporter:
             self.explorer.remove_root(f"watched {name}")
 
     def _add_route(self, app: tornado.web.Application, path: str) -> None:
-        handler = (path, MetricsHandler, {"registry": self.served, "config": self.config})
+        credentials = Credentials.of(self.config)
+        self._renderer = render_thread(self.config.scrape_cache_seconds)
+        handler = (
+            path,
+            MetricsHandler,
+            {"registry": self.served, "credentials": credentials, "renderer": self._renderer},
+        )
         rules = app.default_router.rules
         before = set(map(id, rules))
         explorer: list = []
         if self.explorer is not None:
-            explorer = explorer_routes(self.explorer, self.config)
+            explorer = explorer_routes(self.explorer, credentials)
             self.explorer.add_root("application", app)
         app.add_handlers(r".*$", [handler, *explorer])
         # add_handlers puts the new host rule just before the app's own handlers but after any
@@ -211,6 +219,9 @@ class Exporter:
         if self._app is not None and self._route in self._app.default_router.rules:
             self._app.default_router.rules.remove(self._route)
         self._app = self._route = None
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
 
 class _PathPrefixes(Matcher):
@@ -267,7 +278,7 @@ def install(
         loop=loop,
     )
     if path is not None and exporter.explorer is not None:
-        require_safe_exposure(exporter.config, None)  # the app's addresses are not known here
+        require_safe_exposure(Credentials.of(exporter.config), None)  # the app's addresses are not known here
     exporter._start()
     if path is not None and app is not None:
         exporter._add_route(app, path)

@@ -11,8 +11,9 @@ from prometheus_client.registry import Collector
 from . import validate
 from .config import Config
 from .explorer import explorer_routes
+from .web.credentials import Credentials
 from .web.exposure import require_safe_exposure
-from .web.metrics import MetricsHandler
+from .web.metrics import MetricsHandler, render_thread
 from .web.server import MetricsServer
 
 
@@ -37,10 +38,20 @@ def start_metrics_server(
         raise ValueError(f"path={path!r} must start with '/'")
     if config is None:
         config = explorer.config if explorer is not None else Config()
+    credentials = Credentials.of(config)
     if explorer is not None:
-        require_safe_exposure(config, address)
-    registry = registry if registry is not None else REGISTRY
-    routes: list[Any] = [(path, MetricsHandler, {"registry": registry, "config": config})]
+        require_safe_exposure(credentials, address)
+    renderer = render_thread(config.scrape_cache_seconds)
+    metrics = {
+        "registry": registry if registry is not None else REGISTRY,
+        "credentials": credentials,
+        "renderer": renderer,
+    }
+    routes: list[Any] = [(path, MetricsHandler, metrics)]
     if explorer is not None:
-        routes += explorer_routes(explorer, config)
-    return MetricsServer(port=port, address=address, routes=routes)
+        routes += explorer_routes(explorer, credentials)
+    try:
+        return MetricsServer(port=port, address=address, routes=routes, on_stop=renderer.close)
+    except BaseException:
+        renderer.close()
+        raise

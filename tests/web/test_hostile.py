@@ -275,7 +275,7 @@ def test_both_schemes_go_through_the_constant_time_compare(scheme, monkeypatch):
         return real(given, expected)
 
     monkeypatch.setattr(auth, "_same", spy)
-    assert auth.authorized(config, header)
+    assert auth.Credentials.of(config).authorize(header)
     expected = (
         [(TOKEN.encode(), TOKEN.encode())]
         if scheme == "bearer"
@@ -285,7 +285,7 @@ def test_both_schemes_go_through_the_constant_time_compare(scheme, monkeypatch):
     compared.clear()
     wrong_user = "Basic " + base64.b64encode(f"x:{PASSWORD}".encode()).decode()
     if scheme == "basic":  # a wrong user still compares the password: timing tells no half
-        assert not auth.authorized(config, wrong_user)
+        assert not auth.Credentials.of(config).authorize(wrong_user)
         assert [g for g, _ in compared] == [b"x", PASSWORD.encode()]
 
 

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import tornado.web
 
-from ..config import Config
+from ..web.credentials import Credentials
 from ..web.exposure import is_loopback
 from ..web.protected import ProtectedHandler
 from .core import Explorer
@@ -62,9 +62,9 @@ class _Base(ProtectedHandler):
     SUPPORTED_METHODS = ("GET",)
     needs_auth = True
 
-    def initialize(self, explorer: Explorer, config: Config) -> None:
+    def initialize(self, explorer: Explorer, credentials: Credentials) -> None:
         self.explorer = explorer
-        self.config = config
+        self.credentials = credentials
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Security-Policy", _CSP)
@@ -73,7 +73,7 @@ class _Base(ProtectedHandler):
         self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
-        if not self.config.auth_required and not self._local():
+        if not self.credentials.required and not self._local():
             raise tornado.web.HTTPError(403, reason="explorer without credentials: loopback only")
         if self.needs_auth:
             super().prepare()
@@ -250,11 +250,13 @@ class CensusHandler(_Base):
         self.send_json(await self.on_loop(run))
 
 
-def explorer_routes(explorer: Explorer, config: Config) -> list[tuple[str, type, dict[str, Any]]]:
+def explorer_routes(
+    explorer: Explorer, credentials: Credentials
+) -> list[tuple[str, type, dict[str, Any]]]:
     """URL specs of the explorer under ``explorer.config.explorer_path``; ``config`` holds the
     credentials of the server that serves them."""
     prefix = re.escape(explorer.config.explorer_path)
-    kwargs = {"explorer": explorer, "config": config}
+    kwargs = {"explorer": explorer, "credentials": credentials}
     return [
         (rf"{prefix}/?", PageHandler, kwargs),
         (rf"{prefix}/static/(app\.js|app\.css)", PageHandler, kwargs),

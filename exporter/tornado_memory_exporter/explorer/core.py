@@ -41,15 +41,10 @@ KEPT_WALKS = 20
 MAX_ROOTS = 100
 OBSERVE_INTERVAL = 1.0
 """Seconds between looks for a new census snapshot (a reference comparison)."""
-_POOL_FIELDS = {
-    "pool_capacity": "capacity",
-    "pool_in_use": "in_use",
-    "pool_idle": "idle",
-    "pool_waiting": "waiting",
-    "pool_leaked": "leaked",
-    "pool_timeouts": "timeouts",
-    "pool_oldest_checkout_seconds": "oldest_checkout_seconds",
-}
+_POOL_FIELDS = (
+    "capacity", "in_use", "idle", "waiting", "leaked", "timeouts", "oldest_checkout_seconds",
+)
+"""The ``PoolSnapshot`` fields the explorer's pool table shows."""
 
 
 class Explorer:
@@ -166,16 +161,10 @@ class Explorer:
     def _pool_rows(self) -> list[dict[str, Any]]:
         if self._pools is None:
             return []
-        rows: dict[str, dict[str, Any]] = {}
-        prefix = f"{self.config.namespace}_"
-        for family in self._pools.collect():
-            field = _POOL_FIELDS.get(family.name.removeprefix(prefix))
-            if field is None:
-                continue
-            for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue
-                rows.setdefault(sample.labels["pool"], {})[field] = sample.value
+        rows = {
+            name: {field: value for field in _POOL_FIELDS if (value := getattr(snap, field)) is not None}
+            for name, snap in self._pools.snapshots().items()
+        }
         for name, pool in self._pools.object_pools().items():  # where checkouts came from
             if name in rows:
                 rows[name]["checkouts"] = pool.checkouts()

@@ -38,7 +38,7 @@ from ..buckets import add_histogram
 from ..faults import Faults
 from .adapters import adapt
 from .pool import ObjectPool
-from .snapshot import as_snapshot
+from .snapshot import PoolSnapshot, as_snapshot
 
 _GAUGES = (
     ("capacity", "pool_capacity", "Most objects the pool may hold (+Inf when unbounded)."),
@@ -203,29 +203,8 @@ class PoolRegistry(Collector):
         yield from self._families().values()
 
     def collect(self) -> Iterator[Metric]:
-        # Two scrapes at once (app route + separate server) would race on a pool-like
-        # object's snapshot thread: take turns, each bounded by the snapshot timeout.
-        with self._collect_lock:
-            families = self._read()
-        yield from families.values()
-
-    def _read(self) -> dict[str, Metric]:
-        with self._lock:
-            pools = list(self._pools.items())
-        bounded = [(n, r) for n, (_, r) in pools if isinstance(r, _Bounded)]
-        for _, reader in bounded:  # start them all first: they share one deadline
-            reader.start()
-        deadline = time.monotonic() + self.snapshot_timeout
         families = self._families()
-        for name, (_, reader) in pools:
-            try:
-                if isinstance(reader, _Bounded):
-                    snap = as_snapshot(name, reader.result(deadline))
-                else:
-                    snap = reader.pool_snapshot()
-            except Exception as error:  # noqa: BLE001 - one pool's failure costs only its series
-                self._faults.record("pools", error)
-                continue
+        for name, snap in self.snapshots().items():
             for key, family in families.items():
                 value = getattr(snap, key)
                 if value is None:
@@ -234,4 +213,27 @@ class PoolRegistry(Collector):
                     add_histogram(family, [name], value)
                 else:
                     family.add_metric([name], value)
-        return families
+        yield from families.values()
+
+    def snapshots(self) -> dict[str, PoolSnapshot]:
+        """A snapshot of every registered pool that answered, by name; a pool that raised or
+        did not answer within ``snapshot_timeout`` is counted as an error and left out."""
+        # Two readers at once (app route + separate server + explorer) would race on a
+        # pool-like object's snapshot thread: they take turns, each bounded by the timeout.
+        with self._collect_lock:
+            with self._lock:
+                pools = list(self._pools.items())
+            bounded = [r for _, (_, r) in pools if isinstance(r, _Bounded)]
+            for reader in bounded:  # start them all first: they share one deadline
+                reader.start()
+            deadline = time.monotonic() + self.snapshot_timeout
+            out: dict[str, PoolSnapshot] = {}
+            for name, (_, reader) in pools:
+                try:
+                    if isinstance(reader, _Bounded):
+                        out[name] = as_snapshot(name, reader.result(deadline))
+                    else:
+                        out[name] = reader.pool_snapshot()
+                except Exception as error:  # noqa: BLE001 - one pool's failure costs only its own
+                    self._faults.record("pools", error)
+        return out

@@ -6,50 +6,71 @@ import base64
 import binascii
 import hashlib
 import hmac
+from dataclasses import dataclass
 
 from ..config import Config
 
 REALM = "tornado-memory-exporter"
 
 
-def authorized(config: Config, authorization: str | None) -> bool:
-    """Whether an ``Authorization`` header value satisfies ``config``'s credentials.
+@dataclass(frozen=True)
+class Credentials:
+    """What our endpoints demand: a bearer ``token``, a ``basic`` (user, password) pair, either
+    or none (every request is then authorized). ``Credentials.of(config)`` takes them from a
+    validated ``Config``."""
 
-    With no credentials configured every request is authorized. Both comparisons of a basic
-    pair always run, so timing tells nothing about which half was wrong.
-    """
-    if not config.auth_required:
-        return True
-    if not authorization:
-        return False
-    scheme, _, value = authorization.strip().partition(" ")
-    scheme, value = scheme.lower(), value.strip()
-    if scheme == "bearer" and config.auth_token is not None:
-        return _same(value.encode(), config.auth_token.encode())
-    if scheme == "basic" and config.basic_auth is not None:
-        try:
-            decoded = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
+    token: str | None = None
+    basic: tuple[str, str] | None = None
+
+    @classmethod
+    def of(cls, config: Config) -> Credentials:
+        return cls(token=config.auth_token, basic=config.basic_auth)
+
+    @property
+    def required(self) -> bool:
+        """Whether requests must carry credentials."""
+        return self.token is not None or self.basic is not None
+
+    def authorize(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header value satisfies these credentials.
+
+        Both comparisons of a basic pair always run, so timing tells nothing about which half
+        was wrong.
+        """
+        if not self.required:
+            return True
+        if not authorization:
             return False
-        user, sep, password = decoded.partition(b":")
-        expected_user, expected_password = (s.encode() for s in config.basic_auth)
-        user_ok = _same(user, expected_user)
-        password_ok = _same(password, expected_password)
-        return bool(sep) and user_ok and password_ok
-    return False
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "bearer" and self.token is not None:
+            return _same(value.encode(), self.token.encode())
+        if scheme == "basic" and self.basic is not None:
+            try:
+                decoded = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                return False
+            user, sep, password = decoded.partition(b":")
+            expected_user, expected_password = (s.encode() for s in self.basic)
+            user_ok = _same(user, expected_user)
+            password_ok = _same(password, expected_password)
+            return bool(sep) and user_ok and password_ok
+        return False
+
+    def challenges(self) -> list[str]:
+        """``WWW-Authenticate`` values for a 401, one per configured scheme."""
+        values = []
+        if self.token is not None:
+            values.append(f'Bearer realm="{REALM}"')
+        if self.basic is not None:
+            values.append(f'Basic realm="{REALM}", charset="UTF-8"')
+        return values
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"Credentials(token={'<set>' if self.token else None}, basic={'<set>' if self.basic else None})"
 
 
 def _same(given: bytes, expected: bytes) -> bool:
     # compare_digest returns at once when lengths differ, telling the secret's length; digests
     # are always 32 bytes, so the time depends on the given value's length only.
     return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
-
-
-def challenges(config: Config) -> list[str]:
-    """``WWW-Authenticate`` values for a 401, one per configured scheme."""
-    values = []
-    if config.auth_token is not None:
-        values.append(f'Bearer realm="{REALM}"')
-    if config.basic_auth is not None:
-        values.append(f'Basic realm="{REALM}", charset="UTF-8"')
-    return values

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from ..config import Config
+from .credentials import Credentials
 
 _LOOPBACK_NAMES = {"localhost"}
 
@@ -20,14 +20,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def require_safe_exposure(config: Config, address: str | None) -> None:
-    """``ValueError`` unless the server of the explorer has credentials in ``config`` or is
+def require_safe_exposure(credentials: Credentials, address: str | None) -> None:
+    """``ValueError`` unless the server of the explorer demands ``credentials`` or is
     bound to loopback only.
 
     ``address`` is where it is served; ``None`` means the application's own server, whose
     addresses ``install()`` cannot see, so it needs credentials.
     """
-    if config.auth_required:
+    if credentials.required:
         return
     if address is not None and is_loopback(address):
         return

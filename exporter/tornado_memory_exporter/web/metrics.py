@@ -6,19 +6,16 @@ import asyncio
 import gzip
 import re
 import time
-import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, ThreadPoolExecutor
 
-import tornado.httpserver
-import tornado.netutil
 import tornado.web
 from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.registry import Collector
 
 from ..config import Config
+from .credentials import Credentials
 from .protected import ProtectedHandler
 
 # The classic text format every Prometheus reads (prometheus_client < 0.22 has no constant for it).
@@ -56,6 +53,56 @@ def gzip_accepted(accept_encoding: str | None) -> bool:
     return False
 
 
+class Renderer:
+    """Renders registries into response bodies on ``executor`` (the loop's default executor
+    when ``None``), and keeps each body ``cache_seconds`` (0: render every scrape).
+
+    Rendering is most of a scrape's cost (milliseconds in pure Python); on a thread it leaves
+    the app's IOLoop serving requests meanwhile (collectors are read from the separate
+    server's thread anyway, so they are thread-safe). With many scrapers, a cache of one
+    second caps the cost at about one render per second per format.
+    """
+
+    def __init__(self, *, cache_seconds: float = 0.0, executor: Executor | None = None) -> None:
+        self.cache_seconds = cache_seconds
+        self._executor = executor
+        # (registry id, content type, gzipped) -> (expires, registry, body); a handful of keys.
+        self._bodies: dict[tuple[int, str, bool], tuple[float, Collector, bytes]] = {}
+
+    async def render(
+        self, registry: Collector, encoder: Callable[[Collector], bytes], content_type: str,
+        *, gzipped: bool, cacheable: bool = True,
+    ) -> bytes:
+        """The body of ``registry`` in the format of ``encoder``, gzipped if asked."""
+        key = (id(registry), content_type, gzipped)
+        now = time.monotonic()
+        if cacheable and self.cache_seconds > 0:
+            cached = self._bodies.get(key)
+            if cached is not None and cached[0] > now and cached[1] is registry:
+                return cached[2]
+        body = await asyncio.get_running_loop().run_in_executor(
+            self._executor, _render, encoder, registry, gzipped
+        )
+        if cacheable and self.cache_seconds > 0:
+            self._bodies[key] = (now + self.cache_seconds, registry, body)
+        return body
+
+    def close(self) -> None:
+        """Drop the cached bodies and shut the executor down (without waiting for a render)."""
+        self._bodies.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+
+def render_thread(cache_seconds: float = 0.0) -> Renderer:
+    """A renderer with a thread of its own, as ``install()`` and the metrics server use."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
+    return Renderer(cache_seconds=cache_seconds, executor=executor)
+
+
+def _render(encoder: Callable[[Collector], bytes], registry: Collector, gzipped: bool) -> bytes:
+    body = encoder(registry)
+    return gzip.compress(body, compresslevel=6) if gzipped else body
 
 
 class MetricsHandler(ProtectedHandler):
@@ -66,14 +113,26 @@ class MetricsHandler(ProtectedHandler):
         app.add_handlers(r".*", [(r"/metrics", MetricsHandler, {"registry": registry})])
 
     Supports content negotiation, gzip, ``?name[]=`` filtering, GET and HEAD; other methods
-    get 405. With credentials in ``config`` it answers 401 until they are given.
+    get 405. With ``credentials`` (or credentials in ``config``) it answers 401 until they are
+    given. ``renderer`` renders (and caches) bodies; without one, bodies are rendered on the
+    loop's default executor and never cached.
     """
 
     SUPPORTED_METHODS = ("GET", "HEAD")
 
-    def initialize(self, registry: Collector = REGISTRY, config: Config | None = None) -> None:
+    def initialize(
+        self,
+        registry: Collector = REGISTRY,
+        config: Config | None = None,
+        *,
+        credentials: Credentials | None = None,
+        renderer: Renderer | None = None,
+    ) -> None:
         self.registry = registry
-        self.config = config if config is not None else Config()
+        if credentials is None:
+            credentials = Credentials.of(config) if config is not None else Credentials()
+        self.credentials = credentials
+        self.renderer = renderer if renderer is not None else Renderer()
 
     async def get(self) -> None:
         names = self.get_arguments("name[]")
@@ -83,21 +142,9 @@ class MetricsHandler(ProtectedHandler):
         registry = self.registry.restricted_registry(names) if names else self.registry
         gzipped = gzip_accepted(self.request.headers.get("Accept-Encoding"))
         # Filtered scrapes are not cached: their keys are the client's to choose (unbounded).
-        cache = _cache(self.registry, self.config.scrape_cache_seconds) if not names else None
-        key = (content_type, gzipped)
-        now = time.monotonic()
-        cached = cache.get(key) if cache is not None else None
-        if cached is not None and cached[0] > now:
-            body = cached[1]
-        else:
-            # Rendering is most of a scrape's cost (milliseconds in pure Python); on a thread of
-            # its own it leaves the app's IOLoop serving requests meanwhile. Collectors are read
-            # from the separate server's thread anyway, so they are thread-safe.
-            body = await asyncio.get_running_loop().run_in_executor(
-                _renderer(), _render, encoder, registry, gzipped
-            )
-            if cache is not None:
-                cache[key] = (now + self.config.scrape_cache_seconds, body)
+        body = await self.renderer.render(
+            registry, encoder, content_type, gzipped=gzipped, cacheable=not names
+        )
         if gzipped:
             self.set_header("Content-Encoding", "gzip")
         self.set_header("Vary", "Accept, Accept-Encoding")
@@ -106,35 +153,3 @@ class MetricsHandler(ProtectedHandler):
         self.write(body)
 
     head = get  # Tornado drops the body of a HEAD response and keeps its Content-Length
-
-
-_executor: ThreadPoolExecutor | None = None
-# registry -> {(content type, gzipped): (expires, body)}: a handful of keys per registry.
-_bodies: weakref.WeakKeyDictionary[Any, dict[tuple[str, bool], tuple[float, bytes]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _cache(registry: Collector, seconds: float) -> dict[tuple[str, bool], tuple[float, bytes]] | None:
-    if seconds <= 0:
-        return None
-    try:
-        return _bodies.setdefault(registry, {})
-    except TypeError:  # a collector that refuses weak references is rendered every time
-        return None
-
-
-def _renderer() -> ThreadPoolExecutor:
-    global _executor
-    if _executor is None:  # created on the first scrape, not at import
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
-    return _executor
-
-
-def _render(encoder: Callable[[Collector], bytes], registry: Collector, gzipped: bool) -> bytes:
-    body = encoder(registry)
-    return gzip.compress(body, compresslevel=6) if gzipped else body
-
-
-
-

@@ -6,19 +6,19 @@ from typing import Any
 
 import tornado.web
 
-from ..config import Config
-from . import credentials
+from .credentials import Credentials
 
 
 class ProtectedHandler(tornado.web.RequestHandler):
-    """Base of our endpoints: optional auth, plain-text errors, never a traceback in a body."""
+    """Answers 401 (with ``WWW-Authenticate``) unless ``credentials`` are satisfied; errors are
+    one plain-text line."""
 
-    config: Config
+    credentials: Credentials = Credentials()
 
     def prepare(self) -> None:
-        if not credentials.authorized(self.config, self.request.headers.get("Authorization")):
+        if not self.credentials.authorize(self.request.headers.get("Authorization")):
             self.set_status(401)
-            for challenge in credentials.challenges(self.config):
+            for challenge in self.credentials.challenges():
                 self.add_header("WWW-Authenticate", challenge)
             self._plain_error()  # send_error() would clear the challenge headers
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import tornado.httpserver
@@ -23,7 +24,14 @@ class MetricsServer:
     """
 
     def __init__(
-        self, *, port: int, address: str, routes: list[Any]) -> None:
+        self,
+        *,
+        port: int,
+        address: str,
+        routes: list[Any],
+        on_stop: Callable[[], object] | None = None,
+    ) -> None:
+        self._on_stop = on_stop
         self.address = address
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,4 +79,6 @@ class MetricsServer:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
-
+        if self._on_stop is not None:
+            self._on_stop()
+            self._on_stop = None
