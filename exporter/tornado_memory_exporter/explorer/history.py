@@ -37,11 +37,6 @@ class CensusHistory:
     def __len__(self) -> int:
         return len(self._snapshots)
 
-    @property
-    def snapshots(self) -> list[CensusSnapshot]:
-        """Kept snapshots, oldest first."""
-        return list(self._snapshots)
-
     def counts(self, name: str) -> list[int | None]:
         """Count of type ``name`` in each kept census, oldest first (``None``: not exported then)."""
         return [snap.objects.get(name) for snap in self._snapshots]

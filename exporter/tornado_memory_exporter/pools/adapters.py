@@ -112,7 +112,11 @@ class _Counts:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.submitted = self.started = self.finished = self.timeouts = 0
+        self.submitted = 0
+        self.dequeued = 0
+        """Left the queue: a task began running (executor), a checkout got its connection or
+        gave up (SQLAlchemy). ``submitted - dequeued`` is who is waiting."""
+        self.finished = self.timeouts = 0
         self.wait = BucketCounts(DEFAULT_WAIT_BUCKETS)
 
 
@@ -129,7 +133,7 @@ class _Executor:
 
             def run() -> Any:
                 with counts.lock:
-                    counts.started += 1
+                    counts.dequeued += 1
                     counts.wait.observe(time.monotonic() - queued)
                 try:
                     return fn(*args, **kwargs)
@@ -155,16 +159,16 @@ class _Executor:
     def pool_snapshot(self) -> PoolSnapshot:
         counts, executor = self._counts, self._executor
         with counts.lock:
-            busy = counts.started - counts.finished
-            waiting = counts.submitted - counts.started
-            started = counts.started
+            busy = counts.dequeued - counts.finished
+            waiting = counts.submitted - counts.dequeued
+            dequeued = counts.dequeued
         threads = len(executor._threads)
         return PoolSnapshot(
             capacity=executor._max_workers,
             in_use=busy,
             idle=max(0, threads - busy),
             waiting=waiting,
-            acquires=started,
+            acquires=dequeued,
             created=threads,
             wait=counts.wait,
         )
@@ -228,7 +232,7 @@ class _SQLAlchemyPool:
                 raise
             finally:
                 with counts.lock:
-                    counts.started += 1
+                    counts.dequeued += 1
                     counts.wait.observe(time.monotonic() - started)
 
         pool._do_get = counted_do_get
@@ -274,7 +278,7 @@ class _SQLAlchemyPool:
         pool, counts = self._current(), self._counts
         overflow = pool._max_overflow
         with counts.lock:
-            waiting = counts.submitted - counts.started
+            waiting = counts.submitted - counts.dequeued
             acquires, timeouts = self.acquires, counts.timeouts
             now = time.monotonic()
             oldest = min(self._out.values(), default=now)
