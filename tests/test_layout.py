@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import ast
+import asyncio
+import re
 from pathlib import Path
 
 import tornado_memory_exporter
+from tornado_memory_exporter import Config, install
 
 PACKAGE = Path(tornado_memory_exporter.__file__).parent
 NAME = "tornado_memory_exporter"
@@ -92,3 +95,36 @@ def test_every_folder_is_a_package_with_a_docstring():
         init = folder / "__init__.py"
         assert init.exists(), folder
         assert ast.get_docstring(ast.parse(init.read_text())), f"{init} says what lives there"
+
+
+ROOT = PACKAGE.parents[1]
+
+
+def test_the_readme_points_to_the_design_page_and_nowhere_outside_the_repository():
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/design.md)" in readme
+    assert "../" not in readme
+    for target in re.findall(r"\]\(([^)#]+)", readme):
+        assert target.startswith(("http://", "https://")) or (ROOT / target).exists(), target
+
+
+def test_every_served_metric_is_in_the_catalogue():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    catalogue = (ROOT / "docs" / "design.md").read_text()
+    documented = set(re.findall(r"`<ns>_([a-z0-9_]+)`", catalogue))
+
+    async def scrape() -> str:
+        registry = CollectorRegistry()
+        exporter = install(None, None, config=Config(census_interval=0), registry=registry)
+        try:
+            await exporter.census_now()
+            exporter.watch("sessions", {"a": 1})
+            await exporter.census_now()
+            return generate_latest(registry).decode()
+        finally:
+            exporter.stop()
+
+    served = set(re.findall(r"^# TYPE tornado_(\S+) ", asyncio.run(scrape()), re.MULTILINE))
+    assert len(served) > 30
+    assert served - documented == set()

@@ -1,5 +1,5 @@
 """The shipped rules: lint, promtool scenarios (committed and regenerated for other configs), the
-alert contract of DESIGN.md, runbook anchors, and proof that the traps are traps."""
+alert contract of docs/design.md, runbook anchors, and proof that the traps are traps."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ ALERTS = ROOT / "alerts"
 RULES = ALERTS / "tornado-memory.rules.yml"
 TEST_FILES = sorted(ALERTS.glob("*.test.yml"))
 
-# DESIGN.md "Alert names (the contract)" with each alert's severities.
+# docs/design.md "Alerts" with each alert's severities.
 CONTRACT = {
     "TornadoMemoryLeakSuspected": {"warning"},
     "TornadoMemoryNearLimit": {"warning", "critical"},  # node-mixin style twins

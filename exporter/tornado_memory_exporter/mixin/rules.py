@@ -106,7 +106,7 @@ def _pct(ratio: float) -> str:
 
 
 def alerts(cfg: MixinConfig) -> list[Alert]:
-    """Every alert of DESIGN.md, in runbook order."""
+    """Every alert of docs/design.md, in runbook order."""
     m = cfg.metric
     rss, blocks = floor_name(cfg, "process_resident_memory_bytes"), floor_name(cfg, "python_allocated_blocks")
     objects, handlers = floor_name(cfg, "objects"), floor_name(cfg, "handlers_alive")
