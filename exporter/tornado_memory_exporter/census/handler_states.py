@@ -8,12 +8,7 @@ from the heap census (``census.py``), which checks ``_finished`` only on handler
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import tornado.web
-
-if TYPE_CHECKING:
-    pass
 
 ACTIVE = "active"
 FINISHED = "finished"

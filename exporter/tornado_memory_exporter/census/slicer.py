@@ -12,7 +12,7 @@ import asyncio
 import gc
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Self
 
 RELEASE_CHUNK = 65536
 """References dropped between two looks at the clock when the object list is released."""
@@ -101,7 +101,11 @@ async def paced(slicer: Slicer, size: int, more: Callable[[], bool]) -> AsyncIte
 async def chunks(seq: Sequence[Any], slicer: Slicer, size: int) -> AsyncIterator[Sequence[Any]]:
     """``seq`` in consecutive slices of at most ``size`` items, paced by :func:`paced`."""
     start = 0
-    async for step in paced(slicer, size, lambda: start < len(seq)):
+
+    def more() -> bool:
+        return start < len(seq)
+
+    async for step in paced(slicer, size, more):
         yield seq[start : start + step]
         start += step
 
@@ -141,7 +145,7 @@ class HeapPass:
         self.slicer: Slicer | None = None
         self.started = 0.0
 
-    async def __aenter__(self) -> HeapPass:
+    async def __aenter__(self) -> Self:
         self.started = self._clock()
         self.objects = self._get_objects()
         self.slicer = Slicer(self._budget, clock=self._clock, pause=self._pause, start=self.started)

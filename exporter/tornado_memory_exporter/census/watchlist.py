@@ -116,7 +116,11 @@ async def _measure(watch: _Watch, slicer: Slicer) -> Reading:
     measured = total = 0
     exact = False
     last_slice = slicer.slices + MAX_SLICES - 1
-    async for step in paced(slicer, BATCH, lambda: not exact and slicer.slices <= last_slice):
+
+    def more() -> bool:  # read before every step: the last batch sets `exact`
+        return not exact and slicer.slices <= last_slice
+
+    async for step in paced(slicer, BATCH, more):
         obj = watch.get()
         if obj is None:
             return watch.reading
