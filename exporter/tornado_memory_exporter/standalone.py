@@ -13,7 +13,7 @@ from .config import Config
 from .explorer import explorer_routes
 from .web.credentials import Credentials
 from .web.exposure import require_safe_exposure
-from .web.metrics import MetricsHandler, render_thread
+from .web.metrics import MetricsHandler, literal, render_thread
 from .web.server import MetricsServer
 
 
@@ -30,12 +30,12 @@ def start_metrics_server(
 
     Binds to 127.0.0.1 unless told otherwise; pass ``address="0.0.0.0"`` (and credentials in
     ``config``) to let other hosts scrape. ``port=0`` picks a free port (see ``.port``).
-    ``explorer=exporter.explorer`` serves the leak explorer there too; without credentials in
+    ``path`` is literal, like ``install()``'s. ``explorer=exporter.explorer`` serves the leak
+    explorer there too; without credentials in
     ``config`` it is refused (``ValueError``) on a non-loopback ``address``.
     """
     validate.port("port", port)
-    if not path.startswith("/"):
-        raise ValueError(f"path={path!r} must start with '/'")
+    validate.url_path("path", path)
     if config is None:
         config = explorer.config if explorer is not None else Config()
     credentials = Credentials.of(config)
@@ -47,7 +47,7 @@ def start_metrics_server(
         "credentials": credentials,
         "renderer": renderer,
     }
-    routes: list[Any] = [(path, MetricsHandler, metrics)]
+    routes: list[Any] = [(literal(path), MetricsHandler, metrics)]
     if explorer is not None:
         routes += explorer_routes(explorer, credentials)
     try:
