@@ -9,7 +9,7 @@ from .about import __version__
 from .config import Config
 from .install import Exporter, install
 from .pools import ObjectPool, PoolSnapshot, PoolTimeout
-from .standalone import start_metrics_server
+from .standalone import ExporterThread, start_in_thread, start_metrics_server
 from .web.metrics import MetricsHandler
 from .web.server import MetricsServer
 from .workers import worker_port
@@ -17,6 +17,7 @@ from .workers import worker_port
 __all__ = [
     "Config",
     "Exporter",
+    "ExporterThread",
     "MetricsHandler",
     "MetricsServer",
     "ObjectPool",
@@ -24,6 +25,7 @@ __all__ = [
     "PoolTimeout",
     "__version__",
     "install",
+    "start_in_thread",
     "start_metrics_server",
     "worker_port",
 ]
