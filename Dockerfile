@@ -3,7 +3,7 @@
 FROM python:3.11.10-slim-bookworm
 
 WORKDIR /build
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE MANIFEST.in ./
 COPY exporter ./exporter
 RUN pip install --no-cache-dir . && rm -rf /build
 WORKDIR /

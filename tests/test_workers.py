@@ -343,3 +343,35 @@ def test_config_validates_the_worker_options():
         Config(worker_dir="/x")
     with pytest.raises(ValueError, match="worker_interval=0 must be"):
         Config(worker_interval=0)
+
+
+def test_workers_remove_their_files_when_terminated_cleanly(tmp_path):
+    # SIGTERM to the group, as a process manager stops the service: no handler of the app's,
+    # so the default action would end each worker at once, leaving its file for scrapes to skip.
+    with Workers(tmp_path, "--workers", "2", "--interval", "1") as workers:
+        wait_for("2 snapshots", lambda: len(list(workers.dir.glob("*.prom"))) == 2, timeout=20, interval=0.05)
+        pids = [workers.header_pid(w) for w in ("0", "1")]
+        os.killpg(workers.process.pid, signal.SIGTERM)
+        workers.process.wait(timeout=10)
+        wait_for("the workers' exit", lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10, interval=0.05)
+    assert sorted(p.name for p in workers.dir.iterdir()) == []
+
+
+def test_a_worker_that_returns_without_stop_removes_its_file_at_exit(tmp_path):
+    code = f"""
+import asyncio, signal, sys, tornado.web
+from prometheus_client import CollectorRegistry
+from tornado_memory_exporter import Config, install
+
+async def main():
+    config = Config(worker_label=True, worker_dir={str(tmp_path)!r}, census_interval=0)
+    install(tornado.web.Application(), config=config, registry=CollectorRegistry())
+    print(sorted(p for p in __import__("os").listdir({str(tmp_path)!r})), flush=True)
+    # no exporter.stop(): the script just ends
+
+asyncio.run(main())
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['0.prom']"
+    assert list(tmp_path.iterdir()) == []

@@ -11,8 +11,6 @@ _NAMESPACE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 # prometheus_client's default collectors own `process_*` and `python_*`; a namespace equal to
 # either would make our names collide with theirs on a shared registry.
 _RESERVED_NAMESPACES = frozenset({"process", "python"})
-# A URL prefix that needs no escaping in a route regex or in the page's links.
-_EXPLORER_PATH = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 
 DEFAULT_GC_PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 DEFAULT_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -85,7 +83,8 @@ class Config:
     """Serve the leak explorer (census history, reference chains, allocation sites) at
     ``explorer_path``. Needs ``auth_token`` or ``basic_auth`` unless served only on 127.0.0.1."""
     explorer_path: str = "/debug/memory"
-    """URL prefix of the explorer's page and JSON API."""
+    """URL prefix of the explorer's page and JSON API, matched literally (any RFC 3986 path
+    character, e.g. ``/user/alice@example.com/debug/memory``)."""
     explorer_show_contents: bool = False
     """Let the explorer show truncated reprs of objects on reference chains (they may hold
     secrets: session data, tokens); off, it shows types, sizes and attribute names only."""
@@ -135,12 +134,8 @@ class Config:
 
 
 def _check_explorer(config: Config) -> None:
-    path = config.explorer_path
-    if not isinstance(path, str) or not _EXPLORER_PATH.match(path):
-        raise ValueError(
-            f"explorer_path={path!r} must start with '/', not end with '/', and use only "
-            "letters, digits and -._~/"
-        )
+    # Literal, like install()'s path: the page's links are relative, so any path character works.
+    validate.url_path("explorer_path", config.explorer_path, trailing_slash=False)
     validate.number(
         "explorer_tracemalloc_max_seconds", config.explorer_tracemalloc_max_seconds,
         minimum=0.0, above=True, maximum=3600.0,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import weakref
 from typing import Any
 
+import tornado.httpserver
 import tornado.web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
-from tornado.httputil import HTTPServerRequest
-from tornado.routing import Matcher, Rule
+from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+from tornado.routing import DefaultHostMatches, HostMatches, Matcher, Rule, RuleRouter
 
+from . import validate
 from .census.heap import HeapCensus
 from .census.selection import TypeSelector
 from .census.snapshot import CensusSnapshot
@@ -30,7 +33,7 @@ from .faults import Faults, FaultsCollector, GuardedCollector
 from .pools.registry import PoolRegistry
 from .web.credentials import Credentials
 from .web.exposure import require_safe_exposure
-from .web.metrics import MetricsHandler, Renderer, render_thread
+from .web.metrics import MetricsHandler, Renderer, literal, render_thread
 from .workers import SnapshotWriter, WorkerView, worker_id
 
 # One exporter per registry: a second would publish every series twice.
@@ -140,14 +143,18 @@ class Exporter:
                 self.registry.unregister(collector)
             raise
         _installed[self.registry] = self
-        self._gc_pauses.start()
-        self._ioloop.start()
-        self._census.start()
-        if self.explorer is not None:
-            self.explorer.start()
-        if self._writer is not None:
-            self._writer.start()
         self._running = True
+        try:
+            self._gc_pauses.start()
+            self._ioloop.start()
+            self._census.start()
+            if self.explorer is not None:
+                self.explorer.start()
+            if self._writer is not None:
+                self._writer.start()
+        except BaseException:
+            self.stop()  # every stop() is safe on a part that never started
+            raise
 
     def census_now(self) -> asyncio.Task[CensusSnapshot]:
         """Run one heap census now (after the one in progress, if any); awaiting the result
@@ -176,12 +183,14 @@ class Exporter:
         if self.explorer is not None:
             self.explorer.remove_root(f"watched {name}")
 
-    def _add_route(self, app: tornado.web.Application, path: str) -> None:
+    def _add_route(
+        self, app: tornado.web.Application, path: str, handler_class: type[MetricsHandler]
+    ) -> None:
         credentials = Credentials.of(self.config)
         self._renderer = render_thread(self.config.scrape_cache_seconds)
         handler = (
-            path,
-            MetricsHandler,
+            literal(path),
+            handler_class,
             {"registry": self.served, "credentials": credentials, "renderer": self._renderer},
         )
         rules = app.default_router.rules
@@ -240,12 +249,75 @@ class _PathPrefixes(Matcher):
         return {} if request.path.startswith(self.prefixes) else None
 
 
+def route_owner(app: tornado.web.Application, path: str) -> str | None:
+    """``module.Class`` of the handler ``app`` routes ``path`` to on any host, or ``None``.
+
+    Host rules count as matching (a route for another host is still the app's route); a rule
+    that also takes a random path of no app (a catch-all such as a 404 page or a fallback
+    proxy) does not count as routing ``path``.
+    """
+    rule = _serving_rule(app.default_router, _probe(path))
+    if rule is None or rule is _serving_rule(app.default_router, _probe("/" + secrets.token_hex(16))):
+        return None
+    target = rule.target
+    cls = target if isinstance(target, type) else type(target)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _probe(path: str) -> HTTPServerRequest:
+    line = RequestStartLine("GET", path, "HTTP/1.1")
+    return HTTPServerRequest(start_line=line, headers=HTTPHeaders({"Host": "localhost"}))
+
+
+def _serving_rule(router: RuleRouter, request: HTTPServerRequest) -> Rule | None:
+    for rule in router.rules:
+        if not isinstance(rule.matcher, (HostMatches, DefaultHostMatches)):
+            try:
+                if rule.matcher.match(request) is None:
+                    continue
+            except Exception:  # noqa: BLE001 - a matcher that cannot read a bare request
+                continue
+        if isinstance(rule.target, RuleRouter):  # a host's (or a prefix's) own rules
+            found = _serving_rule(rule.target, request)
+            if found is not None:
+                return found
+            continue
+        return rule
+    return None
+
+
+def _check_arguments(
+    app: object, path: object, config: object, registry: object, handler: object, replace: object
+) -> None:
+    if isinstance(app, tornado.httpserver.HTTPServer):
+        raise TypeError(
+            "app is an HTTPServer: pass the tornado.web.Application it serves, "
+            "install(app) with app = tornado.web.Application([...])"
+        )
+    if app is not None and not isinstance(app, tornado.web.Application):
+        raise TypeError(f"app={app!r} must be a tornado.web.Application (or None with path=None)")
+    if config is not None and not isinstance(config, Config):
+        hint = "Config(**{...})" if isinstance(config, dict) else "Config(...)"
+        raise TypeError(f"config={config!r} must be a Config: pass config={hint}")
+    if registry is not None and not isinstance(registry, CollectorRegistry):
+        raise TypeError(f"registry={registry!r} must be a prometheus_client CollectorRegistry")
+    if not (isinstance(handler, type) and issubclass(handler, MetricsHandler)):
+        raise TypeError(f"handler={handler!r} must be MetricsHandler or a subclass of it")
+    validate.flag("replace", replace)
+    if path is not None:
+        validate.url_path("path", path)
+        if app is None:
+            raise ValueError("app=None needs path=None (no route to add)")
+
+
 def install(
     app: tornado.web.Application | None,
     path: str | None = "/metrics",
     *,
     config: Config | None = None,
     registry: CollectorRegistry | None = None,
+    replace: bool = False,
+    handler: type[MetricsHandler] = MetricsHandler,
 ) -> Exporter:
     """Start the exporter on the running IOLoop and serve it on ``app`` at ``path``.
 
@@ -259,28 +331,53 @@ def install(
     ``registry`` defaults to prometheus_client's global one (our names never clash with its
     default ``process_*``/``python_gc_*`` collectors). Pass ``path=None`` to add no route, for
     example when serving from ``start_metrics_server()`` instead.
+
+    ``path`` is literal (any URL path character: ``/user/alice@example.com/metrics``). A path
+    the app already routes is refused (``ValueError`` naming its handler) unless
+    ``replace=True``. ``handler`` serves the route: a ``MetricsHandler`` subclass, for example
+    one behind the app's own login. Any failure leaves nothing installed, so a corrected call
+    works.
     """
+    _check_arguments(app, path, config, registry, handler, replace)
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         raise RuntimeError(
             "install() must be called from inside the running IOLoop, e.g. in `async def main()` "
-            "run by asyncio.run(main())"
+            "run by asyncio.run(main()); without access to the loop, use start_in_thread()"
         ) from None
-    if path is not None:
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError(f"path={path!r} must start with '/'")
-        if app is None:
-            raise ValueError("app=None needs path=None (no route to add)")
-    exporter = Exporter(
-        config=config if config is not None else Config(),
-        registry=registry if registry is not None else REGISTRY,
-        loop=loop,
-    )
-    if path is not None and exporter.explorer is not None:
-        require_safe_exposure(Credentials.of(exporter.config), None)  # the app's addresses are not known here
+    config = config if config is not None else Config()
+    registry = registry if registry is not None else REGISTRY
+    if registry in _installed:
+        raise RuntimeError(
+            "an Exporter is already installed on this registry; call its stop() first "
+            "or pass registry=CollectorRegistry()"
+        )
+    if path is not None and app is not None:
+        if config.explorer_enabled:  # the app's addresses are not known here
+            require_safe_exposure(Credentials.of(config), None)
+        if not replace:
+            _refuse_takeover(app, path, config)
+    exporter = Exporter(config=config, registry=registry, loop=loop)
     exporter._start()
     if path is not None and app is not None:
-        exporter._add_route(app, path)
+        try:
+            exporter._add_route(app, path, handler)
+        except BaseException:
+            exporter.stop()
+            raise
     return exporter
+
+
+def _refuse_takeover(app: tornado.web.Application, path: str, config: Config) -> None:
+    probes = [("path", path)]
+    if config.explorer_enabled:
+        probes += [("explorer_path", config.explorer_path + suffix) for suffix in ("/", "/api/summary")]
+    for option, probe in probes:
+        owner = route_owner(app, probe)
+        if owner is not None:
+            raise ValueError(
+                f"{option}: the application already routes {probe!r} to {owner}; install() will "
+                f"not shadow it: choose another {option}, or pass replace=True to serve ours there"
+            )
 

@@ -91,3 +91,34 @@ def buckets(name: str, value: object) -> tuple[float, ...]:
 def port(name: str, value: object, *, minimum: int = 0) -> int:
     """``value`` if it is a TCP port number (0 picks a free port where ``minimum`` is 0)."""
     return integer(name, value, minimum=minimum, maximum=65535)
+
+
+# RFC 3986 path characters: unreserved, sub-delims, ":" and "@" (pchar), "/" between segments,
+# and percent-encoded octets. Anything else (space, "?", "#", quotes, controls) cannot be sent
+# unencoded, so a route expecting it would never be reached.
+_PATH_CHAR = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/"
+)
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def url_path(name: str, value: object, *, trailing_slash: bool = True) -> str:
+    """``value`` if it is an absolute URL path (``/...``) of RFC 3986 path characters, ``%HH``
+    escapes included; it is matched literally, as the request sends it (``+``, ``(``, ``@``
+    are plain characters). ``trailing_slash=False`` also refuses a path ending with ``/``."""
+    rule = "must start with '/'" + ("" if trailing_slash else ", not end with '/'") + (
+        " and use RFC 3986 path characters (letters, digits, -._~!$&'()*+,;=:@/ and %HH escapes)"
+    )
+    if not isinstance(value, str):
+        raise OptionTypeError(f"{name}={value!r} {rule}: pass a string like '/metrics'")
+    bad = "".join(dict.fromkeys(
+        c for i, c in enumerate(value)
+        if c not in _PATH_CHAR
+        and not (c == "%" and value[i + 1 : i + 2] in _HEX and value[i + 2 : i + 3] in _HEX)
+    ))
+    ok = value.startswith("/") and not value.startswith("//") and not bad
+    if ok and not trailing_slash:
+        ok = not value.endswith("/") and "//" not in value
+    if not ok:
+        raise ValueError(f"{name}={value!r} {rule}" + (f"; {bad!r} must be percent-encoded" if bad else ""))
+    return value

@@ -14,10 +14,13 @@ it runs (pid plus start time, so a reused pid does not resurrect it) and the fil
 
 from __future__ import annotations
 
+import atexit
 import copy
 import functools
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -253,7 +256,10 @@ class SnapshotWriter:
     ``interval`` seconds on the IOLoop, atomically (temporary file, then rename).
 
     The first write happens in ``start()``, so a restarted worker replaces its predecessor's
-    series at once; ``stop()`` deletes the file so the series disappear with the worker.
+    series at once; ``stop()`` deletes the file so the series disappear with the worker, and so
+    does a clean end without ``stop()``: interpreter exit (``atexit``) or ``SIGTERM``, the signal
+    process managers and ``kill`` send, when the app has no handler of its own for it (the
+    process still ends by the signal, as it would have).
     """
 
     def __init__(self, view: WorkerView, *, interval: float, faults: Faults) -> None:
@@ -266,6 +272,7 @@ class SnapshotWriter:
         self._pid = os.getpid()
         self._started = _own_start_time()
         self._timer: tornado.ioloop.PeriodicCallback | None = None
+        self._sigterm_hooked = False
         # Here rather than in start(): a directory that cannot be made fails install() cleanly.
         view.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
@@ -275,12 +282,39 @@ class SnapshotWriter:
         if self._timer is None:
             self._timer = tornado.ioloop.PeriodicCallback(self.write, self.interval * 1000)
             self._timer.start()
+            atexit.register(self.remove)
+            self._hook_sigterm()
 
     def stop(self) -> None:
         """Stop writing and remove this worker's file (if it is still ours)."""
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+            atexit.unregister(self.remove)
+            if self._sigterm_hooked and signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._sigterm_hooked = False
+        self.remove()
+
+    def _hook_sigterm(self) -> None:
+        # Only over the default action (which would end the process without atexit), and only
+        # from the main thread (the only one that may set handlers): an app's handler is its own.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._sigterm_hooked = True
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self.remove()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # end as the default action would have
+
+    def remove(self) -> None:
+        """Delete this worker's file if this process wrote it (a forked child inherits the
+        hooks of its parent's writer but must not delete the parent's file)."""
+        if os.getpid() != self._pid:
+            return
         try:
             header = self.path.read_text(encoding="utf-8").partition("\n")[0]
         except OSError:

@@ -371,3 +371,29 @@ def test_on_a_busy_loop_slices_shrink_and_every_yield_is_followed_by_a_gap():
     assert asyncio.run(run()) == {Big: 100_000}
     assert len(recorded) >= 2
     assert recorded == [0, 0.002 * BUSY_SLICE] * (len(recorded) // 2)
+
+
+def test_the_first_census_comes_seconds_after_start_then_the_jittered_interval():
+    async def delays(interval: float) -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        census = HeapCensus(
+            loop=loop, selector=TypeSelector(top_n=5, growth_n=0, allowlist=(), hold=0),
+            faults=Faults(), interval=interval, slice_budget=0.005, get_objects=lambda: [1, "a"],
+            jitter=lambda: 0.05,
+        )
+        census.start()
+        try:
+            assert census._timer is not None
+            first = census._timer.when() - loop.time()
+            census._timer.cancel()
+            census._scheduled()  # what the timer does when it fires
+            await census._task
+            await asyncio.sleep(0)  # the done callback schedules the next census
+            return first, census._timer.when() - loop.time()
+        finally:
+            census.stop()
+
+    first, then = asyncio.run(delays(60.0))
+    assert 1.5 < first <= 2.0 and 62.5 < then <= 63.0
+    first, then = asyncio.run(delays(0.5))  # an interval shorter than the first delay wins
+    assert 0.4 < first <= 0.525 and 0.4 < then <= 0.525

@@ -140,8 +140,8 @@ def test_mounted_alertmanager_config_routes_to_the_webhook_logger() -> None:
 def test_dockerfile_copies_only_what_the_dockerignore_lets_through() -> None:
     copied = [line.split()[1:-1] for line in (ROOT / "Dockerfile").read_text().splitlines()
               if line.startswith("COPY ")]
-    assert copied == [["pyproject.toml", "README.md"], ["exporter"]]
+    assert copied == [["pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"], ["exporter"]]
     allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
                if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "exporter"}
+    assert allowed == {"pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "exporter"}
     assert all((ROOT / name).exists() for name in allowed)

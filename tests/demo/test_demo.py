@@ -9,6 +9,7 @@ import logging
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections import deque
@@ -179,12 +180,16 @@ def test_blocking_leak_shows_as_ioloop_lag(demo: Demo) -> None:
     assert demo.service.leaks["blocking"].size == 0  # off resets the count of blocking calls
 
 
-def test_pool_leak_counts_dropped_connections(demo: Demo) -> None:
+def test_pool_leak_counts_dropped_connections(demo: Demo, caplog: pytest.LogCaptureFixture) -> None:
     demo.hit("/db", 3)
     assert demo.sample("tornado_pool_leaked_total", {"pool": "demo_db"}) == 0
     demo.switch("pool", "on")
-    demo.hit("/db", DB_POOL_SIZE + 3)  # more than the pool holds: leaked slots are reclaimed
-    assert demo.sample("tornado_pool_leaked_total", {"pool": "demo_db"}) == DB_POOL_SIZE + 3
+    with caplog.at_level(logging.WARNING, logger="tornado_memory_exporter"):
+        demo.hit("/db", DB_POOL_SIZE + 3)  # more than the pool holds: leaked slots are reclaimed
+        assert demo.sample("tornado_pool_leaked_total", {"pool": "demo_db"}) == DB_POOL_SIZE + 3
+    (warning,) = [m for m in caplog.messages if "garbage-collected without being returned" in m]
+    # The demo's own line, not Tornado's (call_site skips only the pools folder).
+    assert "demo/app.py:" in warning and "tornado/web.py" not in warning, warning
 
 
 def test_http_leak_saturates_the_upstream_client(demo: Demo) -> None:
@@ -242,6 +247,42 @@ def test_stack_configurations_pass_promtool_and_amtool(tmp_path: Path) -> None:
     amtool = subprocess.run([require_binary("amtool"), "check-config", str(alertmanager)],
                             capture_output=True, text=True, timeout=30, check=False)
     assert amtool.returncode == 0, amtool.stdout + amtool.stderr
+
+
+def test_the_demo_terminal_shows_no_background_load() -> None:
+    # The load calls /slow through the upstream client twice a second; its lines would scroll
+    # the banner's URLs away.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tornado_memory_exporter", "demo", "--port", "0", "--no-stack"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = []
+        for line in process.stdout:
+            banner.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        metrics = banner[1].split()[1]
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:  # the load runs meanwhile
+            with urllib.request.urlopen(metrics, timeout=10) as response:
+                text = response.read().decode()
+            time.sleep(0.5)
+        acquires = [s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if s.name == "tornado_pool_acquires_total" and s.labels == {"pool": "upstream"}]
+        assert acquires and acquires[0] > 0, "the load never called /slow through the upstream pool"
+        with urllib.request.urlopen(metrics.replace("/metrics", "/leaks"), timeout=10):
+            pass  # a request of the user's own: it is logged
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    logged = [line for line in errors.splitlines() if "tornado.access" in line]
+    assert any("GET /leaks" in line for line in logged), errors[-2000:]
+    assert not [line for line in logged if "/slow" in line or "/items" in line], logged[:5]
 
 
 def test_cli_without_stack_serves_metrics_and_stops_on_ctrl_c() -> None:

@@ -273,7 +273,7 @@ def test_config_validates_the_explorer_options() -> None:
     for kwargs, message in [
         ({"explorer_enabled": "yes"}, "explorer_enabled='yes' must be True or False"),
         ({"explorer_path": "debug"}, "explorer_path='debug' must start with '/'"),
-        ({"explorer_path": "/debug/"}, "explorer_path='/debug/' must start with '/'"),
+        ({"explorer_path": "/debug/"}, "explorer_path='/debug/' must start with '/', not end with '/'"),
         (
             {"explorer_tracemalloc_max_seconds": 3601},
             "explorer_tracemalloc_max_seconds=3601 must be a finite number > 0 and at most 3600",

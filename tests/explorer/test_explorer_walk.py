@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from tornado_memory_exporter.census.slicer import Slicer
 from tornado_memory_exporter.census.snapshot import CensusSnapshot
+from tornado_memory_exporter.census.typenames import type_name
 from tornado_memory_exporter.explorer.backrefs import (
     CHUNK,
     CLASS_ATTRIBUTE,
@@ -74,6 +75,18 @@ def test_chain_ends_at_the_module_global_holding_the_list() -> None:
         {"type": "list", "len": 2, "via": "[1]"},
         {"type": "test_explorer_walk.Thing"},
     ]
+
+
+def test_the_main_script_is_named_main_also_under_multiprocessing() -> None:
+    # multiprocessing keeps the main script in sys.modules as "__mp_main__" too (and imports it
+    # under that name in spawned workers): its globals and its types must carry one prefix.
+    Local = type("Thing", (), {"__module__": "__mp_main__"})
+    thing = Local()
+    module = fake_module("__mp_main__", LEAKED=[thing])
+    roots = Roots(modules={"__main__": module, "__mp_main__": module})
+    (result,) = run(walk([vars(module), module.LEAKED], [thing], slicer(), roots))
+    assert result.root == Root(MODULE_GLOBAL, "__main__.LEAKED")
+    assert type_name(Local) == "__main__.Thing"
 
 
 def test_samples_sharing_a_list_each_get_their_chain() -> None:

@@ -79,9 +79,16 @@ async def count_by_type(
 
 
 
+FIRST_CENSUS_DELAY = 2.0
+"""Seconds from ``start()`` to the first scheduled census (or the interval, if shorter): a new
+user sees ``<ns>_objects`` at once rather than one interval later, while the start of the app
+itself (imports, warm-up) is left alone."""
+
+
 class HeapCensus:
-    """Runs censuses on ``loop`` (scheduled every ``interval`` seconds with +-10 % jitter when
-    ``interval > 0``, or on demand with :meth:`run_now`) and holds the latest snapshot."""
+    """Runs censuses on ``loop`` (the first within ``FIRST_CENSUS_DELAY`` of ``start()``, then
+    every ``interval`` seconds with +-10 % jitter, when ``interval > 0``; or on demand with
+    :meth:`run_now`) and holds the latest snapshot."""
 
     def __init__(
         self,
@@ -120,7 +127,7 @@ class HeapCensus:
         """Start the schedule (no-op when ``interval`` is 0); call on the loop's thread."""
         self._running = True
         if self.interval > 0 and self._timer is None:
-            self._schedule()
+            self._schedule(min(FIRST_CENSUS_DELAY, self.interval * (1.0 + self._jitter())))
 
     def stop(self) -> None:
         """Stop the schedule and cancel a census in progress (safe to call twice)."""
@@ -132,8 +139,9 @@ class HeapCensus:
             self._task.cancel()
         self._task = None
 
-    def _schedule(self) -> None:
-        delay = self.interval * (1.0 + self._jitter())
+    def _schedule(self, delay: float | None = None) -> None:
+        if delay is None:
+            delay = self.interval * (1.0 + self._jitter())
         self._timer = self._loop.call_later(delay, self._scheduled)
 
     def _scheduled(self) -> None:

@@ -13,6 +13,13 @@ _MODULE = vars(type)["__module__"]
 _QUALNAME = vars(type)["__qualname__"]
 
 
+def module_label(name: str) -> str:
+    """How a module is named in labels: the main script is ``__main__`` also where
+    multiprocessing imported it as ``__mp_main__`` (spawned workers, and under both names in
+    ``sys.modules``), so its globals and its types carry one prefix."""
+    return "__main__" if name == "__mp_main__" else name
+
+
 def type_name(cls: type) -> str:
     """``module.QualName`` of ``cls``; builtins bare (``dict``), ``tornado.web.RequestHandler``
     subclasses by their own module (``app.handlers.MainHandler``).
@@ -33,7 +40,7 @@ def type_name(cls: type) -> str:
     except Exception:  # noqa: BLE001
         module = None
     if isinstance(module, str) and module and module != "builtins":
-        name = f"{module}.{qualname}"
+        name = f"{module_label(module)}.{qualname}"
     else:
         name = qualname
     return name[:MAX_NAME_LENGTH]

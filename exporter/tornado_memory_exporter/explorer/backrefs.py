@@ -38,6 +38,7 @@ import tornado.ioloop
 
 from ..about import PACKAGE_DIR
 from ..census.slicer import Slicer, chunks
+from ..census.typenames import module_label, type_name
 
 MODULE_GLOBAL = "module global"
 CLASS_ATTRIBUTE = "class attribute"
@@ -148,7 +149,7 @@ class Roots:
     ) -> None:
         modules = dict(sys.modules) if modules is None else modules
         self._module_dicts = {
-            id(d): name
+            id(d): module_label(name)
             for name, m in modules.items()
             if isinstance(d := getattr(m, "__dict__", None), dict)
         }
@@ -175,7 +176,7 @@ class Roots:
             attr = key_of(vars(referrer), child) if isinstance(child, dict) else None
             return Root(
                 CLASS_ATTRIBUTE,
-                f"{referrer.__module__}.{referrer.__qualname__}{'.' + attr if attr else ''}",
+                f"{type_name(referrer)}{'.' + attr if attr else ''}",
             )
         if isinstance(referrer, _CODE_HOLDERS):
             return Root(FRAME, where(referrer))

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..validate import OptionTypeError
+
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -13,11 +15,17 @@ _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"\s*'
 _SELECTOR = re.compile(rf"^(?:{_MATCHER}(?:,{_MATCHER})*,?\s*)?$")
 
 
-def seconds(duration: str) -> int:
-    """Seconds in a Prometheus duration such as ``"1h30m"``; ``ValueError`` names a bad one."""
-    match = _DURATION.match(duration) if isinstance(duration, str) else None
+def seconds(duration: str, name: str = "duration") -> int:
+    """Seconds in a Prometheus duration such as ``"1h30m"``; a bad one raises ``ValueError``
+    naming the option ``name`` (``OptionTypeError`` for a value that is not a string)."""
+    if not isinstance(duration, str):
+        raise OptionTypeError(
+            f"{name}={duration!r} is not a Prometheus duration: pass a string like '90s', '1h30m' "
+            "or '2d' (quoted in TOML)"
+        )
+    match = _DURATION.match(duration)
     if not duration or match is None or not any(match.groups()):
-        raise ValueError(f"duration={duration!r} is not a Prometheus duration like '90s', '1h30m' or '2d'")
+        raise ValueError(f"{name}={duration!r} is not a Prometheus duration like '90s', '1h30m' or '2d'")
     return sum(int(n) * unit for n, (_, unit) in zip(match.groups(), _UNITS) if n)
 
 
@@ -162,7 +170,7 @@ class MixinConfig:
             if field.type == "str" and (
                 field.name.endswith(("_window", "_for", "_horizon", "_after", "_lookback"))
             ):
-                seconds(value)  # raises ValueError naming the value
+                seconds(value, field.name)
         for name in ("leak_growth_per_hour", "near_limit_warning_ratio", "near_limit_critical_ratio",
                      "pool_saturation_ratio", "gc_pause_p99_seconds", "ioloop_lag_p99_seconds"):
             value = getattr(self, name)
@@ -184,7 +192,7 @@ class MixinConfig:
         if not isinstance(self.gc_oldest_generation, str) or not self.gc_oldest_generation.isdigit():
             raise ValueError(f"gc_oldest_generation={self.gc_oldest_generation!r} must be like '2'")
         if self.rule_interval is not None:
-            seconds(self.rule_interval)
+            seconds(self.rule_interval, "rule_interval")
         for name in ("runbook_url", "dashboard_uid_prefix", "datasource_url", "dashboard_refresh",
                      "dashboard_time_from", "explorer_url"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):

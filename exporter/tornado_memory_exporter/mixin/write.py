@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,17 @@ def provisioning(cfg: MixinConfig) -> dict[str, dict[str, Any]]:
     }
 
 
+def runbook() -> str:
+    """RUNBOOK.md: one section per alert (anchors are the alert names in lower case)."""
+    return resources.files(__package__).joinpath("RUNBOOK.md").read_text(encoding="utf-8")
+
+
 def render_all(cfg: MixinConfig) -> dict[str, str]:
     """Relative path -> file content of every artifact (what ``write_all`` writes)."""
     files = {
+        # The page every runbook_url points into: shipped in the package (the wheel too), so a
+        # user outside this repository can publish it where their runbook_url says.
+        "alerts/RUNBOOK.md": runbook(),
         f"alerts/{RULES_FILE}": HEADER + yamlout.dump(build_rules(cfg)),
         f"alerts/{PROMETHEUS_RULE_FILE}": HEADER + yamlout.dump(build_prometheus_rule(cfg)),
     }
@@ -56,7 +65,7 @@ def render_all(cfg: MixinConfig) -> dict[str, str]:
 
 
 def write_all(cfg: MixinConfig, out_dir: str | Path) -> list[Path]:
-    """Write rules, ``PrometheusRule``, promtool tests, dashboards and provisioning under
+    """Write rules, ``PrometheusRule``, promtool tests, the runbook, dashboards and provisioning under
     ``out_dir`` (``alerts/`` and ``dashboards/``); return the paths written."""
     root = Path(out_dir)
     written = []

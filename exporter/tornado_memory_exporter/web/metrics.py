@@ -30,6 +30,11 @@ SERVED_VERSIONS = frozenset({"0.0.4", "1.0.0"})
 _VERSION = re.compile(r"version=([^;]*)")
 
 
+def literal(path: str) -> str:
+    """A Tornado route pattern matching exactly ``path`` (``+``, ``(``, ``$``... as themselves)."""
+    return re.escape(path) + "$"  # our own "$": Tornado adds none when the escaped path ends with one
+
+
 def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
     """Encoder and content type for an ``Accept`` header; anything odd gets the text format."""
     if accept and len(accept) <= MAX_ACCEPT_LENGTH:
