@@ -93,10 +93,11 @@ class Renderer:
         return body
 
     def close(self) -> None:
-        """Drop the cached bodies and shut the executor down (without waiting for a render)."""
+        """Drop the cached bodies and end the executor's thread (a render in progress, a few
+        milliseconds, finishes first; queued ones are cancelled)."""
         self._bodies.clear()
         if self._executor is not None:
-            self._executor.shutdown(wait=False)
+            self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 def render_thread(cache_seconds: float = 0.0) -> Renderer:
