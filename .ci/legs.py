@@ -397,7 +397,7 @@ class Legs:
             except BaseException as error:  # noqa: BLE001 - a failing leg names itself
                 self.results[name] = ("FAILED", time.monotonic() - started, str(error))
             status, seconds, detail = self.results[name]
-            print(f"leg {name}: {status} in {seconds:.0f}s {detail.splitlines()[0] if detail else ''}",
+            print(f"leg {name}: {status} in {seconds:.0f}s {detail.splitlines()[0][:110] if detail else ''}",
                   flush=True)
 
         return self.pool.submit(go)
@@ -473,8 +473,8 @@ class Legs:
         def body(root: SidRoot, binaries: dict[str, str]) -> str:
             log = self.log(f"py{version}")
             # Debian's Alertmanager reads its default template from /usr/share (not in the root).
-            shutil.copytree(BUILD / "sid-binaries/root/usr/share/prometheus",
-                            root.path / "usr/share/prometheus", dirs_exist_ok=True)
+            shutil.copytree(BUILD / "sid-binaries/root/usr/share/prometheus/alertmanager",
+                            root.path / "usr/share/prometheus/alertmanager", dirs_exist_ok=True)
             inside = {k: "/src/" + str(Path(v).relative_to(REPO)) for k, v in binaries.items()}
             root.run([f"/opt/venv-{version}/bin/python", "-m", "pytest", "-p", "no:cacheprovider",
                       "-q", f"--ignore={BROWSER_TEST}"], log,
@@ -561,7 +561,7 @@ def main() -> int:
     print(f"\n{'leg':<12} {'result':<8} {'seconds':>7}  detail")
     for name in selected:
         status, seconds, detail = legs.results.get(name, ("FAILED", 0.0, "did not run"))
-        print(f"{name:<12} {status:<8} {seconds:>7.0f}  {detail.splitlines()[0] if detail else ''}")
+        print(f"{name:<12} {status:<8} {seconds:>7.0f}  {detail.splitlines()[0][:110] if detail else ''}")
     print(f"{'total':<12} {'':<8} {total:>7.0f}  wall time, legs overlapping; logs in {LOGS}")
     failed = [n for n in selected if legs.results.get(n, ("FAILED",))[0] == "FAILED"]
     for name in failed:
