@@ -40,8 +40,12 @@ $(GRAFANA_SCHEMA)/node_modules/.package-lock.json: $(GRAFANA_SCHEMA)/package-loc
 		npm ci --prefix $(GRAFANA_SCHEMA) --no-audit --no-fund --ignore-scripts --silent; \
 	else echo "note: npm missing; the dashboard type check will skip"; fi
 
-test: $(VENV)/.installed-test binaries $(GRAFANA_SCHEMA)/node_modules/.package-lock.json  ## install everything the tests need and run the suite
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# The suite here (leg py3.11), then, as root on Debian, the version legs (.ci/legs.py: Python
+# 3.13/3.14/3.15 in a cached debootstrap root, Prometheus 3, oldest/newest dependencies).
+# `make test LEGS=py3.11` runs the suite alone; PYTEST_ARGS narrows it.
+LEGS ?= all
+test: $(VENV)/.installed-test binaries $(GRAFANA_SCHEMA)/node_modules/.package-lock.json  ## install everything the tests need, run the suite and the version legs
+	$(PYTHON) .ci/legs.py --python $(BIN)/python --legs $(LEGS) -- $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test  ## benchmarks (not part of the test run)
 	$(BIN)/python -m bench

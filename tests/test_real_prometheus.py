@@ -1,8 +1,10 @@
 """The exporter's output as real Prometheus tooling sees it."""
 
+import subprocess
+
 import pytest
 from appserver import AppServer
-from realbin import Prometheus, promtool, wait_for
+from realbin import Prometheus, promtool, require_binary, wait_for
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.demo import DemoService
 
@@ -39,6 +41,10 @@ def test_openmetrics_output_parses_strictly():
 
 def test_prometheus_scrapes_the_demo_app():
     with AppServer(DemoService().make_app()) as server, Prometheus([server.target]) as prometheus:
+        # The binary asked for (TME_PROMETHEUS in the Prometheus 3 leg) is the one answering.
+        version = subprocess.run([require_binary("prometheus"), "--version"], capture_output=True,
+                                 text=True, check=True).stdout.split()[2]
+        assert prometheus.api("status/buildinfo")["version"] == version
         (up,) = prometheus.wait_for_series('up{job="tornado"}')
         assert up["value"][1] == "1"
         (rss,) = prometheus.wait_for_series("tornado_process_resident_memory_bytes")

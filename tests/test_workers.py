@@ -71,6 +71,7 @@ def start_times(families: dict[str, list]) -> dict[str, float]:
     return {s.labels["worker"]: s.value for s in samples}
 
 
+@pytest.mark.integration
 def test_one_scrape_of_the_shared_port_returns_every_live_worker(tmp_path):
     with Workers(tmp_path, "--workers", "3", "--interval", "1") as workers:
         wait_for(

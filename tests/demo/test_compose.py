@@ -112,6 +112,7 @@ def test_images_are_pinned_and_every_service_is_health_checked() -> None:
     assert all(Path(services[n]["build"]["context"]) == ROOT for n in built)
 
 
+@pytest.mark.integration
 def test_mounted_prometheus_config_and_rules_pass_promtool(tmp_path: Path) -> None:
     mounts = binds(resolved(), "prometheus")
     config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
@@ -125,6 +126,7 @@ def test_mounted_prometheus_config_and_rules_pass_promtool(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.integration
 def test_mounted_alertmanager_config_routes_to_the_webhook_logger() -> None:
     config = resolved()
     path = binds(config, "alertmanager")["/etc/alertmanager/alertmanager.yml"]

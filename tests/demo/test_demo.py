@@ -231,6 +231,7 @@ def test_webhook_logger_records_and_logs(caplog: pytest.LogCaptureFixture) -> No
             in caplog.messages)
 
 
+@pytest.mark.integration
 def test_stack_configurations_pass_promtool_and_amtool(tmp_path: Path) -> None:
     # What Stack.start() writes: JSON (valid YAML, no YAML library needed at run time).
     rules = tmp_path / "rules.yml"
@@ -311,3 +312,16 @@ def test_cli_without_stack_serves_metrics_and_stops_on_ctrl_c() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_find_binaries_honours_the_tme_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = {}
+    for name in ("prometheus-3", "am-0.33"):
+        fake[name] = tmp_path / name
+        fake[name].write_text("#!/bin/sh\n")
+        fake[name].chmod(0o755)
+    monkeypatch.setenv("TME_PROMETHEUS", str(fake["prometheus-3"]))
+    monkeypatch.setenv("TME_ALERTMANAGER", str(fake["am-0.33"]))
+    assert stack.find_binaries() == (str(fake["prometheus-3"]), str(fake["am-0.33"]))
+    monkeypatch.setenv("TME_ALERTMANAGER", str(tmp_path / "absent"))
+    assert stack.find_binaries() is None  # a named binary that is missing is not replaced by another

@@ -75,6 +75,7 @@ def test_every_alert_has_static_summary_templated_description_runbook_and_for() 
         assert link in anchors, link
 
 
+@pytest.mark.integration
 def test_rules_pass_promtool_lint_and_the_prometheusrule_twin_too(tmp_path: Path) -> None:
     result = promtool("check", "rules", "--lint=all", "--lint-fatal", str(RULES))
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
@@ -86,6 +87,7 @@ def test_rules_pass_promtool_lint_and_the_prometheusrule_twin_too(tmp_path: Path
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 
+@pytest.mark.integration
 def test_lint_is_fatal_on_a_duplicate_rule(tmp_path: Path) -> None:
     # The flag the suite relies on really fails the check (without it promtool exits 0).
     rules = yaml.safe_load(RULES.read_text())
@@ -94,6 +96,7 @@ def test_lint_is_fatal_on_a_duplicate_rule(tmp_path: Path) -> None:
     assert promtool("check", "rules", "--lint=all", "--lint-fatal", str(tmp_path / "dup.yml")).returncode == 3
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("test_file", TEST_FILES, ids=lambda p: p.name)
 def test_committed_promtool_scenarios_pass(test_file: Path) -> None:
     result = promtool("test", "rules", str(test_file))
@@ -101,6 +104,7 @@ def test_committed_promtool_scenarios_pass(test_file: Path) -> None:
     assert b"SUCCESS" in result.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("profile", ["fast", "narrowed"])
 def test_scenarios_hold_for_other_configs(tmp_path: Path, profile: str) -> None:
     # The demo loads the fast profile; users narrow the selector: their regenerated tests pass too.
@@ -146,6 +150,7 @@ def _trap_run(tmp_path: Path, rules: dict[str, Any], groups: list[dict[str, Any]
     return "" if result.returncode == 0 else (result.stdout + result.stderr).decode()
 
 
+@pytest.mark.integration
 def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
     """Each trap trips at least one naive rule of the issue (`deriv(rss[1h]) > 0`, "20% growth in
     2h"): a trap that nothing could mistake for a leak would prove nothing."""

@@ -193,6 +193,7 @@ def _exported(text: str) -> set[str]:
     return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
 
 
+@pytest.mark.integration
 def test_every_metric_named_by_a_rule_or_panel_is_exported(live: Any) -> None:
     server = live[0]
     exported = _exported(server.scrape())
@@ -219,6 +220,7 @@ def _finite(result: list[dict]) -> bool:
     return any(math.isfinite(float(r["value"][1])) for r in result)
 
 
+@pytest.mark.integration
 def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
     server, prom = live[0], live[1]
     prom.wait_for_series('tornado_exporter_info{worker="0"}')

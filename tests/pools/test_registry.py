@@ -176,6 +176,7 @@ def test_config_validates_the_pool_options():
         Config(pool_snapshot_timeout=0)
 
 
+@pytest.mark.integration
 def test_installed_exporter_serves_pools_and_passes_promtool(tmp_path):
     from appserver import AppServer
 

@@ -1,5 +1,9 @@
 """Real Prometheus, Alertmanager and promtool for the tests: started on 127.0.0.1 with temporary
-storage and non-default ports, polled with deadlines, always cleaned up."""
+storage and non-default ports, polled with deadlines, always cleaned up.
+
+Which binaries: Debian 12's from ``PATH`` unless ``TME_PROMETHEUS``, ``TME_PROMTOOL``,
+``TME_ALERTMANAGER`` or ``TME_AMTOOL`` name others (the Prometheus 3 leg of ``make test`` points
+them at the ones it unpacks); the demo stack reads the same variables."""
 
 from __future__ import annotations
 
@@ -22,11 +26,25 @@ import yaml
 T = TypeVar("T")
 
 
+# Binary -> the variable that overrides it (the same names as the demo stack's).
+OVERRIDES = {
+    "prometheus": "TME_PROMETHEUS",
+    "promtool": "TME_PROMTOOL",
+    "prometheus-alertmanager": "TME_ALERTMANAGER",
+    "amtool": "TME_AMTOOL",
+}
+
+
 def require_binary(name: str) -> str:
     """Path of a binary; skip the test without it, but fail under CI=true where it must exist."""
-    path = shutil.which(name)
+    variable = OVERRIDES.get(name)
+    override = os.environ.get(variable) if variable else None
+    path = shutil.which(override or name)
     if path is None:
-        message = f"{name} is not installed (make test installs it through apt when run as root)"
+        message = (
+            f"{variable}={override} is not an executable" if override
+            else f"{name} is not installed (make test installs it through apt when run as root)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

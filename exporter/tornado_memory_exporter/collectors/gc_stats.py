@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -16,12 +17,25 @@ class GCStatsCollector(Collector):
     ``gc.garbage`` and ``gc.get_freeze_count()``: O(1) reads, no heap walk.
 
     Generation labels come from ``len(gc.get_stats())``, so an interpreter with a different
-    number of generations is described as it is. ``gc_module`` lets tests pass a fake.
+    number of generations is described as it is. Under the incremental collector of CPython
+    3.14.0-3.14.4 (two generations, young and old, behind the same three-slot API) only
+    generation 0's count and threshold keep their meaning: the second threshold is the old
+    generation's scan rate and the third is always 0, so neither is exported as a threshold.
+    Extra keys in ``get_stats()`` (3.15's ``duration``, ``candidates``) are ignored.
+    ``gc_module`` and ``version_info`` let tests pass the shapes of other interpreters.
     """
 
-    def __init__(self, namespace: str, *, gc_module: ModuleType | Any = gc) -> None:
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        gc_module: ModuleType | Any = gc,
+        version_info: Sequence[int] = sys.version_info,
+    ) -> None:
         self._ns = namespace
         self._gc = gc_module
+        # Slots of get_count()/get_threshold() that mean what the metric's help says.
+        self._meaningful = 1 if incremental_gc(version_info) else None
 
     def _families(self) -> dict[str, Any]:
         ns, gen = self._ns, ["generation"]
@@ -51,8 +65,8 @@ class GCStatsCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         f = self._families()
         stats = self._gc.get_stats()
-        counts = self._gc.get_count()
-        thresholds = self._gc.get_threshold()
+        counts = self._gc.get_count()[: self._meaningful]
+        thresholds = self._gc.get_threshold()[: self._meaningful]
         for generation, stat in enumerate(stats):
             label = [str(generation)]
             f["collections"].add_metric(label, stat["collections"])
@@ -65,3 +79,8 @@ class GCStatsCollector(Collector):
         f["garbage"].add_metric([], len(self._gc.garbage))
         f["frozen"].add_metric([], self._gc.get_freeze_count())
         yield from f.values()
+
+
+def incremental_gc(version_info: Sequence[int]) -> bool:
+    """Whether this CPython runs the incremental collector (3.14.0 to 3.14.4; 3.14.5 reverted it)."""
+    return (3, 14, 0) <= tuple(version_info[:3]) < (3, 14, 5)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -30,9 +31,16 @@ READY_TIMEOUT = 30.0
 
 
 def find_binaries() -> tuple[str, str] | None:
-    """Paths of prometheus and alertmanager, or None unless both are installed."""
-    prometheus = shutil.which(PROMETHEUS)
-    alertmanager = shutil.which(ALERTMANAGER) or shutil.which("alertmanager")
+    """Paths of prometheus and alertmanager, or None unless both are installed.
+
+    ``TME_PROMETHEUS`` and ``TME_ALERTMANAGER`` name other binaries than the ones on ``PATH``
+    (another version, an unpacked release).
+    """
+    prometheus = shutil.which(os.environ.get("TME_PROMETHEUS") or PROMETHEUS)
+    alertmanager = (
+        shutil.which(os.environ["TME_ALERTMANAGER"]) if os.environ.get("TME_ALERTMANAGER")
+        else shutil.which(ALERTMANAGER) or shutil.which("alertmanager")
+    )
     return (prometheus, alertmanager) if prometheus and alertmanager else None
 
 

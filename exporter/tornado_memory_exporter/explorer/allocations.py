@@ -40,6 +40,9 @@ BY_TYPE_NOTE = (
     "Python 3.11's tracemalloc cannot find where instances of classes with an instance __dict__ "
     "were allocated (CPython issue 101430, fixed in 3.12): see the top sites instead"
 )
+PER_TYPE_ATTRIBUTION = sys.version_info >= (3, 12)
+"""Whether ``get_object_traceback`` finds every instance (3.12+); on 3.11 the window adds
+``BY_TYPE_NOTE`` and the top sites stand in for the instances it cannot attribute."""
 MAX_TYPES = 10
 """Types whose instances are attributed to allocation lines at the end of a window."""
 CHUNK = 2048
@@ -217,7 +220,7 @@ class AllocationWindow:
             sites = await self._loop.run_in_executor(None, top_sites, baseline, final, frames)
             del baseline, final
             state.update(state="done", finished_at=self._wall(), sites=sites, by_type=by_type)
-            if sys.version_info < (3, 12):
+            if not PER_TYPE_ATTRIBUTION:
                 state["by_type_note"] = BY_TYPE_NOTE
         except asyncio.CancelledError:
             self._stop_tracing()
