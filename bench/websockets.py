@@ -20,19 +20,18 @@ import argparse
 import asyncio
 import gc
 import resource
-import subprocess
 import sys
 import time
 
 import tornado.web
 import tornado.websocket
 from prometheus_client import CollectorRegistry
-
-from bench import fmt_seconds, median
 from tornado_memory_exporter import Config, install
 from tornado_memory_exporter.census.heap import Kinds, count_by_type
 from tornado_memory_exporter.census.slicer import Slicer
 from tornado_memory_exporter.census.snapshot import CensusSnapshot
+
+from bench import fmt_seconds, median
 
 CLIENTS = """
 import asyncio, resource, sys
@@ -115,12 +114,13 @@ async def run(connections: int, rounds: int) -> int:
     port = next(iter(server._sockets.values())).getsockname()[1]
     config = Config(census_interval=0)
     exporter = install(app, config=config, registry=CollectorRegistry())
-    child = subprocess.Popen([sys.executable, "-c", CLIENTS, f"ws://127.0.0.1:{port}/ws", str(connections)],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CLIENTS, f"ws://127.0.0.1:{port}/ws", str(connections),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     try:
         assert child.stdout is not None and child.stdin is not None
         started = time.perf_counter()
-        line = await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline)
+        line = (await asyncio.wait_for(child.stdout.readline(), 300)).decode()
         if line.split() != ["connected", str(connections)]:
             raise RuntimeError(f"the clients said {line!r}")
         connect_seconds = time.perf_counter() - started
@@ -131,7 +131,7 @@ async def run(connections: int, rounds: int) -> int:
             raise RuntimeError(f"counted {last.handlers} and {last.streams}, expected {connections} open")
         target = last.tracked
         child.stdin.close()  # the clients leave
-        await asyncio.get_running_loop().run_in_executor(None, child.wait, 120)
+        await asyncio.wait_for(child.wait(), 120)
         while (await exporter.census_now()).handlers.get((NAME, "open")):
             await asyncio.sleep(0.2)
         gc.collect()  # bench code (never the library): drop the closed connections' cycles
@@ -139,9 +139,9 @@ async def run(connections: int, rounds: int) -> int:
         without, without_floors, without_slices = await censuses(exporter, rounds, config.census_slice_budget)
         del filler
     finally:
-        if child.poll() is None:
+        if child.returncode is None:
             child.kill()
-            child.wait()
+            await child.wait()
         exporter.stop()
         server.stop()
     print(f"{connections:,} WebSocket connections opened in {connect_seconds:.1f} s; "

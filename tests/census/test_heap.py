@@ -17,9 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from realbin import wait_for
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.census.heap import CHUNK, HeapCensus, count_by_type
-from tornado_memory_exporter.census.streams import StreamTally
 from tornado_memory_exporter.census.selection import OTHER, TypeSelector
 from tornado_memory_exporter.census.slicer import BUSY_SLICE, Slicer
+from tornado_memory_exporter.census.streams import StreamTally
 from tornado_memory_exporter.census.typenames import TypeNames, type_name
 from tornado_memory_exporter.census.watchlist import Watchlist
 from tornado_memory_exporter.collectors.census import CensusCollector
