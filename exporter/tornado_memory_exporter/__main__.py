@@ -8,7 +8,9 @@ import logging
 
 from . import Config
 
-LEAK_NAMES = ("handlers", "cache", "pool", "cycles", "blocking", "http")  # demo.leaks.make_leaks()
+LEAK_NAMES = (  # demo.leaks.make_leaks()
+    "handlers", "cache", "pool", "cycles", "blocking", "http", "websockets", "slow-consumer",
+)
 # The demo takes a census every few seconds so that leaks show up within a minute.
 DEMO_CENSUS_INTERVAL = 5.0
 

@@ -24,6 +24,7 @@ from .collectors.gc_pauses import GCPauseRecorder
 from .collectors.gc_stats import GCStatsCollector
 from .collectors.handlers import HandlersCollector
 from .collectors.info import InfoCollector
+from .collectors.iostreams import IOStreamsCollector
 from .collectors.loop_lag import IOLoopProbe
 from .collectors.process import ProcessCollector
 from .collectors.watch import WatchCollector
@@ -92,6 +93,7 @@ class Exporter:
         latest = lambda: self._census.snapshot  # noqa: E731
         sources["census"] = CensusCollector(ns, latest)
         sources["handlers"] = HandlersCollector(ns, latest)
+        sources["iostreams"] = IOStreamsCollector(ns, latest)
         sources["watch"] = WatchCollector(ns, self._watchlist)
         self._collectors: list[Collector] = [
             GuardedCollector(name, source, self.faults) for name, source in sources.items()

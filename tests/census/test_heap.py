@@ -19,6 +19,7 @@ from tornado_memory_exporter import Config
 from tornado_memory_exporter.census.heap import CHUNK, HeapCensus, count_by_type
 from tornado_memory_exporter.census.selection import OTHER, TypeSelector
 from tornado_memory_exporter.census.slicer import BUSY_SLICE, Slicer
+from tornado_memory_exporter.census.streams import StreamTally
 from tornado_memory_exporter.census.typenames import TypeNames, type_name
 from tornado_memory_exporter.census.watchlist import Watchlist
 from tornado_memory_exporter.collectors.census import CensusCollector
@@ -243,9 +244,10 @@ def test_counting_yields_whenever_the_next_chunk_would_overrun_the_budget():
 
     objects = [Big() for _ in range(10 * CHUNK)] + [Small() for _ in range(5)]
     slicer = Slicer(0.005, clock=clock, pause=pause)
-    counts, handlers = asyncio.run(count_by_type(objects, slicer))
+    counts, handlers, streams = asyncio.run(count_by_type(objects, slicer))
     assert counts == {Big: 10 * CHUNK, Small: 5}
     assert handlers == {}
+    assert streams == StreamTally()
     # Every read of the clock is 1 ms later, so a chunk is seen to cost 1 ms (two reads apart)
     # and the slicer yields when elapsed + 1.5 x 1 ms would pass 5 ms. Slice 1 fits 1 chunk:
     # before chunk 2, 4 ms have elapsed. Each later slice begins right at a chunk (its check
@@ -363,7 +365,7 @@ def test_on_a_busy_loop_slices_shrink_and_every_yield_is_followed_by_a_gap():
         competitor = asyncio.ensure_future(busy())
         await asyncio.sleep(0)
         slicer = Slicer(0.002, clock=time.perf_counter, pause=pause)
-        counts, _ = await count_by_type([Big() for _ in range(100_000)], slicer)
+        counts, _, _ = await count_by_type([Big() for _ in range(100_000)], slicer)
         done = True
         await competitor
         return counts

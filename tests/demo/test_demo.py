@@ -3,6 +3,7 @@ the metric its alert reads (a real Tornado server on 127.0.0.1, real scrapes).""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Self
 
 import pytest
+import tornado.websocket
 from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
-from realbin import promtool, require_binary
+from realbin import promtool, require_binary, wait_for
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.__main__ import LEAK_NAMES
 from tornado_memory_exporter.demo import DemoService, stack
@@ -198,6 +200,52 @@ def test_http_leak_saturates_the_upstream_client(demo: Demo) -> None:
     assert demo.sample("tornado_pool_in_use", {"pool": "upstream"}) == UPSTREAM_MAX_CLIENTS
     assert demo.sample("tornado_pool_capacity", {"pool": "upstream"}) == UPSTREAM_MAX_CLIENTS
     assert demo.sample("tornado_pool_waiting", {"pool": "upstream"}) == 9 - UPSTREAM_MAX_CLIENTS
+
+
+CHAT = "tornado_memory_exporter.demo.app.ChatSocket"
+MiB = 1 << 20
+
+
+def test_websockets_leak_keeps_closed_chat_connections(demo: Demo) -> None:
+    async def connect(n: int) -> list[tornado.websocket.WebSocketClientConnection]:
+        return [await tornado.websocket.websocket_connect(f"ws://{demo.target}/chat") for _ in range(n)]
+
+    def close(clients: list, closed: int) -> None:
+        async def go() -> None:
+            for client in clients:
+                client.close()
+            while demo.service.leaks["websockets"].size < closed:  # the server saw them close
+                await asyncio.sleep(0.01)
+        demo.call(go)
+
+    def states() -> tuple[float | None, float | None]:
+        scraped = demo.samples()
+        return tuple(scraped.get(("tornado_handlers_alive", frozenset({("handler", CHAT), ("state", s)})))
+                     for s in ("open", "closed"))
+
+    clients = demo.call(lambda: connect(8))
+    assert states() == (8, 0)
+    demo.switch("websockets", "on")
+    close(clients[:5], closed=5)
+    assert states() == (3, 5)
+    assert demo.switch("websockets", "off")["size"] == 0
+    gc.collect()  # the test, not the demo, may force a collection
+    assert states() == (3, 0)
+    close(clients[5:], closed=0)
+
+
+def test_slow_consumer_leak_fills_the_write_buffers(demo: Demo) -> None:
+    demo.switch("slow-consumer", "on")
+    # 640 KiB/s: past the kernel's socket buffers, several MB queue in the server's stream
+    queued = wait_for("several MB queued to the slow consumer",
+                      lambda: (demo.sample("tornado_iostream_write_buffer_max_bytes") or 0) > 4 * MiB or None,
+                      timeout=60, interval=0.5)
+    assert queued
+    assert demo.sample("tornado_iostream_write_buffer_bytes") >= 4 * MiB
+    assert demo.service.leaks["slow-consumer"].size > 4 * MiB
+    demo.switch("slow-consumer", "off")
+    wait_for("the queue freed", lambda: demo.sample("tornado_iostream_write_buffer_max_bytes") < MiB,
+             timeout=30, interval=0.5)
 
 
 def test_cli_rejects_an_unknown_leak() -> None:

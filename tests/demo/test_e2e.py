@@ -246,3 +246,37 @@ def test_a_killed_demo_takes_its_stack_down(demo: DemoProcess) -> None:
     demo.process.wait(timeout=10)
     wait_for("prometheus and alertmanager to exit", lambda: not any(
         p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in demo.stack), timeout=15)
+
+
+def test_chat_leaks_raise_their_alerts_and_open_connections_none(demo: DemoProcess) -> None:
+    # The demo's background keeps 20 chat members and a ticker reader connected all along: their
+    # handlers are open WebSockets, finished for Tornado since the upgrade, and must raise nothing.
+    started = time.monotonic()
+    chat = "tornado_memory_exporter.demo.app.ChatSocket"
+    closed_labels = {"alertname": "TornadoHandlersLeaking", "severity": "warning", "job": "tornado",
+                     "instance": demo.target, "handler": chat, "state": "closed"}
+    buffers_labels = {"alertname": "TornadoWriteBuffersGrowing", "severity": "warning", "job": "tornado",
+                      "instance": demo.target}
+    demo.switch("websockets", "on")
+    demo.switch("slow-consumer", "on")
+    buffers_alert = wait_for("TornadoWriteBuffersGrowing firing at the webhook",
+                             lambda: received(demo, "firing", buffers_labels), timeout=150)
+    closed_alert = wait_for("TornadoHandlersLeaking (closed WebSockets) firing at the webhook",
+                            lambda: received(demo, "firing", closed_labels),
+                            timeout=max(10.0, 200 - (time.monotonic() - started)))
+    for alert, labels in ((buffers_alert, buffers_labels), (closed_alert, closed_labels)):
+        rule = fast_alert(labels["alertname"])
+        assert alert["annotations"]["summary"] == rule["annotations"]["summary"]
+        assert description_pattern(rule["annotations"]["description"], labels).fullmatch(
+            alert["annotations"]["description"]), alert["annotations"]["description"]
+    open_now = demo.query(f'tornado_handlers_alive{{handler="{chat}", state="open"}}')
+    assert open_now and float(open_now[0]["value"][1]) >= 20
+    # The open connections were there from the start, yet no handlers alert ever named them.
+    assert [a for a in demo.notifications() if a["labels"].get("state") == "open"] == []
+    assert demo.query('ALERTS{alertname="TornadoHandlersLeaking", state="open"}') == []
+
+    demo.switch("websockets", "off")
+    demo.switch("slow-consumer", "off")
+    wait_for("TornadoWriteBuffersGrowing resolved", lambda: received(demo, "resolved", buffers_labels), timeout=90)
+    wait_for("TornadoHandlersLeaking (closed) resolved", lambda: received(demo, "resolved", closed_labels),
+             timeout=90)

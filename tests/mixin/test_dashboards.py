@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import tornado.web
+import tornado.websocket
 import yaml
 from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
@@ -161,15 +162,20 @@ class KeptHandler(tornado.web.RequestHandler):
         self.write("kept")
 
 
+class ChatSocket(tornado.websocket.WebSocketHandler):
+    """An open WebSocket: the connection panels read its handler's states."""
+
+
 @pytest.fixture(scope="module")
 def live() -> Any:
-    app = tornado.web.Application([(r"/kept", KeptHandler)])
+    app = tornado.web.Application([(r"/kept", KeptHandler), (r"/chat", ChatSocket)])
     cache = {f"session-{i}": i for i in range(50)}
     with AppServer(app, config=Config(census_interval=0, worker_label=True)) as server:
         async def setup() -> Any:
             pool = ObjectPool(Connection, max_size=4, name="db")
             server.exporter.pools.register("db", pool)
             server.exporter.watch("sessions", cache)
+            server.chat = await tornado.websocket.websocket_connect(f"ws://{server.target}/chat")
             return await pool.get()  # one object checked out: in_use and oldest checkout move
         held = server.call(setup)
         for _ in range(3):
@@ -260,4 +266,4 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
     rules = prom.api("rules")["groups"]
     unhealthy = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r["health"] != "ok"]
     assert unhealthy == []
-    assert sum(len(g["rules"]) for g in rules) == 20
+    assert sum(len(g["rules"]) for g in rules) == 21

@@ -9,7 +9,7 @@ The observer effect, and how it is kept small:
 
 * ``gc.get_objects()`` is one C call that cannot be sliced: it is the census's longest stall
   (the floor, ~15-150 ns per object depending on how scattered the heap is). Everything after it
-  (counting by type object, the handler check, naming the distinct types, releasing the list)
+  (counting by type object, the handler and stream checks, naming the distinct types, releasing the list)
   runs in slices of at most ``slice_budget`` seconds that yield to the loop between them.
 * Objects are counted by type object, and each distinct type is named once (``typenames``).
 * ``gc.collect`` is never called; no reference to a counted object survives the census (the
@@ -27,15 +27,18 @@ import time
 import types
 import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from itertools import compress
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..faults import Faults
-from .handler_states import ACTIVE, FINISHED, handler_classes
+from .handler_states import handler_classes, handler_state, websocket_classes
 from .selection import TypeSelector
 from .slicer import HeapPass, Slicer, chunks
 from .snapshot import CensusSnapshot
+from .streams import StreamTally, add_stream, stream_classes
 from .typenames import TypeNames
 from .watchlist import Watchlist
 
@@ -45,38 +48,75 @@ NAME_CHUNK = 256
 """Distinct types named between two looks at the clock."""
 
 
+@dataclass(frozen=True)
+class Kinds:
+    """The types whose instances the census looks into, beyond counting them."""
+
+    handlers: frozenset[type] = frozenset()
+    """``RequestHandler`` classes: counted by state."""
+    websockets: frozenset[type] = frozenset()
+    """The subset of ``handlers`` counted as open/closed WebSockets."""
+    streams: frozenset[type] = frozenset()
+    """``BaseIOStream`` classes: open streams and their buffers summed."""
+
+    @classmethod
+    def alive(cls) -> Kinds:
+        """Every such class alive now."""
+        return cls(frozenset(handler_classes()), websocket_classes(), stream_classes())
+
+    @cached_property
+    def special(self) -> frozenset[type]:
+        return self.handlers | self.streams
 
 
+class HeapCounts(NamedTuple):
+    """What :func:`count_by_type` counted."""
+
+    types: Counter[type]
+    handlers: Counter[tuple[type, str]]
+    """``(handler class, state)`` -> live instances."""
+    streams: StreamTally
 
 
-async def count_by_type(
-    objects: list[Any],
-    slicer: Slicer,
-    *,
-    handler_types: frozenset[type] = frozenset(),
-) -> tuple[Counter[type], Counter[tuple[type, bool]]]:
-    """Count ``objects`` by type object, and ``handler_types`` instances by ``_finished``.
+def tally_special(
+    objects: Sequence[Any], kinds: Kinds, handlers: Counter[tuple[type, str]], streams: StreamTally
+) -> None:
+    """Add the handlers and streams among ``objects`` to ``handlers`` and ``streams``.
+
+    Pure (no loop, no logging, no user code): the in-loop census runs it on the chunks that
+    hold such objects, and a forked child can run it on its whole list.
+    """
+    special, stream_types, websockets = kinds.special, kinds.streams, kinds.websockets
+    for obj in compress(objects, map(special.__contains__, map(type, objects))):
+        cls = type(obj)
+        if cls in stream_types:
+            add_stream(streams, obj)
+        else:
+            handlers[cls, handler_state(obj, websockets)] += 1
+
+
+async def count_by_type(objects: list[Any], slicer: Slicer, *, kinds: Kinds = Kinds()) -> HeapCounts:
+    """Count ``objects`` by type object, ``kinds.handlers`` instances by state and
+    ``kinds.streams`` instances by buffer.
 
     A pure function over ``objects`` (tests pass synthetic lists); only slices of
     ``CHUNK`` objects exist at a time beyond the list itself.
     """
     counts: Counter[type] = Counter()
-    handlers: Counter[tuple[type, bool]] = Counter()
-    is_handler = handler_types.__contains__
-    seen_handlers = 0
+    handlers: Counter[tuple[type, str]] = Counter()
+    streams = StreamTally()
+    special = kinds.special
+    seen = 0
     async for chunk in chunks(objects, slicer, CHUNK):
         counts.update(map(type, chunk))
-        if handler_types:
-            # Only chunks that hold handler instances pay for the per-instance look.
-            now_handlers = sum(counts[cls] for cls in handler_types)
-            if now_handlers != seen_handlers:
-                seen_handlers = now_handlers
-                for handler in compress(chunk, map(is_handler, map(type, chunk))):
-                    handlers[type(handler), bool(getattr(handler, "_finished", False))] += 1
+        if special:
+            # Only chunks that hold handlers or streams pay for the per-instance look.
+            now = sum(counts[cls] for cls in special)
+            if now != seen:
+                seen = now
+                tally_special(chunk, kinds, handlers, streams)
         del chunk
-    return counts, handlers
-
-
+    return HeapCounts(counts, handlers, streams)
 
 
 FIRST_CENSUS_DELAY = 2.0
@@ -184,8 +224,8 @@ class HeapCensus:
             slicer = heap.slicer
             assert slicer is not None
             tracked = len(heap.objects)
-            counts, handler_counts = await count_by_type(
-                heap.objects, slicer, handler_types=frozenset(handler_classes())
+            counts, handler_counts, streams = await count_by_type(
+                heap.objects, slicer, kinds=Kinds.alive()
             )
         # Ours and alive at the enumeration: the pass, the cached names' weak references, this
         # task and the two coroutines on its stack (_census awaiting _count). Everything else
@@ -208,8 +248,8 @@ class HeapCensus:
         distinct = len(counts)
         del counts
         handlers: dict[tuple[str, str], int] = {}
-        for (cls, finished), n in handler_counts.items():
-            key = (names(cls), FINISHED if finished else ACTIVE)
+        for (cls, state), n in handler_counts.items():
+            key = (names(cls), state)
             handlers[key] = handlers.get(key, 0) + n
         await slicer.pause()  # selection (~2.5 ms at 10,000 types) gets a slice of its own
         exported = self.selector.select(by_name, self._wall())
@@ -221,6 +261,7 @@ class HeapCensus:
         snapshot = CensusSnapshot(
             objects=exported,
             handlers=handlers,
+            streams=streams,
             tracked=tracked,
             scanned=scanned,
             distinct_types=distinct,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .streams import StreamTally
 
 
 @dataclass(frozen=True)
@@ -13,7 +15,8 @@ class CensusSnapshot:
     objects: Mapping[str, int]
     """Exported ``{type: count}``, including ``"other"``; sums to ``scanned``."""
     handlers: Mapping[tuple[str, str], int]
-    """Live ``RequestHandler`` instances by ``(handler class name, "active"|"finished")``."""
+    """Live ``RequestHandler`` instances by ``(handler class name, state)``: ``"active"|"finished"``
+    for HTTP handlers, ``"open"|"closed"`` for WebSocket handlers; only states with instances."""
     tracked: int
     """Length of ``gc.get_objects()`` (every gc-tracked object, the census's own included)."""
     scanned: int
@@ -25,3 +28,5 @@ class CensusSnapshot:
     """Longest time one slice held the loop, the enumeration included."""
     finished_at: float
     """Wall-clock time (``time.time()``) of the publication."""
+    streams: StreamTally = field(default_factory=StreamTally)
+    """Open IOStreams and their buffers."""

@@ -1,5 +1,6 @@
 """``<ns>_handlers_alive{handler,state}``: live Tornado ``RequestHandler`` instances by class,
-read from the latest census snapshot (the states are counted by ``census.handler_states``)."""
+read from the latest census snapshot (the states are counted by ``census.handler_states``):
+``active|finished`` for HTTP handlers, ``open|closed`` for WebSocket handlers."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..census.handler_states import ACTIVE, FINISHED
+from ..census.handler_states import states_of
 from ..census.snapshot import CensusSnapshot
 
 
 class HandlersCollector(Collector):
     """Reads the handler counts of the latest census snapshot (``snapshot()`` returns it, or
-    ``None`` before the first census). Both states are exported for every class that has a live
-    instance, so a ``finished`` series exists at 0 before it starts to grow."""
+    ``None`` before the first census). Both states of its kind are exported for every class that
+    has a live instance, so a ``finished`` (or ``closed``) series exists at 0 before it grows."""
 
     def __init__(self, namespace: str, snapshot: Callable[[], CensusSnapshot | None]) -> None:
         self._name = f"{namespace}_handlers_alive"
@@ -24,8 +25,9 @@ class HandlersCollector(Collector):
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
             self._name,
-            "Live RequestHandler instances by class and state (active|finished) at the last heap "
-            "census; finished handlers that stay alive are leaking.",
+            "Live RequestHandler instances by class and state at the last heap census: "
+            "active|finished for HTTP handlers, open|closed for WebSocket handlers; finished and "
+            "closed handlers that stay alive are leaking.",
             labels=["handler", "state"],
         )
 
@@ -36,7 +38,8 @@ class HandlersCollector(Collector):
         family = self._family()
         snapshot = self._snapshot()
         if snapshot is not None:
-            for handler in sorted({name for name, _ in snapshot.handlers}):
-                for state in (ACTIVE, FINISHED):
+            kinds = {name: states_of(state) for name, state in snapshot.handlers}
+            for handler, states in sorted(kinds.items()):
+                for state in states:
                     family.add_metric([handler, state], snapshot.handlers.get((handler, state), 0))
         yield family

@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
 import os
+import socket
+import urllib.parse
 from collections import Counter
 from typing import Any
 
+import tornado.httpclient
+import tornado.ioloop
+import tornado.iostream
 import tornado.web
-from tornado.httpclient import AsyncHTTPClient
+import tornado.websocket
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.log import access_log
 
 from ..install import Exporter
 from ..pools.pool import ObjectPool, PoolTimeout
-from .leaks import BlockingLeak, CacheLeak, CycleLeak, HandlerLeak, HTTPLeak, Leak, make_leaks
+from .leaks import (
+    BlockingLeak,
+    CacheLeak,
+    CycleLeak,
+    HandlerLeak,
+    HTTPLeak,
+    Leak,
+    SlowConsumerLeak,
+    WebSocketLeak,
+    make_leaks,
+)
 
 log = logging.getLogger("tornado_memory_exporter.demo")
 
@@ -30,6 +47,15 @@ LOAD_SCHEDULE: dict[str, float] = {
     "/compute": 1.0,
     "/fanout": 0.5,
 }
+# The chat's background: members always connected, each talking every CHAT_PERIOD seconds, and a
+# visitor that connects, says hello and leaves every VISITOR_PERIOD seconds.
+CHAT_MEMBERS = 20
+CHAT_PERIOD = 2.0
+VISITOR_PERIOD = 0.5
+# The ticker pushes TICK_BYTES every TICK_PERIOD seconds to each client (640 KiB/s) without
+# waiting for the previous write: no back-pressure, the bug a slow consumer exposes.
+TICK_BYTES = 32 * 1024
+TICK_PERIOD = 0.05
 UPSTREAM_MAX_CLIENTS = 4
 DB_POOL_SIZE = 8
 # Requests of the background load carry this header and stay out of the access log.
@@ -68,6 +94,7 @@ class IndexHandler(DemoHandler):
             "leaks": f"{base}/leaks",
             "switch": f"curl -X POST -d on {base}/leaks/<name>   (or -d off)",
             "endpoints": sorted(LOAD_SCHEDULE) + ["/slow?seconds=1"],
+            "websockets": ["/chat", "/ticker"],
         })
 
 
@@ -158,6 +185,59 @@ class SlowHandler(DemoHandler):
         self.write({"slept": seconds})
 
 
+class ChatSocket(tornado.websocket.WebSocketHandler):
+    """A chat room: every message goes to every member. With the ``websockets`` leak on,
+    ``on_close`` forgets to remove the member from the room."""
+
+    def initialize(self, service: DemoService) -> None:
+        self.room: WebSocketLeak = service.leaks["websockets"]
+
+    def open(self) -> None:
+        self.room.join(self)
+
+    def on_message(self, message: str | bytes) -> None:
+        for member in list(self.room.room):
+            if member.ws_connection is not None:  # kept-but-closed members are skipped
+                try:
+                    member.write_message(message)
+                except tornado.websocket.WebSocketClosedError:
+                    pass
+
+    def on_close(self) -> None:
+        self.room.leave(self)
+
+
+class TickerSocket(tornado.websocket.WebSocketHandler):
+    """A price feed: pushes a snapshot every ``TICK_PERIOD`` without waiting for the client (at
+    most the slow-consumer leak's cap queued per client, so a stuck demo stays bounded)."""
+
+    def initialize(self, service: DemoService) -> None:
+        self.leak: SlowConsumerLeak = service.leaks["slow-consumer"]
+        self.queued = 0
+        self.timer: tornado.ioloop.PeriodicCallback | None = None
+
+    def open(self) -> None:
+        self.timer = tornado.ioloop.PeriodicCallback(self.tick, TICK_PERIOD * 1000)
+        self.timer.start()
+
+    def tick(self) -> None:
+        if self.ws_connection is None or self.queued >= self.leak.cap:
+            return
+        self.queued += TICK_BYTES
+        self.write_message(os.urandom(TICK_BYTES), binary=True).add_done_callback(self._written)
+        if self.get_argument("who", "") == self.leak.name:
+            self.leak.size = self.queued
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        self.queued -= TICK_BYTES
+        if not future.cancelled():
+            future.exception()  # a closed client: nothing to report
+
+    def on_close(self) -> None:
+        if self.timer is not None:
+            self.timer.stop()
+
+
 class LeaksHandler(DemoHandler):
     """``GET /leaks`` lists the scenarios; ``POST /leaks/<name>`` with body ``on``/``off`` switches one."""
 
@@ -167,7 +247,7 @@ class LeaksHandler(DemoHandler):
         else:
             self.write(self._find(name).describe())
 
-    def post(self, name: str | None = None) -> None:
+    async def post(self, name: str | None = None) -> None:
         if name is None:
             raise tornado.web.HTTPError(405)
         leak = self._find(name)
@@ -179,6 +259,7 @@ class LeaksHandler(DemoHandler):
         except ValueError as error:
             raise tornado.web.HTTPError(409, reason=str(error)) from None
         log.info("leak %s switched %s", name, state)
+        await self.service.switched(leak)
         self.write(leak.describe())
 
     def _find(self, name: str) -> Leak:
@@ -216,6 +297,8 @@ class DemoService:
             (r"/compute", ComputeHandler, kwargs),
             (r"/fanout", FanoutHandler, kwargs),
             (r"/slow", SlowHandler, kwargs),
+            (r"/chat", ChatSocket, kwargs),
+            (r"/ticker", TickerSocket, kwargs),
             (r"/leaks", LeaksHandler, kwargs),
             (r"/leaks/([^/]+)", LeaksHandler, kwargs),
         ], log_function=log_request)
@@ -231,10 +314,16 @@ class DemoService:
         exporter.pools.register("demo_db", self.db_pool)
         exporter.pools.register("upstream", self.upstream)
         exporter.watch("demo_cache", self.leaks["cache"].cache)
+        for leak in self.leaks.values():
+            await self.switched(leak)
         if load:
             self._load_client = AsyncHTTPClient(force_instance=True, max_clients=len(LOAD_SCHEDULE) + 2)
             for path, period in LOAD_SCHEDULE.items():
                 self.spawn(self._load(path, period))
+            for n in range(CHAT_MEMBERS):
+                self.spawn(self._chat_member(n))
+            self.spawn(self._chat_visitors())
+            self.spawn(self._ticker_reader())
 
     async def stop(self) -> None:
         """Stop the load and in-flight upstream calls, release every leak, close the clients."""
@@ -246,6 +335,57 @@ class DemoService:
         for client in (self.upstream, self._load_client):
             if client is not None:
                 client.close()
+
+    async def switched(self, leak: Leak) -> None:
+        """Act on a leak just switched: the slow consumer connects to the ticker and stops reading."""
+        if isinstance(leak, SlowConsumerLeak) and leak.on and leak.client is None:
+            leak.client = await self._connect_silent_client(f"/ticker?who={leak.name}")
+
+    async def _connect_silent_client(self, path: str) -> tornado.iostream.IOStream:
+        """A WebSocket client that completes the handshake and then never reads again."""
+        url = urllib.parse.urlsplit(self.base_url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, as a phone on a bad link
+        stream = tornado.iostream.IOStream(sock)
+        await stream.connect((url.hostname, url.port))
+        await stream.write((
+            f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            f"Sec-WebSocket-Version: 13\r\n{LOAD_HEADER}: 1\r\n\r\n").encode())
+        await stream.read_until(b"\r\n\r\n")
+        return stream
+
+    async def _ws(self, path: str) -> tornado.websocket.WebSocketClientConnection:
+        request = HTTPRequest(f"ws{self.base_url.removeprefix('http')}{path}", headers={LOAD_HEADER: "1"})
+        return await tornado.websocket.websocket_connect(request)
+
+    async def _chat_member(self, n: int) -> None:
+        client = await self._ws("/chat")
+        try:
+            await asyncio.sleep(CHAT_PERIOD * n / CHAT_MEMBERS)  # spread the members' turns
+            while True:
+                await client.write_message(f"member {n}: hello at {self.load_responses.total()}")
+                await asyncio.sleep(CHAT_PERIOD)
+        finally:
+            client.close()
+
+    async def _chat_visitors(self) -> None:
+        while True:
+            try:
+                client = await self._ws("/chat")
+                await client.write_message("a visitor says hello")
+                client.close()
+            except (OSError, tornado.httpclient.HTTPClientError, tornado.websocket.WebSocketClosedError):
+                pass  # a busy demo refused one visitor: the next one comes anyway
+            await asyncio.sleep(VISITOR_PERIOD)
+
+    async def _ticker_reader(self) -> None:
+        client = await self._ws("/ticker")
+        try:
+            while await client.read_message() is not None:
+                pass
+        finally:
+            client.close()
 
     def spawn(self, coro: Any) -> None:
         """Run ``coro`` in the background, keeping a reference until it ends."""
@@ -288,6 +428,6 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 def describe_leaks(leaks: dict[str, Leak]) -> str:
     """One line per scenario, for the banner the demo prints."""
     return "\n".join(
-        f"  {name:<9} {leak.alert:<28} {leak.what}" + ("" if leak.unavailable is None else " (unavailable)")
+        f"  {name:<13} {leak.alert:<28} {leak.what}" + ("" if leak.unavailable is None else " (unavailable)")
         for name, leak in leaks.items()
     )

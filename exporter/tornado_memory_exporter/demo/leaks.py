@@ -173,6 +173,41 @@ class HTTPLeak(Leak):
     fanout: int = 3
 
 
+@dataclass
+class WebSocketLeak(Leak):
+    """The chat room: ``open()`` joins it, ``on_close()`` leaves it, except while the leak is on
+    (the classic WebSocket leak: closed connections kept in the set of clients)."""
+
+    room: set[Any] = field(default_factory=set)
+
+    def join(self, member: Any) -> None:
+        self.room.add(member)
+
+    def leave(self, member: Any) -> None:
+        if self.on and not self.capped:
+            self.size += 1  # forgotten: the closed handler stays in the room
+        else:
+            self.room.discard(member)
+
+    def release(self) -> None:
+        self.room.difference_update([m for m in self.room if m.ws_connection is None])
+        self.size = 0
+
+
+@dataclass
+class SlowConsumerLeak(Leak):
+    """A client of the ticker feed that stops reading while the server keeps pushing to it."""
+
+    client: Any = None
+    """The consumer's IOStream while the leak is on (the service connects it)."""
+
+    def release(self) -> None:
+        if self.client is not None:
+            self.client.close()  # the server's stream to it closes and its queue is freed
+            self.client = None
+        self.size = 0
+
+
 def make_leaks() -> dict[str, Leak]:
     """A fresh set of all scenarios, by name (the names of ``POST /leaks/<name>``)."""
     leaks: list[Leak] = [
@@ -189,5 +224,11 @@ def make_leaks() -> dict[str, Leak]:
         HTTPLeak("http", "/fanout", "TornadoPoolSaturated",
                  "each request fans out to a slow upstream beyond the AsyncHTTPClient's max_clients",
                  cap=1_000_000),
+        WebSocketLeak("websockets", "/chat", "TornadoHandlersLeaking",
+                      "closed chat connections kept in the room's set of clients (on_close forgets them)",
+                      cap=20_000),
+        SlowConsumerLeak("slow-consumer", "/ticker", "TornadoWriteBuffersGrowing",
+                         "a ticker client stops reading while the server keeps pushing (bytes queued)",
+                         cap=64 << 20),
     ]
     return {leak.name: leak for leak in leaks}

@@ -77,6 +77,18 @@ class MixinConfig:
     handlers_leak_min: int = 50
     """Finished handlers kept alive must also have grown by this many over the trend window."""
 
+    # --- slow consumers: data queued in IOStream write buffers (TornadoWriteBuffersGrowing) ---
+    write_buffers_high_bytes: int = 64 << 20
+    """Fire when a process holds more than this many bytes queued to its clients (summed over
+    its open IOStreams) at every evaluation for ``write_buffers_for``..."""
+    write_buffers_growth_bytes: int = 16 << 20
+    """...or when the queued bytes stay more than this above what they were
+    ``write_buffers_window`` earlier (a queue below the threshold that never drains)."""
+    write_buffers_window: str = "15m"
+    """How far back the growth branch compares: longer than a burst of broadcasts takes to drain."""
+    write_buffers_for: str = "15m"
+    """How long either condition must hold (every census in it, so a drained burst resets it)."""
+
     # --- memory limit (warning and critical twins, like node-mixin's FilesystemSpaceFillingUp)
     near_limit_warning_ratio: float = 0.6
     """Warning twin: the RSS floor is above this fraction of the memory limit..."""
@@ -179,6 +191,10 @@ class MixinConfig:
         for name in ("near_limit_warning_ratio", "near_limit_critical_ratio", "pool_saturation_ratio"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be at most 1")
+        for name in ("write_buffers_high_bytes", "write_buffers_growth_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}={value!r} must be a positive integer (bytes)")
         for name in ("leak_min_objects", "handlers_leak_min"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -215,6 +231,8 @@ class MixinConfig:
         profile: dict[str, Any] = {
             "floor_window": "20s", "trend_window": "60s", "leak_for": "20s",
             "leak_min_objects": 100, "handlers_leak_min": 10,
+            "write_buffers_high_bytes": 8 << 20, "write_buffers_growth_bytes": 2 << 20,
+            "write_buffers_window": "20s", "write_buffers_for": "20s",
             "near_limit_warning_horizon": "10m", "near_limit_critical_horizon": "2m", "near_limit_for": "15s",
             "uncollectable_window": "1m", "uncollectable_for": "5s",
             "gc_pause_window": "1m", "gc_pause_for": "15s",

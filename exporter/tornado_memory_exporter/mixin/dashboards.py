@@ -45,6 +45,32 @@ def _re(label: str) -> str:
     return f'{label}=~"${label}"'
 
 
+def connection_panels(cfg: MixinConfig) -> list[Panel | Row]:
+    """WebSockets and IOStreams, on both dashboards: open connections are load, closed ones kept
+    alive and bytes queued to slow clients are leaks."""
+    m, f = cfg.metric, filters(cfg)
+    queued, high = m("iostream_write_buffer_bytes", *f), cfg.write_buffers_high_bytes
+    return [
+        Row("WebSockets and IOStreams"),
+        Panel("Open WebSockets by handler", "Live WebSocket connections by handler class at the last census "
+              "(handlers_alive, state=\"open\"): load, never a leak.", "short",
+              [Target(m("handlers_alive", *f, 'state="open"'), "{{handler}} " + WHO)]),
+        Panel("Closed WebSockets kept alive", "WebSocket handlers whose connection closed but that are "
+              "still referenced (state=\"closed\"), e.g. a set of clients on_close() forgets to leave: "
+              "growing, they are TornadoHandlersLeaking.", "short",
+              [Target(m("handlers_alive", *f, 'state="closed"'), "{{handler}} " + WHO)]),
+        Panel("Write buffers: bytes queued to clients", "Bytes queued in the write buffers of open IOStreams, "
+              "summed per process, and the largest single queue: slow consumers "
+              f"(TornadoWriteBuffersGrowing above {high / (1 << 20):g} MiB, or growing).", "bytes",
+              [Target(queued, f"total {WHO}"),
+               Target(m("iostream_write_buffer_max_bytes", *f), f"largest {WHO}")]),
+        Panel("Open IOStreams and read buffers", "Open IOStreams (client and server connections) and the "
+              "bytes read from them that the application has not consumed yet.", "short",
+              [Target(m("iostreams_open", *f), f"open streams {WHO}"),
+               Target(m("iostream_read_buffer_bytes", *f), f"read-buffer bytes {WHO}")]),
+    ]
+
+
 def overview(cfg: MixinConfig) -> dict[str, Any]:
     m, f = cfg.metric, filters(cfg)
     rss, blocks = floor_name(cfg, "process_resident_memory_bytes"), floor_name(cfg, "python_allocated_blocks")
@@ -128,6 +154,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
                       f"(rate({m('ioloop_lag_seconds_bucket', *f)}[{RATE}])))", WHO)]),
         Panel("asyncio tasks", "Live asyncio tasks on the IOLoop: a steady climb is a task leak.", "short",
               [Target(m("asyncio_tasks", *f), WHO)]),
+        *connection_panels(cfg),
     ]
     return dashboard(cfg, uid=f"{cfg.dashboard_uid_prefix}-overview", title="Tornado memory / Overview",
                      description="Memory, garbage collector, heap census, pools and IOLoop of Tornado processes.",
@@ -159,9 +186,9 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
                Target(m("census_objects_scanned", *f), f"scanned {WHO}")]),
         Row("Handlers and watched objects"),
         Panel("Handlers alive by state", "Live RequestHandler instances by class and state; finished "
-              "handlers that stay alive and grow are TornadoHandlersLeaking.", "short",
+              "handlers (and closed WebSockets) that stay alive and grow are TornadoHandlersLeaking.", "short",
               [Target(m("handlers_alive", *f), "{{handler}} {{state}} " + WHO),
-               Target(f"{handlers}{{{', '.join(f)}}}", "floor finished {{handler}} " + WHO)]),
+               Target(f"{handlers}{{{', '.join(f)}}}", "floor {{state}} {{handler}} " + WHO)]),
         Panel("Watched objects: items", "len() of each object registered with exporter.watch() "
               "(TornadoWatchedObjectGrowing).", "short",
               [Target(m("watched_object_items", *f), "{{name}} " + WHO)]),
@@ -173,6 +200,7 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
               [Target(f"increase({m('pool_leaked_total', *f)}[{RATE}])", "{{pool}} " + WHO)]),
         Panel("Oldest checkout", "Age of the longest-held pool object: a leak or a stuck request "
               "keeps climbing.", "s", [Target(m("pool_oldest_checkout_seconds", *f), "{{pool}} " + WHO)]),
+        *connection_panels(cfg),
     ]
     return dashboard(cfg, uid=f"{cfg.dashboard_uid_prefix}-leak-hunt", title="Tornado memory / Leak hunt",
                      description="Which object types, handlers, caches and pools grow.",

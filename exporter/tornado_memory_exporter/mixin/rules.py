@@ -53,12 +53,16 @@ def floor_name(cfg: MixinConfig, metric: str) -> str:
     return f"instance:{cfg.namespace}_{metric}:floor"
 
 
+# Handlers alive after their work ended: finished HTTP handlers and closed WebSockets (an open
+# WebSocket is a live connection, finished by Tornado at the upgrade: never a leak).
+LEAKED_HANDLERS = 'state=~"finished|closed"'
+
 # metric -> extra matchers restricting what is floored (the census's "other" bucket is no type).
 FLOORED = {
     "process_resident_memory_bytes": (),
     "python_allocated_blocks": (),
     "objects": ('type!="other"',),
-    "handlers_alive": ('state="finished"',),
+    "handlers_alive": (LEAKED_HANDLERS,),
     "watched_object_items": (),
 }
 
@@ -157,9 +161,9 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         ),
         Alert(
             "TornadoHandlersLeaking", "warning",
-            _all(m("handlers_alive", 'state="finished"'), *_sustained(cfg, handlers, minimum=cfg.handlers_leak_min)), cfg.leak_for,
+            _all(m("handlers_alive", LEAKED_HANDLERS), *_sustained(cfg, handlers, minimum=cfg.handlers_leak_min)), cfg.leak_for,
             "Finished Tornado request handlers are kept alive and accumulating.",
-            f"{who} keeps {{{{ $value | humanize }}}} finished {{{{ $labels.handler }}}} handlers "
+            f"{who} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} {{{{ $labels.handler }}}} handlers "
             f"alive and their floor grew {growth}, by at least {cfg.handlers_leak_min}: "
             "something still references them after their request ended.",
         ),
@@ -249,7 +253,30 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             "for it are blind.",
         ),
     ]
+    out.append(write_buffers_alert(cfg))
     return out
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
+
+
+def write_buffers_alert(cfg: MixinConfig) -> Alert:
+    """TornadoWriteBuffersGrowing: slow consumers. Instant comparisons only (no range window
+    whose left edge Prometheus 2 and 3 treat differently); ``for:`` makes them sustained."""
+    queued = cfg.metric("iostream_write_buffer_bytes")
+    window = cfg.write_buffers_window
+    return Alert(
+        "TornadoWriteBuffersGrowing", "warning",
+        f"{queued} > {cfg.write_buffers_high_bytes}\n"
+        f"  or\n{queued} and ({queued} - {queued} offset {window} > {cfg.write_buffers_growth_bytes})\n",
+        cfg.write_buffers_for,
+        "Data queued to slow clients keeps growing in a Tornado process.",
+        f"{{{{ $labels.instance }}}} (job {{{{ $labels.job }}}}) holds {{{{ $value | humanize1024 }}}}B queued in its "
+        f"IOStream write buffers, above {_mib(cfg.write_buffers_high_bytes)} or "
+        f"{_mib(cfg.write_buffers_growth_bytes)} more than {window} earlier, for {cfg.write_buffers_for}: "
+        "clients that stop reading while the server keeps writing.",
+    )
 
 
 def _group(name: str, rules: list[dict[str, Any]], cfg: MixinConfig) -> dict[str, Any]:

@@ -175,6 +175,36 @@ def _step_groups(plan: Plan) -> list[dict[str, Any]]:
     return groups
 
 
+# --- slow consumers: queued bytes above the threshold, or a queue that never drains --------
+
+def _write_buffer_groups(plan: Plan) -> list[dict[str, Any]]:
+    cfg, p = plan.cfg, plan
+    a = find_alert(cfg, "TornadoWriteBuffersGrowing")
+    metric, high, growth = "iostream_write_buffer_bytes", cfg.write_buffers_high_bytes, cfg.write_buffers_growth_bytes
+    window, hold = seconds(cfg.write_buffers_window), seconds(a.for_)
+    onset = 4 * p.step
+    end = onset + hold + p.step
+    above = [0 if i < p.n(onset) else 2 * high for i in range(p.n(end) + 1)]
+    # Broadcast bursts above the threshold that drain before `for:` ends, on another instance.
+    burst = max(1, p.n(hold) // 2)
+    bursts = [0 if i % (burst + 1) == burst else 2 * high for i in range(p.n(end) + 1)]
+    groups = [group(p, "slow consumer above the threshold (bursts that drain stay silent)",
+                    [p.series(metric, above), p.series(metric, bursts, instance="app:8889")],
+                    timed(p, a.name, onset, [(a, p.labels, 2 * high)]))]
+    # Below the threshold, growing by 1.5x the growth margin per window from the start: the
+    # comparison with `window` earlier exists from `window` on (nothing before the first sample).
+    rate = math.ceil(1.5 * growth / p.n(window))
+    end = window + hold + p.step
+    fire_value = rate * p.n(window + hold)
+    if fire_value >= high:
+        raise ValueError(f"write_buffers_growth_bytes={growth!r} is too close to write_buffers_high_bytes={high!r} "
+                         "to test the growth branch alone")
+    groups.append(group(p, "a queue below the threshold that never drains",
+                        [p.series(metric, p.ramp(0, rate, end))],
+                        timed(p, a.name, window, [(a, p.labels, fire_value)])))
+    return groups
+
+
 def _file(plan: Plan, rules_file: str, groups: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "rule_files": [rules_file],
@@ -201,6 +231,9 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         _growth_group(plan, "finished handlers kept alive (active ones may grow)", "TornadoHandlersLeaking",
                       "handlers_alive", 10, {"handler": "myapp.ChatHandler", "state": "finished"},
                       [({"handler": "myapp.ChatHandler", "state": "active"}, True)], minimum=cfg.handlers_leak_min),
+        _growth_group(plan, "closed WebSockets kept alive (open ones growing as steadily stay silent)",
+                      "TornadoHandlersLeaking", "handlers_alive", 10, {"handler": "myapp.ChatSocket", "state": "closed"},
+                      [({"handler": "myapp.ChatSocket", "state": "open"}, True)], minimum=cfg.handlers_leak_min),
         _growth_group(plan, "watched cache grows without bound", "TornadoWatchedObjectGrowing",
                       "watched_object_items", 5_000, {"name": "sessions"}, [({"name": "config"}, False)],
                       minimum=cfg.leak_min_objects),
@@ -210,5 +243,5 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
     others = Plan.of(cfg)
     return {
         LEAK_TEST_FILE: _file(plan, rules_file, leaks),
-        TEST_FILE: _file(others, rules_file, _step_groups(others)),
+        TEST_FILE: _file(others, rules_file, _step_groups(others) + _write_buffer_groups(others)),
     }
