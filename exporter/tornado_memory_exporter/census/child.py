@@ -56,6 +56,12 @@ _TYPE_MRO = vars(type)["__mro__"]
 _TYPE_DICT = vars(type)["__dict__"]
 _TYPE_FLAGS = vars(type)["__flags__"]
 _HAVE_GC = 1 << 14
+_CODE = types.CodeType
+_CODE_PARTS = (
+    "co_consts", "co_names", "co_localsplusnames", "co_filename", "co_name", "co_qualname",
+    "co_linetable", "co_exceptiontable",
+)
+"""What a code object stores (``co_code``, ``co_varnames``, ``co_lnotab`` are built on access)."""
 _GC_HEAD = sys.getsizeof([]) - [].__sizeof__()
 _C_SLOTS = (
     types.WrapperDescriptorType,
@@ -155,6 +161,15 @@ def reachable_untracked(tracked: list[Any]) -> list[Any]:
                     add(key)
                     append(obj)
         found += fresh
+        # Code objects are untracked and have no tp_traverse: their constants, names and
+        # line tables (a good share of a real heap) are reached through their attributes.
+        for code in [obj for obj in fresh if type(obj) is _CODE]:
+            for attr in _CODE_PARTS:
+                part = getattr(code, attr, None)
+                if part is not None and not is_tracked(part) and id(part) not in seen:
+                    add(id(part))
+                    fresh.append(part)
+                    found.append(part)
         frontier = fresh
     return found
 
