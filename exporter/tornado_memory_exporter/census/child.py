@@ -17,7 +17,9 @@ Isolation (``isolate``), before any work:
 * ``PR_SET_PDEATHSIG`` (Linux): the kernel kills the child when the forking thread dies, and
   an EOF on the pipe ends it too (it writes its answer only at the end);
 * every inherited descriptor but the answer pipe and 0-2 is closed, so a socket the parent
-  closes is really closed (a client waiting for EOF does not wait for the census).
+  closes is really closed (a client waiting for EOF does not wait for the census);
+* ``nice`` 19: on a busy machine the application's threads keep the CPU (the deadline bounds
+  how long a starved census may take).
 
 What it counts (``census``): every gc-tracked object (``gc.get_objects()``) plus every
 untracked object reachable from them (``str``, ``bytes``, ``int``, ``float``, tuples and dicts
@@ -118,6 +120,10 @@ def isolate(keep_fd: int, *, parent: int, prctl: Callable[..., int] | None) -> N
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before the death signal was armed
         os._exit(3)
+    try:
+        os.nice(19)  # the app's threads keep the CPU; the census takes what is left
+    except OSError:
+        pass
     os.closerange(3, keep_fd)
     os.closerange(keep_fd + 1, max(keep_fd + 2, os.sysconf("SC_OPEN_MAX")))
 
