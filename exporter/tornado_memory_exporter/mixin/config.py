@@ -69,6 +69,12 @@ class MixinConfig:
     handlers_leak_min: int = 50
     """Finished handlers kept alive must also have grown by this many over the trend window."""
 
+    # --- allocator retention (RSS grows, the Python heap does not, the allocators keep free memory)
+    allocator_free_growth_bytes: int = 64 * 1024 * 1024
+    """TornadoAllocatorRetention: the floor of the allocators' free bytes (glibc malloc's free
+    heap plus pymalloc's free blocks and empty pools) must also have grown by this much over the
+    trend window, so a few MiB of churn in the free lists never fires it."""
+
     # --- memory limit (warning and critical twins, like node-mixin's FilesystemSpaceFillingUp)
     near_limit_warning_ratio: float = 0.6
     """Warning twin: the RSS floor is above this fraction of the memory limit..."""
@@ -171,7 +177,7 @@ class MixinConfig:
         for name in ("near_limit_warning_ratio", "near_limit_critical_ratio", "pool_saturation_ratio"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be at most 1")
-        for name in ("leak_min_objects", "handlers_leak_min"):
+        for name in ("leak_min_objects", "handlers_leak_min", "allocator_free_growth_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer")
