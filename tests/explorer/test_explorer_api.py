@@ -531,3 +531,32 @@ def test_metrics_server_answers_503_once_the_application_loop_is_gone() -> None:
         assert request(f"{server.url}/metrics")[0] == 200
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_malloc_trim_is_an_authenticated_post_that_reports_what_rss_gave_back() -> None:
+    with AppServer(config=explorer_config()) as server:
+        url = server.url + API + "/malloc_trim"
+        assert request(url, "POST", {}, {})[0] == 401
+        assert request(url, "GET", None, AUTH)[0] == 405
+
+        async def fragment() -> None:
+            # Free most of many mid-size malloc blocks (above pymalloc's 512 bytes, below the mmap
+            # threshold): glibc keeps the holes until trimmed.
+            blocks = [bytearray(4000) for _ in range(40_000)]
+            del blocks[::2]
+            FRAGMENTS[:] = blocks[::8]  # a few survivors pin the heap's top
+            del blocks
+
+        server.call(fragment)
+        status, answer = api(server, "POST", "/malloc_trim", {})
+        FRAGMENTS.clear()
+    assert status == 200, answer
+    assert set(answer) == {
+        "rss_before_bytes", "rss_after_bytes", "released_bytes", "malloc_trim_returned", "seconds",
+    }
+    assert answer["released_bytes"] == max(0, answer["rss_before_bytes"] - answer["rss_after_bytes"])
+    assert answer["malloc_trim_returned"] == 1 and answer["released_bytes"] > 1_000_000
+
+
+FRAGMENTS: list = []
