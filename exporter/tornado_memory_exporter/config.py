@@ -52,10 +52,10 @@ class Config:
     census_fork_deadline: float = 120.0
     """Seconds a forked census may take before its child is killed (that census then runs in
     the loop, counted as ``reason="deadline"``)."""
-    census_fork_headroom: float = 0.6
+    census_fork_headroom: float = 1.0
     """Fork only when the memory left (under the cgroup limit, else on the host) is at least
-    this many times the process's RSS: room for the child's copy-on-write pages (measured at
-    up to ~0.45 x RSS, bench/census.py). 0 disables the check."""
+    this many times the process's RSS: room for the child's copy-on-write pages and working
+    lists (its private memory peaked at 0.61-0.70 x RSS in bench/census.py). 0 disables it."""
 
     process_full_memory: bool = False
     """Also export USS, PSS and swap (reads /proc/self/smaps: milliseconds on large heaps)."""
