@@ -23,8 +23,8 @@ from .. import validate
 from ..census import child
 from ..census.fork import Fallback
 from ..census.slicer import HeapPass, Slicer
-from ..collectors import allocator
 from ..census.typenames import type_name
+from ..collectors import allocator
 from ..config import Config
 from ..faults import Faults
 from .allocations import AllocationWindow
@@ -232,10 +232,7 @@ class Explorer:
             chains = child.run_sync(describe(picked, walked, slicer))
             return {"count": count, "chains": chains}
 
-        try:
-            answer, forked = await forker.run(work)
-        finally:
-            del frames, registered, work
+        answer, forked = await forker.run(work)
         state.update(
             state="done",
             count=answer["count"],
