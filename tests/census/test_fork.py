@@ -504,3 +504,16 @@ def test_counting_matches_the_loops_count_for_tracked_objects():
     untracked = child.reachable_untracked([("a", "b", 1.5), ["xyz" * 50]])
     kinds = Counter(map(type, untracked))
     assert kinds[str] == 3 and kinds[float] == 1
+
+
+def test_stop_kills_and_reaps_a_child_still_running():
+    async def run() -> tuple[int, set[int]]:
+        f = forker(asyncio.get_running_loop())
+        task, pid = await started_child(f, sleeper(30))
+        f.close()  # what HeapCensus.stop() calls
+        with pytest.raises(Fallback):
+            await asyncio.wait_for(task, 10)
+        return pid, set(f.children)
+
+    pid, left = asyncio.run(run())
+    assert left == set() and proc_state(pid) is None
