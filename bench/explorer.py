@@ -29,9 +29,9 @@ import time
 import types
 
 from tornado_memory_exporter.census.slicer import Slicer, release
+from tornado_memory_exporter.census.typenames import type_name
 from tornado_memory_exporter.config import Config
 from tornado_memory_exporter.explorer.backrefs import Roots, pick_samples, walk
-from tornado_memory_exporter.census.typenames import type_name
 
 from bench import fmt_seconds, median
 

@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns, thread_time
 
+from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 from tornado_memory_exporter.config import DEFAULT_GC_PAUSE_BUCKETS
 from tornado_memory_exporter.faults import Faults
-from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 
 from bench import median
 

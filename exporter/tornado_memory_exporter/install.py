@@ -7,6 +7,7 @@ import secrets
 import weakref
 from typing import Any
 
+import psutil
 import tornado.httpserver
 import tornado.web
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -15,10 +16,12 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 from tornado.routing import DefaultHostMatches, HostMatches, Matcher, Rule, RuleRouter
 
 from . import validate
+from .census.fork import Forker
 from .census.heap import HeapCensus
 from .census.selection import TypeSelector
 from .census.snapshot import CensusSnapshot
 from .census.watchlist import Watchlist
+from .collectors.allocator import AllocatorCollector
 from .collectors.census import CensusCollector
 from .collectors.gc_pauses import GCPauseRecorder
 from .collectors.gc_stats import GCStatsCollector
@@ -26,6 +29,7 @@ from .collectors.handlers import HandlersCollector
 from .collectors.info import InfoCollector
 from .collectors.iostreams import IOStreamsCollector
 from .collectors.loop_lag import IOLoopProbe
+from .collectors.memory_limit import MemoryLimit
 from .collectors.process import ProcessCollector
 from .collectors.watch import WatchCollector
 from .config import Config
@@ -77,6 +81,17 @@ class Exporter:
         """Pools exported as ``<ns>_pool_*{pool}``: ``exporter.pools.register("db", pool)``."""
         sources["pools"] = self.pools
         self._watchlist = Watchlist(self.faults)
+        forker = None
+        if config.census_mode != "inloop":
+            process = psutil.Process()
+            forker = Forker(
+                loop=loop,
+                mode=config.census_mode,
+                deadline=config.census_fork_deadline,
+                headroom=config.census_fork_headroom,
+                available=MemoryLimit().available,
+                rss=lambda: process.memory_info().rss,
+            )
         self._census = HeapCensus(
             loop=loop,
             selector=TypeSelector(
@@ -89,9 +104,13 @@ class Exporter:
             interval=config.census_interval,
             slice_budget=config.census_slice_budget,
             watchlist=self._watchlist,
+            forker=forker,
         )
         latest = lambda: self._census.snapshot  # noqa: E731
-        sources["census"] = CensusCollector(ns, latest)
+        sources["census"] = CensusCollector(ns, latest, lambda: self._census.fallbacks)
+        sources["allocator"] = AllocatorCollector(
+            ns, self.faults, lambda: s.pymalloc if (s := self._census.snapshot) is not None else None
+        )
         sources["handlers"] = HandlersCollector(ns, latest)
         sources["iostreams"] = IOStreamsCollector(ns, latest)
         sources["watch"] = WatchCollector(ns, self._watchlist)

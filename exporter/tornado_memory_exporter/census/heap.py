@@ -16,6 +16,12 @@ The observer effect, and how it is kept small:
   list is released, in slices too: freeing a million references at once is itself a stall);
   the census's own task and coroutines are taken out of the counts.
 * Scrapes read the published :class:`CensusSnapshot` and never walk the heap.
+
+Forked (``mode="fork"``, or ``"auto"`` where it is safe: ``fork.py``), the census runs in a
+child process on a copy-on-write image of the heap (``child.py``): the loop is held only for
+``os.fork()`` and for publishing the answer, and the child also counts the untracked objects
+and the bytes of every type. When the child cannot run, the census runs in the loop and the
+reason is counted (``fallbacks``).
 """
 
 from __future__ import annotations
@@ -34,8 +40,10 @@ from itertools import compress
 from typing import Any, NamedTuple
 
 from ..faults import Faults
+from . import child
+from .fork import REASONS, Fallback, Forker
 from .handler_states import handler_classes, handler_state, websocket_classes
-from .selection import TypeSelector
+from .selection import TypeSelector, project
 from .slicer import HeapPass, Slicer, chunks
 from .snapshot import CensusSnapshot
 from .streams import StreamTally, add_stream, stream_classes
@@ -144,6 +152,7 @@ class HeapCensus:
         wall: Callable[[], float] = time.time,
         pause: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         jitter: Callable[[], float] = lambda: random.uniform(-0.1, 0.1),
+        forker: Forker | None = None,
     ) -> None:
         self._loop = loop
         self.selector = selector
@@ -161,7 +170,13 @@ class HeapCensus:
         self._task: asyncio.Task[CensusSnapshot] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
+        self.forker = forker
+        """Runs the census in a child (``None``: always in the loop)."""
+        self.fallbacks: dict[str, int] = dict.fromkeys(REASONS, 0) if forker is not None else {}
+        """Censuses that meant to fork and ran in the loop, by reason."""
         faults.declare("census")
+        if forker is not None:
+            faults.declare("census_fork")
 
     def start(self) -> None:
         """Start the schedule (no-op when ``interval`` is 0); call on the loop's thread."""
@@ -178,6 +193,8 @@ class HeapCensus:
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task = None
+        if self.forker is not None:
+            self.forker.close()
 
     def _schedule(self, delay: float | None = None) -> None:
         if delay is None:
@@ -215,6 +232,72 @@ class HeapCensus:
             raise
 
     async def _count(self) -> CensusSnapshot:
+        if self.forker is not None:
+            reason = self.forker.refusal()
+            if reason is None:
+                try:
+                    return await self._count_in_child()
+                except Fallback as fallback:
+                    reason = fallback.reason
+                    if reason not in ("unsupported", "headroom"):
+                        self._faults.record("census_fork", fallback)
+            self.fallbacks[reason] = self.fallbacks.get(reason, 0) + 1
+        return await self._count_in_loop()
+
+    async def _count_in_child(self) -> CensusSnapshot:
+        assert self.forker is not None
+        # Alive at the fork and the census's own: this task and the four coroutines on its
+        # stack (_census, _count, _count_in_child, Forker.run).
+        ours: Counter[type] = Counter({types.CoroutineType: 4})
+        task = asyncio.current_task()
+        if task is not None:
+            ours[type(task)] += 1
+        del task
+        kinds = Kinds.alive()
+
+        def work() -> dict[str, Any]:
+            return child.census(count_by_type=count_by_type, kinds=kinds, ours=ours)
+
+        answer, forked = await self.forker.run(work)
+        del work
+        published = self._clock()
+        slicer = Slicer(self.slice_budget, clock=self._clock, pause=self._pause)
+        slicer.max_stall = forked.fork_seconds
+        rows = answer["types"]
+        by_name = {name: row[0] for name, row in rows.items()}
+        sizes = {name: row[1] for name, row in rows.items()}
+        del rows
+        handlers = {(name, state): n for name, state, n in answer["handlers"]}
+        streams = StreamTally(*answer["streams"])
+        await slicer.pause()  # selection (~2.5 ms at 10,000 types) gets a slice of its own
+        exported = self.selector.select(by_name, self._wall(), sizes=sizes, basis="fork")
+        exported_sizes = project(sizes, exported)
+        scanned = sum(by_name.values())
+        del by_name, sizes
+        if self.watchlist is not None:
+            await self.watchlist.measure(slicer)
+        slicer.end_slice()
+        snapshot = CensusSnapshot(
+            objects=exported,
+            sizes=exported_sizes,
+            handlers=handlers,
+            tracked=answer["tracked"],
+            scanned=scanned,
+            distinct_types=answer["distinct"],
+            duration=forked.wall_seconds + (self._clock() - published),
+            max_stall=slicer.max_stall,
+            finished_at=self._wall(),
+            streams=streams,
+            mode="fork",
+            untracked=answer["untracked"],
+            pymalloc=answer["pymalloc"],
+            child_seconds=answer["seconds"],
+            child_private_bytes=answer["private_bytes"],
+        )
+        self.snapshot = snapshot
+        return snapshot
+
+    async def _count_in_loop(self) -> CensusSnapshot:
         task = asyncio.current_task()
         own_weakrefs = len(self._names)  # one weakref.ref per cached type name
         heap = HeapPass(
@@ -228,12 +311,12 @@ class HeapCensus:
                 heap.objects, slicer, kinds=Kinds.alive()
             )
         # Ours and alive at the enumeration: the pass, the cached names' weak references, this
-        # task and the two coroutines on its stack (_census awaiting _count). Everything else
+        # task and the three coroutines on its stack (_census, _count, _count_in_loop). Everything else
         # the census uses is created after the enumeration, so it is not counted.
         ours: Counter[type] = Counter({HeapPass: HeapPass.OWN, weakref.ref: own_weakrefs})
         if task is not None:
             ours[type(task)] += 1
-            ours[types.CoroutineType] += 2
+            ours[types.CoroutineType] += 3
         del task
         counts.subtract(ours)
         counts = +counts  # drops the types whose only objects were ours

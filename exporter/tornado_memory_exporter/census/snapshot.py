@@ -8,25 +8,37 @@ from dataclasses import dataclass, field
 from .streams import StreamTally
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CensusSnapshot:
     """One finished census, as scrapes see it."""
 
     objects: Mapping[str, int]
     """Exported ``{type: count}``, including ``"other"``; sums to ``scanned``."""
+    sizes: Mapping[str, int] | None = None
+    """Exported ``{type: shallow bytes}`` on the label set of ``objects`` (fork mode only)."""
     handlers: Mapping[tuple[str, str], int]
     """Live ``RequestHandler`` instances by ``(handler class name, state)``: ``"active"|"finished"``
     for HTTP handlers, ``"open"|"closed"`` for WebSocket handlers; only states with instances."""
-    tracked: int
+    tracked: int = 0
     """Length of ``gc.get_objects()`` (every gc-tracked object, the census's own included)."""
-    scanned: int
-    """Objects counted: ``tracked`` minus the census's own working objects."""
-    distinct_types: int
-    duration: float
-    """Seconds from the start of the enumeration to the publication."""
-    max_stall: float
-    """Longest time one slice held the loop, the enumeration included."""
-    finished_at: float
+    scanned: int = 0
+    """Objects counted: ``tracked`` (plus, forked, ``untracked``) minus the census's own."""
+    distinct_types: int = 0
+    duration: float = 0.0
+    """Seconds from the start of the enumeration (or the fork) to the publication."""
+    max_stall: float = 0.0
+    """Longest time one slice held the loop: the enumeration, or the fork, included."""
+    finished_at: float = 0.0
     """Wall-clock time (``time.time()``) of the publication."""
     streams: StreamTally = field(default_factory=StreamTally)
     """Open IOStreams and their buffers."""
+    mode: str = "inloop"
+    """Where the census ran: ``"inloop"`` or ``"fork"``."""
+    untracked: int | None = None
+    """Objects not tracked by gc that the forked census reached and counted."""
+    pymalloc: Mapping[str, int] | None = field(default=None)
+    """pymalloc's arenas, pools and blocks at the fork (``child.parse_pymalloc``)."""
+    child_seconds: float | None = None
+    """Wall time of the census in the child."""
+    child_private_bytes: int | None = None
+    """The child's private memory at the end of its count (pages copied on write)."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
@@ -21,18 +21,47 @@ class CensusCollector(Collector):
     the bounded exported set.
     """
 
-    def __init__(self, namespace: str, snapshot: Callable[[], CensusSnapshot | None]) -> None:
+    MODES = ("fork", "inloop")
+
+    def __init__(
+        self,
+        namespace: str,
+        snapshot: Callable[[], CensusSnapshot | None],
+        fallbacks: Callable[[], Mapping[str, int]] = dict,
+    ) -> None:
         self._ns = namespace
         self._snapshot = snapshot
+        self._fallbacks = fallbacks
 
     def _families(self) -> dict[str, GaugeMetricFamily]:
         ns = self._ns
         return {
             "objects": GaugeMetricFamily(
                 f"{ns}_objects",
-                "Live gc-tracked objects by type (module.QualName; builtins bare) at the last heap "
-                'census: top by count, top by growth, allowlist; type="other" holds the rest.',
+                "Live objects by type (module.QualName; builtins bare) at the last heap census "
+                "(gc-tracked ones in the loop; forked, the untracked ones they reach too): top by "
+                'count, bytes and growth, allowlist; type="other" holds the rest.',
                 labels=["type"],
+            ),
+            "bytes": GaugeMetricFamily(
+                f"{ns}_object_bytes",
+                "Shallow bytes (sys.getsizeof) of the live objects by type at the last forked "
+                'census, on the label set of <ns>_objects; type="other" holds the rest.',
+                labels=["type"],
+            ),
+            "untracked": GaugeMetricFamily(
+                f"{ns}_gc_untracked_objects",
+                "Objects not tracked by gc that the last forked census reached and counted.",
+            ),
+            "mode": GaugeMetricFamily(
+                f"{ns}_census_mode",
+                "1 for where the last heap census ran (fork: a forked child; inloop: IOLoop slices).",
+                labels=["mode"],
+            ),
+            "child_memory": GaugeMetricFamily(
+                f"{ns}_census_child_memory_bytes",
+                "Private memory of the last census child at the end of its count (pages copied on "
+                "write plus its own), the memory a forked census costs.",
             ),
             "tracked": GaugeMetricFamily(
                 f"{ns}_gc_tracked_objects",
@@ -56,19 +85,42 @@ class CensusCollector(Collector):
             ),
         }
 
+    def _fallback_family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(
+            f"{self._ns}_census_fallbacks",
+            "Censuses meant to fork that ran in the loop, by reason (unsupported, headroom, "
+            "fork_error, deadline, child_error).",
+            labels=["reason"],
+        )
+
     def describe(self) -> Iterator[Metric]:
         yield from self._families().values()
+        yield self._fallback_family()
 
     def collect(self) -> Iterator[Metric]:
         f = self._families()
+        fallbacks = self._fallbacks()
+        if fallbacks:
+            family = self._fallback_family()
+            for reason, n in sorted(fallbacks.items()):
+                family.add_metric([reason], n)
+            yield family
         s = self._snapshot()
         if s is None:
             return
         for name, count in sorted(s.objects.items()):
             f["objects"].add_metric([name], count)
+        for name, size in sorted((s.sizes or {}).items()):
+            f["bytes"].add_metric([name], size)
+        if s.untracked is not None:
+            f["untracked"].add_metric([], s.untracked)
+        if s.child_private_bytes is not None:
+            f["child_memory"].add_metric([], s.child_private_bytes)
+        for mode in self.MODES:
+            f["mode"].add_metric([mode], 1.0 if s.mode == mode else 0.0)
         f["tracked"].add_metric([], s.tracked)
         f["scanned"].add_metric([], s.scanned)
         f["duration"].add_metric([], s.duration)
         f["stall"].add_metric([], s.max_stall)
         f["last"].add_metric([], s.finished_at)
-        yield from f.values()
+        yield from (family for family in f.values() if family.samples)

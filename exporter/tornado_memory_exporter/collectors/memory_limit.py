@@ -26,11 +26,13 @@ class MemoryLimit:
         *,
         root: str | Path = "/",
         host_total: Callable[[], int] = lambda: psutil.virtual_memory().total,
+        host_available: Callable[[], int] = lambda: psutil.virtual_memory().available,
         ttl: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._root = Path(root)
         self._host_total = host_total
+        self._host_available = host_available
         self._ttl = ttl
         self._clock = clock
         self._kept: tuple[float, int] | None = None  # (expires at, limit)
@@ -44,27 +46,38 @@ class MemoryLimit:
         self._kept = (now + self._ttl, limit)
         return limit
 
+    def available(self) -> int:
+        """Bytes this process could still allocate before a limit bites: the least of the
+        host's available memory and, for each cgroup along its path with a limit, that limit
+        minus the cgroup's current usage. Read afresh each time (before a fork, not per scrape)."""
+        room = [self._host_available()]
+        for limit, usage in self._cgroup_limits(with_usage=True):
+            if usage is not None:
+                room.append(max(0, limit - usage))
+        return min(room)
+
     def _read(self) -> int:
         host = self._host_total()
-        limits = [limit for limit in self._cgroup_limits() if limit < host]
+        limits = [limit for limit, _ in self._cgroup_limits() if limit < host]
         return min(limits, default=host)
 
-    def _cgroup_limits(self) -> list[int]:
+    def _cgroup_limits(self, *, with_usage: bool = False) -> list[tuple[int, int | None]]:
+        """(limit, current usage or ``None``) of each cgroup along the path that has a limit."""
         try:
             lines = (self._root / "proc/self/cgroup").read_text().splitlines()
         except OSError:
             return []
         cgroup_fs = self._root / "sys/fs/cgroup"
-        limits: list[int] = []
+        limits: list[tuple[int, int | None]] = []
         for line in lines:
             _, controllers, path = line.split(":", 2)
             if controllers == "":  # cgroup v2 unified hierarchy
-                mount, filename = _v2_mount(cgroup_fs), "memory.max"
+                mount, files = _v2_mount(cgroup_fs), ("memory.max", "memory.current")
             elif "memory" in controllers.split(","):
-                mount, filename = cgroup_fs / "memory", "memory.limit_in_bytes"
+                mount, files = cgroup_fs / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
             else:
                 continue
-            limits.extend(_limits_along(mount, path, filename))
+            limits.extend(_limits_along(mount, path, files[0], files[1] if with_usage else None))
         return limits
 
 
@@ -74,7 +87,9 @@ def _v2_mount(cgroup_fs: Path) -> Path:
     return unified if (unified / "cgroup.controllers").exists() else cgroup_fs
 
 
-def _limits_along(mount: Path, cgroup_path: str, filename: str) -> list[int]:
+def _limits_along(
+    mount: Path, cgroup_path: str, filename: str, usage_file: str | None = None
+) -> list[tuple[int, int | None]]:
     """Limits in the process's cgroup and each ancestor; in a cgroup namespace the mount root
     is the process's own cgroup, so the root is always read too."""
     parts = [p for p in cgroup_path.split("/") if p]
@@ -86,5 +101,13 @@ def _limits_along(mount: Path, cgroup_path: str, filename: str) -> list[int]:
         except OSError:
             continue
         if text.isdigit():  # "max" (v2) means unlimited
-            limits.append(int(text))
+            limits.append((int(text), _read_int(directory / usage_file) if usage_file else None))
     return limits
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None

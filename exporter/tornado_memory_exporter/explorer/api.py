@@ -7,7 +7,8 @@ Security contract:
   metrics endpoint's challenges). Without credentials the explorer may only be served on a
   loopback address (``require_safe_exposure`` refuses to start otherwise), and then answers only
   requests from loopback whose ``Host`` is a loopback name (no DNS-rebinding from a web page).
-* GET reads; actions (walk chains, open an allocation window, run a census) are POSTs with a
+* GET reads; actions (walk chains, open an allocation window, run a census, ``malloc_trim``)
+  are POSTs with a
   JSON body: a cross-site page cannot send one without a CORS preflight, which is never
   granted, and a request marked cross-site by ``Sec-Fetch-Site`` or a foreign ``Origin`` is
   refused (403) even with credentials the browser attached by itself (basic auth).
@@ -250,6 +251,23 @@ class CensusHandler(_Base):
         self.send_json(await self.on_loop(run))
 
 
+class MallocTrimHandler(_Base):
+    """``malloc_trim(0)`` and how much RSS it gave back (409 where there is no glibc)."""
+
+    SUPPORTED_METHODS = ("POST",)
+
+    async def post(self) -> None:
+        self.json_body()
+
+        async def run() -> dict[str, Any]:
+            try:
+                return self.explorer.malloc_trim()
+            except RuntimeError as error:
+                raise _bad(error) from None
+
+        self.send_json(await self.on_loop(run))
+
+
 def explorer_routes(
     explorer: Explorer, credentials: Credentials
 ) -> list[tuple[str, type, dict[str, Any]]]:
@@ -265,4 +283,5 @@ def explorer_routes(
         (rf"{prefix}/api/chains", ChainsHandler, kwargs),
         (rf"{prefix}/api/allocations", AllocationsHandler, kwargs),
         (rf"{prefix}/api/census", CensusHandler, kwargs),
+        (rf"{prefix}/api/malloc_trim", MallocTrimHandler, kwargs),
     ]

@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 import tornado.ioloop
 
 from .. import validate
+from ..census import child
+from ..census.fork import Fallback
 from ..census.slicer import HeapPass, Slicer
 from ..census.typenames import type_name
+from ..collectors import allocator
 from ..config import Config
 from ..faults import Faults
 from .allocations import AllocationWindow
@@ -201,6 +204,47 @@ class Explorer:
         return dict(state)
 
     async def _walk(self, name: str, samples: int, state: dict[str, Any]) -> None:
+        forker = self._census.forker if self._census is not None else None
+        if forker is not None and forker.refusal() is None:
+            try:
+                await self._walk_in_child(forker, name, samples, state)
+                return
+            except Fallback as fallback:  # counted, then walked in the loop
+                self._faults.record("explorer", fallback)
+        await self._walk_in_loop(name, samples, state)
+
+    async def _walk_in_child(self, forker: Any, name: str, samples: int, state: dict[str, Any]) -> None:
+        """The whole walk in a forked child: the loop is held only for the fork. Other
+        threads' stacks are taken here (the child has only the forking thread)."""
+        frames = _other_threads_frames()
+        registered = {n: obj for n, ref in self._roots.items() if (obj := ref()) is not None}
+        describe = self._describe
+
+        def work() -> dict[str, Any]:
+            objects = gc.get_objects()
+            slicer = child.unpaced()
+            count, picked = child.run_sync(
+                pick_samples(objects, lambda cls: type_name(cls) == name, slicer, samples)
+            )
+            walked = child.run_sync(
+                walk(objects, picked, slicer, Roots(registered=registered), extra=frames)
+            )
+            chains = child.run_sync(describe(picked, walked, slicer))
+            return {"count": count, "chains": chains}
+
+        answer, forked = await forker.run(work)
+        state.update(
+            state="done",
+            count=answer["count"],
+            chains=answer["chains"],
+            duration_seconds=forked.wall_seconds,
+            max_stall_seconds=forked.fork_seconds,
+            slices=1,
+            mode="fork",
+            finished_at=time.time(),
+        )
+
+    async def _walk_in_loop(self, name: str, samples: int, state: dict[str, Any]) -> None:
         heap = HeapPass(self.config.census_slice_budget, get_objects=self._get_objects)
         frames = _other_threads_frames()
         try:
@@ -234,6 +278,7 @@ class Explorer:
             duration_seconds=time.perf_counter() - heap.started,
             max_stall_seconds=slicer.max_stall,
             slices=slicer.slices,
+            mode="inloop",
             finished_at=time.time(),
         )
 
@@ -257,6 +302,13 @@ class Explorer:
                 chain["allocated_at"] = f"{allocated[-1].filename}:{allocated[-1].lineno}"
             chains.append(chain)
         return chains
+
+    def malloc_trim(self) -> dict[str, Any]:
+        """``malloc_trim(0)`` now: glibc returns the free pages of its heaps to the OS; the
+        answer says how many bytes RSS gave back (``RuntimeError`` where there is no glibc).
+        It holds malloc's locks for its duration (``seconds``), so it is an operator's action,
+        never scheduled."""
+        return allocator.trim()
 
     async def census_now(self) -> dict[str, Any]:
         """Run a census now and return the summary including it."""

@@ -88,6 +88,11 @@ class MixinConfig:
     """How far back the growth branch compares: longer than a burst of broadcasts takes to drain."""
     write_buffers_for: str = "15m"
     """How long either condition must hold (every census in it, so a drained burst resets it)."""
+    # --- allocator retention (RSS grows, the Python heap does not, the allocators keep free memory)
+    allocator_free_growth_bytes: int = 64 * 1024 * 1024
+    """TornadoAllocatorRetention: the floor of the allocators' free bytes (glibc malloc's free
+    heap plus pymalloc's free blocks and empty pools) must also have grown by this much over the
+    trend window, so a few MiB of churn in the free lists never fires it."""
 
     # --- memory limit (warning and critical twins, like node-mixin's FilesystemSpaceFillingUp)
     near_limit_warning_ratio: float = 0.6
@@ -195,7 +200,7 @@ class MixinConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name}={value!r} must be a positive integer (bytes)")
-        for name in ("leak_min_objects", "handlers_leak_min"):
+        for name in ("leak_min_objects", "handlers_leak_min", "allocator_free_growth_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer")

@@ -71,6 +71,31 @@ def connection_panels(cfg: MixinConfig) -> list[Panel | Row]:
     ]
 
 
+def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
+    """The allocator-fragmentation row, on both dashboards: RSS against what Python uses and what
+    the allocators hold free (TornadoAllocatorRetention), and where pymalloc's arenas go."""
+    m, f = cfg.metric, filters(cfg)
+    return [
+        Row("Allocator fragmentation"),
+        Panel("RSS, live Python heap and allocator free bytes",
+              "RSS against the bytes pymalloc's live blocks use and the bytes the allocators hold free "
+              "(glibc malloc's free heap; pymalloc's free blocks and empty pools, from forked censuses). "
+              "RSS climbing while the live heap is flat and free bytes climb is TornadoAllocatorRetention: "
+              "fragmentation, not a leak of Python objects.",
+              "bytes", [Target(m("process_resident_memory_bytes", *f), f"RSS {WHO}"),
+                        Target(m("pymalloc_bytes", *f, 'state="allocated"'), f"pymalloc live {WHO}"),
+                        Target(m("pymalloc_bytes", *f, 'state="free"'), f"pymalloc free {WHO}"),
+                        Target(m("malloc_heap_bytes", *f, 'state="in_use"'), f"malloc in use {WHO}"),
+                        Target(m("malloc_heap_bytes", *f, 'state="free"'), f"malloc free {WHO}")]),
+        Panel("pymalloc arenas and pools",
+              "Arenas pymalloc holds (1 MiB each) and its empty pools: many arenas with few used pools "
+              "are pinned by a few live objects each (fragmentation); the explorer's malloc_trim action "
+              "shows what glibc can give back.", "short",
+              [Target(m("pymalloc_arenas", *f), f"arenas {WHO}"),
+               Target(m("pymalloc_pools", *f), "pools {{state}} " + WHO)]),
+    ]
+
+
 def overview(cfg: MixinConfig) -> dict[str, Any]:
     m, f = cfg.metric, filters(cfg)
     rss, blocks = floor_name(cfg, "process_resident_memory_bytes"), floor_name(cfg, "python_allocated_blocks")
@@ -155,6 +180,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
         Panel("asyncio tasks", "Live asyncio tasks on the IOLoop: a steady climb is a task leak.", "short",
               [Target(m("asyncio_tasks", *f), WHO)]),
         *connection_panels(cfg),
+        *fragmentation(cfg),
     ]
     return dashboard(cfg, uid=f"{cfg.dashboard_uid_prefix}-overview", title="Tornado memory / Overview",
                      description="Memory, garbage collector, heap census, pools and IOLoop of Tornado processes.",
@@ -201,6 +227,11 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
         Panel("Oldest checkout", "Age of the longest-held pool object: a leak or a stuck request "
               "keeps climbing.", "s", [Target(m("pool_oldest_checkout_seconds", *f), "{{pool}} " + WHO)]),
         *connection_panels(cfg),
+        *fragmentation(cfg),
+        Panel("Top types by bytes", "The 10 types holding the most shallow bytes (sys.getsizeof) at the "
+              "last forked census: every object counted, untracked ones (str, bytes, int...) included.",
+              "bytes", [Target(f"topk(10, {m('object_bytes', *f, NOT_OTHER)})", "{{type}} " + WHO,
+                               instant=True)], kind="bargauge", links=explorer_link(cfg)),
     ]
     return dashboard(cfg, uid=f"{cfg.dashboard_uid_prefix}-leak-hunt", title="Tornado memory / Leak hunt",
                      description="Which object types, handlers, caches and pools grow.",

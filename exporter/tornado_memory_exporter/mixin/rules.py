@@ -101,6 +101,42 @@ def _sustained(cfg: MixinConfig, floor: str, *, minimum: int | None = None, rela
     return clauses
 
 
+def allocator_free(cfg: MixinConfig) -> str:
+    """Bytes the allocators hold free, per process: glibc malloc's free heap plus pymalloc's
+    free blocks and empty pools, or whichever of the two the exporter serves (pymalloc's come
+    from forked censuses, malloc's from glibc only)."""
+    by, free = f"sum by ({cfg.on})", 'state="free"'
+    malloc = f"{by} ({cfg.metric('malloc_heap_bytes', free)})"
+    pymalloc = f"{by} ({cfg.metric('pymalloc_bytes', free)})"
+    return f"(({malloc} + {pymalloc}) or {malloc} or {pymalloc})"
+
+
+def allocator_retention(cfg: MixinConfig) -> Alert:
+    """TornadoAllocatorRetention: the RSS floor grows steadily (as for TornadoMemoryLeakSuspected)
+    while the Python heap's floor does not, and the floor of the allocators' free bytes grew by
+    ``allocator_free_growth_bytes`` over the trend window: memory Python freed, kept by malloc."""
+    rss, blocks = floor_name(cfg, "process_resident_memory_bytes"), floor_name(cfg, "python_allocated_blocks")
+    free = allocator_free(cfg)
+    floor, trend = cfg.floor_window, cfg.trend_window
+    who = "{{ $labels.instance }} (job {{ $labels.job }})"
+    return Alert(
+        "TornadoAllocatorRetention", "warning",
+        _all(
+            cfg.metric(RSS),
+            *_sustained(cfg, rss),
+            f"on({cfg.on}) deriv({blocks}[{trend}]) * 3600 <= {cfg.leak_growth_per_hour:g} * {blocks}",
+            f"on({cfg.on}) (min_over_time({free}[{floor}:]) - min_over_time({free}[{floor}:] offset {trend}))"
+            f" > {cfg.allocator_free_growth_bytes}",
+        ),
+        cfg.leak_for,
+        "Resident memory grows while the Python heap is flat and the allocators keep freed memory.",
+        f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B and its floor grew for {trend} while "
+        "Python's allocated blocks stayed flat, and the free bytes held by malloc and pymalloc grew "
+        f"by more than {cfg.allocator_free_growth_bytes // (1024 * 1024)} MiB: fragmentation, not a "
+        "leak of Python objects.",
+    )
+
+
 def _all(*clauses: str) -> str:
     return "\n  and ".join(clauses) + "\n"
 
@@ -254,6 +290,7 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         ),
     ]
     out.append(write_buffers_alert(cfg))
+    out.append(allocator_retention(cfg))
     return out
 
 

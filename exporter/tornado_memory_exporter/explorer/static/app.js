@@ -256,6 +256,11 @@ function login(event) {
 document.addEventListener("DOMContentLoaded", () => {
   $("login").addEventListener("submit", login);
   $("census").addEventListener("click", () => call("census", {}).then(renderSummary).catch(handle));
+  $("trim").addEventListener("click", () => call("malloc_trim", {}).then((r) => {
+    $("trimmed").textContent = `RSS gave back ${(r.released_bytes / 1048576).toFixed(1)} MiB `
+      + `(${(r.rss_before_bytes / 1048576).toFixed(0)} → ${(r.rss_after_bytes / 1048576).toFixed(0)} MiB, `
+      + `${(r.seconds * 1000).toFixed(1)} ms)`;
+  }).catch(handle));
   $("trace").addEventListener("click", () => {
     const seconds = Number($("seconds").value);
     const types = state.selected ? [state.selected] : [];

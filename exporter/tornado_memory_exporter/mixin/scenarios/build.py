@@ -61,6 +61,32 @@ def _growth_group(plan: Plan, title: str, alert_name: str, metric: str, base: fl
     return group(plan, title, series + list(extra), tests)
 
 
+def _allocator_groups(plan: Plan) -> list[dict[str, Any]]:
+    """TornadoAllocatorRetention fires when the RSS floor grows, the Python heap is flat and
+    the allocators' free bytes grow (glibc's here, pymalloc's absent, as in inloop mode); with
+    the same RSS and heap but flat free bytes it stays silent (TornadoMemoryLeakSuspected
+    alone fires: a native leak, not retention)."""
+    cfg = plan.cfg
+    end = plan.age + plan.step + seconds(cfg.leak_for) + plan.step
+    # Free bytes grow by twice the threshold over one trend window.
+    per_step = math.ceil(2 * cfg.allocator_free_growth_bytes * plan.step / plan.trend)
+    blocks = plan.series("python_allocated_blocks", plan.const(2_000_000, end))
+    growing_free = plan.series("malloc_heap_bytes", plan.ramp(8 * MiB, per_step, end), state="free")
+    flat_free = plan.series("malloc_heap_bytes", plan.const(8 * MiB, end), state="free")
+    in_use = plan.series("malloc_heap_bytes", plan.const(64 * MiB, end), state="in_use")
+    retention = _growth_group(
+        plan, "allocator retention: RSS grows, Python heap flat, malloc's free bytes grow",
+        "TornadoAllocatorRetention", "process_resident_memory_bytes", 256 * MiB, {}, [],
+        silent=["TornadoPythonHeapGrowing"], extra=[blocks, growing_free, in_use],
+    )
+    native = _growth_group(
+        plan, "native leak: RSS grows, Python heap and free bytes flat (no allocator retention)",
+        "TornadoMemoryLeakSuspected", "process_resident_memory_bytes", 256 * MiB, {}, [],
+        silent=["TornadoAllocatorRetention", "TornadoPythonHeapGrowing"], extra=[blocks, flat_free, in_use],
+    )
+    return [retention, native]
+
+
 def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
     cfg = plan.cfg
     limit = 4096 * MiB
@@ -239,6 +265,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
                       minimum=cfg.leak_min_objects),
         *_limit_groups(plan),
         *noise_groups(plan),
+        *_allocator_groups(plan),
     ]
     others = Plan.of(cfg)
     return {
