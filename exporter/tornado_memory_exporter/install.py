@@ -86,7 +86,7 @@ class Exporter:
             watchlist=self._watchlist,
         )
         latest = lambda: self._census.snapshot  # noqa: E731
-        sources["census"] = CensusCollector(ns, latest)
+        sources["census"] = CensusCollector(ns, latest, config.census_interval)
         sources["handlers"] = HandlersCollector(ns, latest)
         sources["watch"] = WatchCollector(ns, self._watchlist)
         self._collectors: list[Collector] = [
