@@ -20,6 +20,7 @@ from tornado_memory_exporter.mixin import (
     yamlout,
 )
 from tornado_memory_exporter.mixin.config import duration, seconds
+from tornado_memory_exporter.mixin.scenarios.build import time_to_fire
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
@@ -191,3 +192,11 @@ def test_each_new_guard_is_what_keeps_its_trap_silent(tmp_path: Path, changes: d
     weakened = build_rules(MixinConfig(**changes))
     failure = _trap_run(tmp_path, weakened, [group], MixinConfig())
     assert f'instance="{instance}"' in failure, failure[-2000:]
+
+
+def test_the_readme_lists_every_scenario_with_its_time() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = time_to_fire(MixinConfig())
+    assert len(rows) == sum(len(t["tests"]) for t in build_rule_tests(MixinConfig()).values())
+    missing = [row for row in rows if "| " + " | ".join(row) + " |" not in readme]
+    assert missing == [], "README's scenario table is stale: regenerate it from scenarios.build.time_to_fire"

@@ -89,10 +89,11 @@ class MixinConfig:
     library_modules: tuple[str, ...] = (
         "tornado", "asyncio", "concurrent", "collections", "functools", "weakref", "threading",
         "logging", "email", "http", "urllib", "json", "re", "ssl", "socket", "selectors", "typing",
-        "enum", "contextlib", "prometheus_client", "psutil", "pympler", "_asyncio", "_thread",
+        "enum", "contextlib", "prometheus_client", "psutil", "pympler",
     )
-    """Type names starting with one of these modules (``tornado.``...) get ``origin="library"``;
-    names without a dot ``origin="builtin"``; the rest ``origin="application"``."""
+    """Type names starting with one of these modules (``tornado.``...) or with a private module
+    (``_asyncio.``, ``_contextvars.``) get ``origin="library"``; names without a dot
+    ``origin="builtin"``; the rest ``origin="application"``."""
 
     # --- memory limit (warning and critical twins, like node-mixin's FilesystemSpaceFillingUp)
     near_limit_warning_ratio: float = 0.6

@@ -146,11 +146,12 @@ def _pct(ratio: float) -> str:
 
 def origin(cfg: MixinConfig, expr: str) -> str:
     """``expr`` with an ``origin`` label computed from ``type``: builtin (no dot), library (a
-    module of ``library_modules``) or application."""
+    module of ``library_modules``, or a private one such as ``_asyncio``/``_contextvars``:
+    CPython's C internals) or application."""
     modules = "|".join(m.replace(".", "\\\\.") for m in cfg.library_modules)
+    libraries = f"({modules}|_[A-Za-z0-9_]*)" if modules else "(_[A-Za-z0-9_]*)"
     out = f'label_replace({expr}, "origin", "{APPLICATION}", "type", ".+")'
-    if modules:
-        out = f'label_replace({out}, "origin", "library", "type", "({modules})\\\\..+")'
+    out = f'label_replace({out}, "origin", "library", "type", "{libraries}\\\\..+")'
     return f'label_replace({out}, "origin", "builtin", "type", "[^.]+")'
 
 

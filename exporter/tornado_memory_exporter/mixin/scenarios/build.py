@@ -115,8 +115,8 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
         {"eval_time": duration(fire_by), "alertname": critical.name,
          "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])]},
     ]
-    groups.append(group(plan, "near limit: a leak from process start pages an hour before the limit",
-                        series, tests))
+    groups.append(group(plan, f"near limit: a leak from process start reaching its limit at {duration(int(reach))} "
+                        "pages an hour before", series, tests))
     # The warning twin: a leak from start like the growth scenarios, far below a limit it would
     # reach within the warning horizon.
     base = 256 * MiB
@@ -164,7 +164,8 @@ def _restart_loop_group(plan: Plan) -> dict[str, Any]:
     # after the second restart it keeps firing: two near-limit restarts in the window
     tests.append({"eval_time": duration((2 * period + 2) * plan.step), "alertname": alert.name,
                   "exp_alerts": [expected(cfg, alert, plan.labels, 2)]})
-    return group(plan, "OOM restart loop: near the limit before each restart", series, tests)
+    return group(plan, f"OOM restart loop: killed at its limit at {duration(period * plan.step)} and "
+                 f"{duration(2 * period * plan.step)}, fires before the second restart", series, tests)
 
 
 def _staircase_group(plan: Plan) -> dict[str, Any]:
@@ -358,3 +359,24 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         LONG_TEST_FILE: _file(coarse, rules_file, days),
         TEST_FILE: _file(others, rules_file, _step_groups(others)),
     }
+
+
+def time_to_fire(cfg: MixinConfig) -> list[tuple[str, str, str]]:
+    """(scenario, alerts, when) of every generated scenario: the first evaluation at which it
+    asserts firing alerts (time from the start of its series), or how long a trap stays silent."""
+    rows = []
+    for tests in build_rule_tests(cfg).values():
+        for scenario in tests["tests"]:
+            firing = [c for c in scenario.get("alert_rule_test", []) if c["exp_alerts"]]
+            if firing:
+                first = min(firing, key=lambda c: seconds(c["eval_time"]))
+                names = sorted({c["alertname"] for c in firing if c["eval_time"] == first["eval_time"]})
+                severities = sorted({a["exp_labels"]["severity"] for c in firing for a in c["exp_alerts"]
+                                     if c["eval_time"] == first["eval_time"]})
+                rows.append((scenario["name"], ", ".join(names) + f" ({'/'.join(severities)})",
+                             f"firing at {first['eval_time']}"))
+            else:
+                (check,) = [c for c in scenario["promql_expr_test"] if "ALERTS" in c["expr"]]
+                window = check["expr"].rsplit("[", 1)[1].split("]")[0]
+                rows.append((scenario["name"], "none", f"silent for {window} (until {check['eval_time']})"))
+    return rows
