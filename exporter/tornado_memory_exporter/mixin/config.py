@@ -275,9 +275,11 @@ class MixinConfig:
         object-type and handler alerts). Not for production: a day lasts 4 minutes."""
         # Windows are the defaults divided by about 360 (an hour becomes 10 s), relative growth
         # rates multiplied by as much: the same guards, so no leak switched on means no alert.
+        # The young window spans four demo censuses (every 5 s): both halves see one. group_wait
+        # lets a root cause that fires a few evaluations after its consequences inhibit them.
         profile: dict[str, Any] = {
-            "floor_window": "20s", "trend_window": "60s", "leak_for": "10s",
-            "leak_growth_per_hour": 3.6, "warmup_window": "30s", "young_trend_window": "10s",
+            "floor_window": "20s", "trend_window": "60s", "leak_for": "15s",
+            "leak_growth_per_hour": 3.6, "warmup_window": "30s", "young_trend_window": "20s",
             "young_growth_per_hour": 18.0, "day_window": "4m",
             "leak_min_objects": 250, "handlers_leak_min": 10,
             "near_limit_warning_horizon": "4m", "near_limit_critical_horizon": "40s",
@@ -291,7 +293,7 @@ class MixinConfig:
             "pool_saturated_for": "15s", "pool_window": "30s", "pool_exhausted_for": "10s", "pool_leak_for": "5s",
             "census_stale_after": "1m", "census_stale_for": "10s",
             "exporter_down_for": "15s", "exporter_down_lookback": "1h",
-            "alert_group_wait": "2s", "alert_group_interval": "5s", "alert_repeat_interval": "1h",
+            "alert_group_wait": "10s", "alert_group_interval": "5s", "alert_repeat_interval": "1h",
             "dashboard_refresh": "5s", "dashboard_time_from": "now-15m",
         }
         profile.update(overrides)
