@@ -256,11 +256,11 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         ),
         Alert(
             "TornadoWatchedObjectGrowing", "warning",
-            f"{m('watched_object_items')}\n  and\n  {growing(cfg, watched, minimum=cfg.leak_min_objects)}\n",
+            f"{m('watched_object_items')}\n  and\n  {growing(cfg, watched, minimum=cfg.watched_leak_min)}\n",
             cfg.leak_for,
             "A watched cache or registry of a Tornado process grows without bound.",
             f"Watched object {{{{ $labels.name }}}} of {who} holds {{{{ $value | humanize }}}} items "
-            f"and their floor grew {growth}, by at least {cfg.leak_min_objects}.",
+            f"and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
         ),
         Alert(
             "TornadoGCUncollectable", "warning",

@@ -344,7 +344,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
                       [({"handler": "myapp.ChatHandler", "state": "active"}, True)], minimum=cfg.handlers_leak_min),
         _growth_group(plan, "watched cache grows without bound", "TornadoWatchedObjectGrowing",
                       "watched_object_items", 5_000, {"name": "sessions"}, [({"name": "config"}, False)],
-                      minimum=cfg.leak_min_objects),
+                      minimum=cfg.watched_leak_min),
         _worker_group(plan),
         _object_types_group(plan),
         *_limit_groups(plan),

@@ -45,7 +45,7 @@ def traps(plan: Plan) -> dict[str, Trap]:
         "sawtooth-floor": (old, sawtooth(plan, scale, scale * 6 // 10, f, end), 0.85),
     }
     restart = plan.n(plan.age)
-    warm = max(1, plan.n(t // 3))
+    warm = max(1, plan.n(min(t // 3, seconds(plan.cfg.warmup_window))))  # a warm-up of up to the window
     start = [0 if i < restart else restart * plan.step for i in range(n)]
     rss = []
     for i in range(n):
@@ -69,8 +69,12 @@ def traps(plan: Plan) -> dict[str, Trap]:
     cycle = plan.n(t)
     rise, hold = cycle // 3, cycle // 6
 
+    begin = plan.n(plan.age)  # in an old process: a young one is judged on its last young window
+
     def traffic(i: int) -> int:
-        k = i % cycle
+        if i < begin:
+            return 0
+        k = (i - begin) % cycle
         if k < rise:
             return scale // 2 * k // rise
         if k < rise + hold:
