@@ -107,7 +107,9 @@ class Exporter:
             forker=forker,
         )
         latest = lambda: self._census.snapshot  # noqa: E731
-        sources["census"] = CensusCollector(ns, latest, lambda: self._census.fallbacks)
+        sources["census"] = CensusCollector(
+            ns, latest, lambda: self._census.fallbacks, interval=config.census_interval
+        )
         sources["allocator"] = AllocatorCollector(
             ns, self.faults, lambda: s.pymalloc if (s := self._census.snapshot) is not None else None
         )

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from realbin import promtool, require_binary
+from tornado_memory_exporter.mixin import MixinConfig, alertmanager_config
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -135,6 +136,9 @@ def test_mounted_alertmanager_config_routes_to_the_webhook_logger() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     receiver = yaml.safe_load(path.read_text())["receivers"][0]["webhook_configs"][0]
     assert receiver == {"url": "http://webhook-logger:9095/", "send_resolved": True}
+    # it is the mixin's Alertmanager side (grouping per process, inhibitions), not a copy that drifts
+    assert yaml.safe_load(path.read_text()) == alertmanager_config(
+        MixinConfig(), webhook_url="http://webhook-logger:9095/")
     command = config["services"]["webhook-logger"]["command"]
     assert command[command.index("--port") + 1] == "9095"
 

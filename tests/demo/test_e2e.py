@@ -4,13 +4,16 @@ the webhook logger, all on 127.0.0.1. A leak switched on over HTTP must reach th
 firing alert with the rule's labels and annotations; switched off, as resolved; meanwhile every
 dashboard query returns data; Ctrl-C must leave no process and no directory behind.
 
-About 2.5 minutes: the leak rules refuse to fire on a process younger than their trend window
-plus 20 s (80 s in the fast profile), the warm-up guard.
+About 2 minutes: the leak rules ignore a process's first 50 s in the fast profile (its warm-up
+window plus the floor window). Two more checks take about 4 minutes each: one leak reaches the
+webhook as its root cause only (Alertmanager inhibits the consequences), and the demo with no
+leak raises nothing (``TME_QUIET_SECONDS``, default 240; the issue's check is 600).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import queue
 import re
 import shutil
@@ -200,10 +203,10 @@ def test_a_real_leak_raises_a_real_alert_and_resolves(demo: DemoProcess) -> None
     # The critical pool leak has no warm-up guard: it reaches the webhook within seconds.
     pool_alert = wait_for("TornadoPoolLeak firing at the webhook",
                           lambda: received(demo, "firing", pool_labels), timeout=60)
-    # The handlers leak needs the 80 s warm-up plus growth in both halves of its 60 s trend window.
+    # The handlers leak needs the 50 s warm-up guard plus growth through its young window and for:.
     handlers_alert = wait_for("TornadoHandlersLeaking firing at the webhook",
                               lambda: received(demo, "firing", handlers_labels),
-                              timeout=max(10.0, 170 - (time.monotonic() - started)))
+                              timeout=max(10.0, 150 - (time.monotonic() - started)))
     for alert, labels in ((pool_alert, pool_labels), (handlers_alert, handlers_labels)):
         rule = fast_alert(labels["alertname"])
         annotations = alert["annotations"]
@@ -221,7 +224,9 @@ def test_a_real_leak_raises_a_real_alert_and_resolves(demo: DemoProcess) -> None
     # Meanwhile every dashboard query (and variable) has data from the real scrape.
     queries = dashboard_queries()
     assert len(queries) >= 40
-    empty = [(where, expr) for where, expr in queries if not demo.query(substitute(expr))]
+    # a day-old comparison has no data in a Prometheus started minutes ago
+    empty = [(where, expr) for where, expr in queries
+             if " offset 1d" not in expr and not demo.query(substitute(expr))]
     assert empty == []
 
     demo.switch("handlers", "off")
@@ -235,6 +240,49 @@ def test_a_real_leak_raises_a_real_alert_and_resolves(demo: DemoProcess) -> None
     assert demo.process.wait(timeout=30) == 0, demo.log_tail()
     assert [p.pid for p in demo.stack if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert not demo.state_dir.exists()
+
+
+CONSEQUENCES = 'alertname=~"TornadoMemoryLeakSuspected|TornadoPythonHeapGrowing|TornadoObjectTypeGrowing"'
+
+
+def test_one_leak_one_page(demo: DemoProcess) -> None:
+    demo.switch("handlers", "on")
+    labels = {"alertname": "TornadoHandlersLeaking", "severity": "warning", "job": "tornado",
+              "instance": demo.target, "handler": HANDLER, "state": "finished"}
+    wait_for("TornadoHandlersLeaking at the webhook", lambda: received(demo, "firing", labels), timeout=180)
+    # its consequences fire in Prometheus too (builtin and library types, the heap): inhibited
+    firing = wait_for("consequences firing in Prometheus", lambda: demo.query(
+        f'ALERTS{{alertstate="firing", {CONSEQUENCES}, origin!="application"}}'), timeout=150)
+    time.sleep(10)  # past the fast profile's group_wait + group_interval: anything to send was sent
+
+    def visible() -> list[dict[str, Any]]:
+        alerts = get_json(f"{demo.alertmanager}/api/v2/alerts?active=true&inhibited=false&silenced=false")
+        return [a for a in alerts if a["labels"].get("instance") == demo.target]
+
+    shown = wait_for("the root cause visible in Alertmanager", lambda: [
+        a for a in visible() if a["labels"]["alertname"] == "TornadoHandlersLeaking"] and visible(), timeout=30)
+    names = sorted(a["labels"]["alertname"] for a in shown)
+    every = [(a["labels"], a["status"]) for a in get_json(f"{demo.alertmanager}/api/v2/alerts")]
+    assert len(shown) <= 2, (names, every)
+    inhibited = get_json(f"{demo.alertmanager}/api/v2/alerts?active=true&inhibited=true")
+    assert len([a for a in inhibited if a["status"]["inhibitedBy"]]) >= len(firing)
+    paged = {(a["labels"]["alertname"], a["labels"].get("origin", "")) for a in demo.notifications()}
+    assert ("TornadoHandlersLeaking", "") in paged
+    assert not {p for p in paged if p[0] in CONSEQUENCES and p[1] != "application"}, paged
+
+
+def test_no_leak_no_alert(demo: DemoProcess) -> None:
+    quiet = float(os.environ.get("TME_QUIET_SECONDS", "240"))
+    started = time.monotonic()
+    wait_for("the first scrape", lambda: demo.query("tornado_process_resident_memory_bytes"), timeout=60)
+    while time.monotonic() - started < quiet:
+        assert demo.notifications() == [], demo.notifications()
+        time.sleep(5)
+    window = f"{int(time.monotonic() - started)}s"
+    assert demo.query(f'count by (alertname) (count_over_time(ALERTS{{alertstate="firing"}}[{window}]))') == []
+    assert demo.notifications() == []
+    # the rules really ran over data: the floors exist
+    assert demo.query("instance:tornado_process_resident_memory_bytes:floor")
 
 
 def test_a_killed_demo_takes_its_stack_down(demo: DemoProcess) -> None:

@@ -20,6 +20,7 @@ from tornado_memory_exporter.mixin import (
     yamlout,
 )
 from tornado_memory_exporter.mixin.config import duration, seconds
+from tornado_memory_exporter.mixin.scenarios.build import time_to_fire
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
@@ -30,6 +31,7 @@ TEST_FILES = sorted(ALERTS.glob("*.test.yml"))
 CONTRACT = {
     "TornadoMemoryLeakSuspected": {"warning"},
     "TornadoMemoryNearLimit": {"warning", "critical"},  # node-mixin style twins
+    "TornadoMemoryRestartLoop": {"critical"},
     "TornadoPythonHeapGrowing": {"warning"},
     "TornadoObjectTypeGrowing": {"warning"},
     "TornadoHandlersLeaking": {"warning"},
@@ -81,7 +83,7 @@ def test_every_alert_has_static_summary_templated_description_runbook_and_for() 
 def test_rules_pass_promtool_lint_and_the_prometheusrule_twin_too(tmp_path: Path) -> None:
     result = promtool("check", "rules", "--lint=all", "--lint-fatal", str(RULES))
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
-    assert b"SUCCESS: 22 rules found" in result.stdout
+    assert b"SUCCESS: 25 rules found" in result.stdout
     crd = yaml.safe_load((ALERTS / "tornado-memory.prometheusrule.yaml").read_text())
     assert crd["spec"] == yaml.safe_load(RULES.read_text())
     (tmp_path / "spec.yml").write_text(yaml.safe_dump(crd["spec"]))
@@ -153,12 +155,14 @@ def _trap_run(tmp_path: Path, rules: dict[str, Any], groups: list[dict[str, Any]
 
 
 @pytest.mark.integration
+def _trap_groups(cfg: MixinConfig) -> list[dict[str, Any]]:
+    return [g for tests in build_rule_tests(cfg).values() for g in tests["tests"] if g["name"].startswith("traps:")]
+
+
 def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
     """Each trap trips at least one naive rule of the issue (`deriv(rss[1h]) > 0`, "20% growth in
     2h"): a trap that nothing could mistake for a leak would prove nothing."""
     cfg = MixinConfig()
-    tests = build_rule_tests(cfg)["tornado-memory.leaks.test.yml"]
-    (traps,) = [g for g in tests["tests"] if g["name"].startswith("traps:")]
     floor, ns = seconds(cfg.floor_window), cfg.namespace
     rss = f"{ns}_process_resident_memory_bytes"
     naive = {"groups": [{"name": "naive", "rules": [
@@ -166,13 +170,40 @@ def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
         {"alert": "NaiveGrowth", "expr": f"{rss} > 1.2 * {rss} offset {duration(2 * floor)}",
          "for": duration(floor // 4)},
     ]}]}
-    end = traps["promql_expr_test"][-1]["eval_time"]
-    probe = dict(traps, alert_rule_test=[], promql_expr_test=[{
-        "expr": f'count by (instance) (count_over_time(ALERTS{{alertstate="firing"}}[{end}]))',
-        "eval_time": end, "exp_samples": [],
-    }])
-    failure = _trap_run(tmp_path, naive, [probe], cfg)
-    fired = set(re.findall(r'\{instance="([\w-]+)"\}', failure))
-    instances = {s["series"].split('instance="')[1].split('"')[0] for s in traps["input_series"]}
-    assert len(instances) == 6
-    assert fired == instances, failure[-2000:]
+    seen = set()
+    for traps in _trap_groups(cfg):
+        end = traps["promql_expr_test"][-1]["eval_time"]
+        probe = dict(traps, alert_rule_test=[], promql_expr_test=[{
+            "expr": f'count by (instance) (count_over_time(ALERTS{{alertstate="firing"}}[{end}]))',
+            "eval_time": end, "exp_samples": [],
+        }])
+        failure = _trap_run(tmp_path, naive, [probe], cfg)
+        fired = set(re.findall(r'\{instance="([\w-]+)"\}', failure))
+        instances = {s["series"].split('instance="')[1].split('"')[0] for s in traps["input_series"]}
+        assert fired == instances, failure[-2000:]
+        seen |= instances
+    assert len(seen) == 12
+
+
+@pytest.mark.parametrize(("changes", "trap", "instance"), [
+    # without the day-over-day comparison the daily cycle fires (day_window beyond the test)
+    ({"day_window": "30d"}, "traps: a daily", "daily-cycle"),
+    # with a 1h warm-up guard the 3h warm-up of a deploy is judged as a leak
+    ({"warmup_window": "1h"}, "traps: sawtooth", "deploy-warmup"),
+    # the strict young-process rate is what keeps the warm-up's slowing tail silent
+    ({"young_growth_per_hour": 0.002}, "traps: sawtooth", "deploy-warmup-slowing"),
+])
+def test_each_new_guard_is_what_keeps_its_trap_silent(tmp_path: Path, changes: dict, trap: str, instance: str) -> None:
+    """The traps of the default config, against rules with one guard weakened: that trap fires."""
+    (group,) = [g for g in _trap_groups(MixinConfig()) if g["name"].startswith(trap)]
+    weakened = build_rules(MixinConfig(**changes))
+    failure = _trap_run(tmp_path, weakened, [group], MixinConfig())
+    assert f'instance="{instance}"' in failure, failure[-2000:]
+
+
+def test_the_readme_lists_every_scenario_with_its_time() -> None:
+    readme = (ROOT / "README.md").read_text()
+    rows = time_to_fire(MixinConfig())
+    assert len(rows) == sum(len(t["tests"]) for t in build_rule_tests(MixinConfig()).values())
+    missing = [row for row in rows if "| " + " | ".join(row) + " |" not in readme]
+    assert missing == [], "README's scenario table is stale: regenerate it from scenarios.build.time_to_fire"

@@ -254,6 +254,8 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
                     expr = substitute(target["expr"], values)
                     for sentinel, real in substitutions.items():
                         expr = expr.replace(sentinel, real)
+                    if " offset 1d" in expr:  # a day-old comparison: no test Prometheus has that day
+                        continue
                     if not _finite(prom.query(expr)):
                         last["problem"] = f"{model['uid']}: {panel['title']} [{target['refId']}] {expr}"
                         return False
@@ -266,4 +268,4 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
     rules = prom.api("rules")["groups"]
     unhealthy = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r["health"] != "ok"]
     assert unhealthy == []
-    assert sum(len(g["rules"]) for g in rules) == 22
+    assert sum(len(g["rules"]) for g in rules) == 25

@@ -98,11 +98,24 @@ def test_from_mapping_rejects_unknown_keys_and_profiles() -> None:
     assert fast == MixinConfig.fast(dashboard_tags=("a",))
 
 
-def test_fast_profile_fires_a_steady_leak_within_three_minutes() -> None:
+def test_fast_profile_fires_a_steady_leak_within_two_minutes() -> None:
     fast = MixinConfig.fast()
-    # age guard + floor and both trend halves rising + for: the demo's budget.
-    worst = seconds(fast.floor_window) + seconds(fast.trend_window) + seconds(fast.leak_for) + 30
-    assert worst <= 150, worst
+    # warm-up guard + floor, then both halves of the young window rising + for: the demo's budget.
+    worst = (seconds(fast.warmup_window) + seconds(fast.floor_window) + seconds(fast.young_trend_window)
+             + seconds(fast.leak_for) + 30)
+    assert worst <= 120, worst
+
+
+def test_fast_profile_keeps_the_guards_of_the_default_one() -> None:
+    # Same clauses, same relative thresholds per window: only the time scale differs.
+    default, fast = MixinConfig(), MixinConfig.fast()
+    for cfg in (default, fast):
+        assert seconds(cfg.warmup_window) + seconds(cfg.floor_window) < seconds(cfg.floor_window) + seconds(cfg.trend_window)
+        assert 2 * seconds(cfg.leak_for) > seconds(cfg.young_trend_window)
+    per_window = [(c.leak_growth_per_hour * seconds(c.trend_window), c.young_growth_per_hour * seconds(c.young_trend_window),
+                   c.leak_growth_per_hour * seconds(c.day_window)) for c in (default, fast)]
+    for d, f in zip(*per_window):
+        assert f >= d * 0.99, per_window
 
 
 def _selector_cfg() -> MixinConfig:

@@ -178,11 +178,13 @@ class Prometheus(Daemon):
 class Alertmanager(Daemon):
     """A real Alertmanager with no gossip port, routing everything to ``webhook_url``."""
 
-    def __init__(self, webhook_url: str, *, group_wait: str = "1s", repeat_interval: str = "1h") -> None:
+    def __init__(self, webhook_url: str, *, group_wait: str = "1s", repeat_interval: str = "1h",
+                 config: dict | None = None) -> None:
+        """``config``: a whole configuration instead of the route-everything-to-the-webhook one."""
         super().__init__("alertmanager")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = {
+        config = config or {
             "route": {
                 "receiver": "webhook",
                 "group_by": ["alertname", "instance"],

@@ -18,7 +18,8 @@ class CensusCollector(Collector):
     ``snapshot()`` returns the latest :class:`~.census.CensusSnapshot` or ``None``: before the
     first census the families are empty (no made-up zeros; a census that never succeeds shows
     only in ``<ns>_exporter_errors_total{collector="census"}``). A scrape costs one pass over
-    the bounded exported set.
+    the bounded exported set. ``<ns>_census_interval_seconds`` is exported from the start, so
+    that alerts can tell a census that never succeeds from one that is disabled (0).
     """
 
     MODES = ("fork", "inloop")
@@ -28,10 +29,12 @@ class CensusCollector(Collector):
         namespace: str,
         snapshot: Callable[[], CensusSnapshot | None],
         fallbacks: Callable[[], Mapping[str, int]] = dict,
+        interval: float = 0.0,
     ) -> None:
         self._ns = namespace
         self._snapshot = snapshot
         self._fallbacks = fallbacks
+        self._interval = interval
 
     def _families(self) -> dict[str, GaugeMetricFamily]:
         ns = self._ns
@@ -93,11 +96,20 @@ class CensusCollector(Collector):
             labels=["reason"],
         )
 
+    def _interval_family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            f"{self._ns}_census_interval_seconds",
+            "Seconds between scheduled heap censuses (Config.census_interval); 0: the census is disabled.",
+            value=self._interval,
+        )
+
     def describe(self) -> Iterator[Metric]:
+        yield self._interval_family()
         yield from self._families().values()
         yield self._fallback_family()
 
     def collect(self) -> Iterator[Metric]:
+        yield self._interval_family()
         f = self._families()
         fallbacks = self._fallbacks()
         if fallbacks:

@@ -153,7 +153,7 @@ class CycleLeak(Leak):
 class BlockingLeak(Leak):
     """A synchronous call (think requests.get or a big hash) made on the IOLoop."""
 
-    block_seconds: float = 0.3
+    block_seconds: float = 0.5
 
     def maybe_block(self) -> None:
         if self.on:
@@ -220,7 +220,7 @@ def make_leaks() -> dict[str, Leak]:
         CycleLeak("cycles", "/session", "TornadoGCUncollectable",
                   "reference cycles the collector cannot free, left in gc.garbage", cap=20_000),
         BlockingLeak("blocking", "/compute", "TornadoIOLoopBlocked",
-                     "a 300 ms synchronous call on the IOLoop per request", cap=1_000_000),
+                     "a 500 ms synchronous call on the IOLoop per request", cap=1_000_000),
         HTTPLeak("http", "/fanout", "TornadoPoolSaturated",
                  "each request fans out to a slow upstream beyond the AsyncHTTPClient's max_clients",
                  cap=1_000_000),

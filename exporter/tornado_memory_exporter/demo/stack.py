@@ -68,20 +68,12 @@ def prometheus_config(*, target: str, alertmanager: str, rule_file: str) -> dict
 
 
 def alertmanager_config(*, webhook_url: str) -> dict[str, Any]:
-    """Route every alert to the webhook logger, resolved notifications included."""
-    return {
-        "route": {
-            "receiver": "webhook-logger",
-            "group_by": ["alertname"],
-            "group_wait": "2s",
-            "group_interval": "5s",
-            "repeat_interval": "1h",
-        },
-        "receivers": [{
-            "name": "webhook-logger",
-            "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
-        }],
-    }
+    """The mixin's Alertmanager side (one group per process, root causes inhibiting their
+    consequences) in its fast profile, around the webhook logger."""
+    from ..mixin import MixinConfig
+    from ..mixin import alertmanager_config as generated
+
+    return generated(MixinConfig.fast(), webhook_url=webhook_url)
 
 
 def fast_rules() -> dict[str, Any]:

@@ -9,6 +9,7 @@
 ``PrometheusRule`` twin, the promtool tests and the dashboards (``write_all``).
 """
 
+from .alertmanager import alertmanager_config, build_alertmanager_fragment
 from .config import MixinConfig
 from .dashboards import build_dashboards
 from .rules import build_prometheus_rule, build_rules
@@ -17,6 +18,8 @@ from .write import render_all, write_all
 
 __all__ = [
     "MixinConfig",
+    "alertmanager_config",
+    "build_alertmanager_fragment",
     "build_dashboards",
     "build_prometheus_rule",
     "build_rule_tests",

@@ -66,16 +66,44 @@ class MixinConfig:
     """``min_over_time`` window of the floors: must exceed the longest GC sawtooth period, so
     that the floor only moves when memory that is never given back accumulates."""
     trend_window: str = "6h"
-    """Window of the floor's trend: growth must be sustained in both halves of it, so growth
-    that follows a traffic ramp shorter than half of it and returns stays silent."""
-    leak_for: str = "1h"
-    """How long a leak condition must hold before it fires."""
+    """Window of the floor's trend in processes older than floor + trend windows: growth must be
+    sustained in both halves of it, so growth that follows a traffic ramp shorter than half of it
+    and returns (or a one-time step) stays silent."""
+    leak_for: str = "30m"
+    """How long a leak condition must hold before it fires (longer than half of
+    ``young_trend_window``, so the tail of a warm-up cannot fire)."""
     leak_growth_per_hour: float = 0.01
-    """Fire only when the floor grows faster than this fraction of itself per hour (0.01 = 1%/h)."""
+    """Old processes: the floor must grow faster than this fraction of itself per hour (0.01 =
+    1%/h) over the trend window, and each half of it by at least half that much."""
+    warmup_window: str = "3h"
+    """Growth during this long after a process start may be a warm-up (caches filling): it is
+    never judged. A process leaking from its start is judged from warmup + floor windows on."""
+    young_trend_window: str = "30m"
+    """Trend window for processes between warmup + floor and floor + trend windows old (a bad
+    deploy leaking from its start): the floor must grow in both halves of it..."""
+    young_growth_per_hour: float = 0.05
+    """...faster than this fraction of itself per hour (stricter: the tail of a warm-up that
+    slows down stays under it; a leak of 10% of the starting floor per hour stays above it)."""
+    day_window: str = "1d"
+    """Daily traffic: in a process older than this (plus the floor window) the floor must also
+    exceed the floor at the same time one day earlier by ``leak_growth_per_hour`` per hour."""
     leak_min_objects: int = 1000
     """Object types and watched objects must also have grown by this many over the trend window."""
     handlers_leak_min: int = 50
     """Finished handlers kept alive must also have grown by this many over the trend window."""
+    watched_leak_min: int = 1000
+    """Items of a watched object (``exporter.watch``) must also have grown by this many."""
+    object_type_alerts_per_origin: int = 1
+    """TornadoObjectTypeGrowing raises at most this many alerts (the fastest-growing types) per
+    process and ``origin`` (application, library, builtin)."""
+    library_modules: tuple[str, ...] = (
+        "tornado", "asyncio", "concurrent", "collections", "functools", "weakref", "threading",
+        "logging", "email", "http", "urllib", "json", "re", "ssl", "socket", "selectors", "typing",
+        "enum", "contextlib", "prometheus_client", "psutil", "pympler",
+    )
+    """Type names starting with one of these modules (``tornado.``...) or with a private module
+    (``_asyncio.``, ``_contextvars.``) get ``origin="library"``; names without a dot
+    ``origin="builtin"``; the rest ``origin="application"``."""
 
     # --- slow consumers: data queued in IOStream write buffers (TornadoWriteBuffersGrowing) ---
     write_buffers_high_bytes: int = 64 << 20
@@ -96,15 +124,32 @@ class MixinConfig:
 
     # --- memory limit (warning and critical twins, like node-mixin's FilesystemSpaceFillingUp)
     near_limit_warning_ratio: float = 0.6
-    """Warning twin: the RSS floor is above this fraction of the memory limit..."""
+    """Warning twin: the RSS floor grows like TornadoMemoryLeakSuspected, is above this fraction
+    of the memory limit..."""
     near_limit_warning_horizon: str = "1d"
-    """...and its trend reaches the limit within this horizon."""
-    near_limit_critical_ratio: float = 0.8
-    """Critical twin: the RSS floor is above this fraction of the memory limit..."""
-    near_limit_critical_horizon: str = "4h"
-    """...and its trend reaches the limit within this horizon."""
+    """...and its trend over the trend window reaches the limit within this horizon."""
+    near_limit_critical_ratio: float = 0.5
+    """Critical twin, at any process age: the RSS floor is above this fraction of the limit..."""
+    near_limit_critical_horizon: str = "2h"
+    """...its trend over ``near_limit_window`` reaches the limit within this horizon (the
+    floor's lag behind RSS is added)..."""
+    near_limit_window: str = "1h"
+    """...(the critical twin's fit window)..."""
+    near_limit_min_growth: float = 0.01
+    """...and it grew by at least this fraction of the limit over that window."""
     near_limit_for: str = "30m"
-    """How long the near-limit condition must hold."""
+    """How long the near-limit condition must hold (a short warm-up's prediction does not)."""
+
+    # --- restarts --------------------------------------------------------------------------
+    restart_window: str = "1d"
+    """TornadoMemoryRestartLoop: restarts (changes of the start time) counted over this window..."""
+    restart_lookback: str = "15m"
+    """...each one with the RSS within this long before it above ``restart_near_limit_ratio``..."""
+    restart_near_limit_ratio: float = 0.9
+    """...of the memory limit; it fires at the second such restart, or as soon as memory is back
+    above this ratio after the first."""
+    restart_loop_for: str = "5m"
+    """How long the restart-loop condition must hold."""
 
     # --- garbage collector -----------------------------------------------------------------
     uncollectable_window: str = "30m"
@@ -173,6 +218,14 @@ class MixinConfig:
     rule_interval: str | None = None
     """Evaluation interval of the rule groups (None: Prometheus's global one)."""
 
+    # --- Alertmanager (the generated route fragment) ----------------------------------------
+    alert_group_wait: str = "30s"
+    """``group_wait`` of the route: the alerts of one leak arrive in one notification."""
+    alert_group_interval: str = "5m"
+    """``group_interval`` of the route."""
+    alert_repeat_interval: str = "4h"
+    """``repeat_interval`` of the route."""
+
     def __post_init__(self) -> None:
         if not isinstance(self.namespace, str) or not _NAME.match(self.namespace):
             raise ValueError(f"namespace={self.namespace!r} is not a valid Prometheus name prefix")
@@ -185,22 +238,24 @@ class MixinConfig:
         for field in fields(self):
             value = getattr(self, field.name)
             if field.type == "str" and (
-                field.name.endswith(("_window", "_for", "_horizon", "_after", "_lookback"))
+                field.name.endswith(("_window", "_for", "_horizon", "_after", "_lookback", "_wait", "_interval"))
             ):
                 seconds(value, field.name)
-        for name in ("leak_growth_per_hour", "near_limit_warning_ratio", "near_limit_critical_ratio",
+        for name in ("leak_growth_per_hour", "young_growth_per_hour", "near_limit_warning_ratio",
+                     "near_limit_critical_ratio", "near_limit_min_growth", "restart_near_limit_ratio",
                      "pool_saturation_ratio", "gc_pause_p99_seconds", "ioloop_lag_p99_seconds"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1e9:
                 raise ValueError(f"{name}={value!r} must be a positive number")
-        for name in ("near_limit_warning_ratio", "near_limit_critical_ratio", "pool_saturation_ratio"):
+        for name in ("near_limit_warning_ratio", "near_limit_critical_ratio", "pool_saturation_ratio",
+                     "near_limit_min_growth", "restart_near_limit_ratio"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be at most 1")
         for name in ("write_buffers_high_bytes", "write_buffers_growth_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name}={value!r} must be a positive integer (bytes)")
-        for name in ("leak_min_objects", "handlers_leak_min", "allocator_free_growth_bytes"):
+        for name in ("leak_min_objects", "handlers_leak_min", "watched_leak_min", "allocator_free_growth_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer")
@@ -208,6 +263,22 @@ class MixinConfig:
             raise ValueError(
                 f"floor_window={self.floor_window!r} must be shorter than trend_window={self.trend_window!r}"
             )
+        if not isinstance(self.object_type_alerts_per_origin, int) or isinstance(
+                self.object_type_alerts_per_origin, bool) or self.object_type_alerts_per_origin < 1:
+            raise ValueError(f"object_type_alerts_per_origin={self.object_type_alerts_per_origin!r} "
+                             "must be a positive integer")
+        if not isinstance(self.library_modules, tuple) or not all(
+            isinstance(m, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", m)
+            for m in self.library_modules
+        ):
+            raise ValueError(f"library_modules={self.library_modules!r} must be a tuple of module names")
+        if 2 * seconds(self.leak_for) <= seconds(self.young_trend_window):
+            raise ValueError(
+                f"leak_for={self.leak_for!r} must be longer than half of "
+                f"young_trend_window={self.young_trend_window!r} (else a warm-up's tail fires)"
+            )
+        if seconds(self.young_trend_window) % 2:
+            raise ValueError(f"young_trend_window={self.young_trend_window!r} must be an even number of seconds")
         if seconds(self.trend_window) % 2:
             raise ValueError(f"trend_window={self.trend_window!r} must be an even number of seconds")
         if not isinstance(self.gc_oldest_generation, str) or not self.gc_oldest_generation.isdigit():
@@ -230,21 +301,33 @@ class MixinConfig:
 
     @classmethod
     def fast(cls, **overrides: Any) -> MixinConfig:
-        """The demo/end-to-end profile: a steady leak fires within about 2-3 minutes at a 1 s
+        """The demo/end-to-end profile: a steady leak fires within about a minute at a 1 s
         scrape and evaluation interval (the heap census must run every few seconds for the
-        object-type and handler alerts). Not for production: it trades false alarms for speed."""
+        object-type and handler alerts). Not for production: a day lasts 4 minutes."""
+        # Windows are the defaults divided by about 360 (an hour becomes 10 s), relative growth
+        # rates multiplied by as much: the same guards, so no leak switched on means no alert.
+        # The young window spans four demo censuses (every 5 s): both halves see one. group_wait
+        # lets a root cause that fires a few evaluations after its consequences inhibit them.
         profile: dict[str, Any] = {
-            "floor_window": "20s", "trend_window": "60s", "leak_for": "20s",
-            "leak_min_objects": 100, "handlers_leak_min": 10,
+            "floor_window": "20s", "trend_window": "60s", "leak_for": "15s",
+            "leak_growth_per_hour": 3.6, "warmup_window": "30s", "young_trend_window": "20s",
+            "young_growth_per_hour": 18.0, "day_window": "4m",
+            # builtin types of the idle demo move by ~100 in a minute; a watched cache is explicit
+            "leak_min_objects": 250, "handlers_leak_min": 10, "watched_leak_min": 100,
+            "near_limit_warning_horizon": "4m", "near_limit_critical_horizon": "40s",
+            "near_limit_window": "20s", "near_limit_for": "10s",
+            "restart_window": "4m", "restart_lookback": "10s", "restart_loop_for": "5s",
             "write_buffers_high_bytes": 8 << 20, "write_buffers_growth_bytes": 2 << 20,
             "write_buffers_window": "20s", "write_buffers_for": "20s",
-            "near_limit_warning_horizon": "10m", "near_limit_critical_horizon": "2m", "near_limit_for": "15s",
             "uncollectable_window": "1m", "uncollectable_for": "5s",
-            "gc_pause_window": "1m", "gc_pause_for": "15s",
-            "ioloop_lag_window": "30s", "ioloop_lag_for": "15s",
+            # a shared machine's CPU contention stretches pauses and loop lag past 0.1 s for
+            # seconds (measured: both fired with no leak on); the blocking leak's 0.5 s still fires
+            "gc_pause_window": "1m", "gc_pause_for": "30s", "gc_pause_p99_seconds": 0.25,
+            "ioloop_lag_window": "30s", "ioloop_lag_for": "30s", "ioloop_lag_p99_seconds": 0.2,
             "pool_saturated_for": "15s", "pool_window": "30s", "pool_exhausted_for": "10s", "pool_leak_for": "5s",
             "census_stale_after": "1m", "census_stale_for": "10s",
             "exporter_down_for": "15s", "exporter_down_lookback": "1h",
+            "alert_group_wait": "10s", "alert_group_interval": "5s", "alert_repeat_interval": "1h",
             "dashboard_refresh": "5s", "dashboard_time_from": "now-15m",
         }
         profile.update(overrides)

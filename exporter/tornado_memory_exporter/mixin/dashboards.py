@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import MixinConfig, seconds
+from .config import MixinConfig, duration, seconds
 from .panels import Panel, Row, Target, dashboard, datasource_variable, filters, query_variable
 from .rules import floor_name
 
@@ -39,6 +39,10 @@ def explorer_link(cfg: MixinConfig) -> list[dict[str, Any]]:
         "url": cfg.explorer_url + "#type=${__field.labels.type:percentencode}",
         "targetBlank": True,
     }]
+
+
+def _pct(ratio: float) -> str:
+    return f"{ratio * 100:g}%"
 
 
 def _re(label: str) -> str:
@@ -100,7 +104,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
     m, f = cfg.metric, filters(cfg)
     rss, blocks = floor_name(cfg, "process_resident_memory_bytes"), floor_name(cfg, "python_allocated_blocks")
     trend, floor = cfg.trend_window, cfg.floor_window
-    horizon = seconds(cfg.near_limit_critical_horizon)
+    horizon = seconds(cfg.near_limit_critical_horizon) + seconds(cfg.floor_window)
     items: list[Panel | Row] = [
         Row("Memory"),
         Panel("Resident memory, its floor and the limit",
@@ -122,15 +126,29 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
               f"Slope of the allocated-blocks floor over {trend}, in blocks per hour (TornadoPythonHeapGrowing).",
               "short", [Target(f"deriv({blocks}{{{', '.join(f)}}}[{trend}]) * 3600", WHO)]),
         Panel("RSS floor against the memory limit",
-              f"RSS floor as a fraction of the memory limit, and where its {trend} trend will be in "
-              f"{cfg.near_limit_critical_horizon}: the signal of TornadoMemoryNearLimit.",
+              f"RSS floor as a fraction of the memory limit, and where its {cfg.near_limit_window} trend puts it "
+              f"{cfg.near_limit_critical_horizon} from now (plus the floor's {floor} lag): the signal of "
+              "TornadoMemoryNearLimit (critical twin).",
               "percentunit", [
                   Target(f"{rss}{{{', '.join(f)}}} / {m('process_memory_limit_bytes', *f)}", f"now {WHO}"),
-                  Target(f"predict_linear({rss}{{{', '.join(f)}}}[{trend}], {horizon}) / "
+                  Target(f"predict_linear({rss}{{{', '.join(f)}}}[{cfg.near_limit_window}], {horizon}) / "
                          f"{m('process_memory_limit_bytes', *f)}", f"in {cfg.near_limit_critical_horizon} {WHO}")]),
-        Panel("Uptime and restarts", "Seconds since the process started: drops to zero on a restart (leak alerts "
-              "wait until the process is older than their floor and trend windows).", "s",
+        Panel("Uptime", f"Seconds since the process started: drops to zero on a restart. Growth in the first "
+              f"{cfg.warmup_window} is warm-up and never alerts; until the process is older than "
+              f"{duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))} the leak alerts judge only the last "
+              f"{cfg.young_trend_window}.", "s",
               [Target(f"time() - {m('process_start_time_seconds', *f)}", WHO)]),
+        Panel("Restarts", f"Restarts (changes of the start time) over {cfg.restart_window}, and the RSS peak "
+              "before the last one as a fraction of the limit: TornadoMemoryRestartLoop fires at the second "
+              f"restart above {_pct(cfg.restart_near_limit_ratio)}.", "short",
+              [Target(f"changes({m('process_start_time_seconds', *f)}[{cfg.restart_window}])", f"restarts {WHO}"),
+               Target(f"max_over_time({m('process_resident_memory_bytes', *f)}[{cfg.restart_window}]) / "
+                      f"{m('process_memory_limit_bytes', *f)}", f"peak / limit {WHO}")]),
+        Panel("RSS floor: now and a day earlier", f"The RSS floor and the floor at the same time "
+              f"{cfg.day_window} earlier: a daily traffic cycle overlaps, a leak pulls away. Old processes "
+              "must also beat yesterday's floor for TornadoMemoryLeakSuspected to fire.", "bytes",
+              [Target(f"{rss}{{{', '.join(f)}}}", f"now {WHO}"),
+               Target(f"{rss}{{{', '.join(f)}}} offset {cfg.day_window}", f"{cfg.day_window} earlier {WHO}")]),
         Panel("Scrape health", "1 while Prometheus scrapes the exporter, 0 while it cannot "
               "(TornadoMemoryExporterDown).", "short",
               [Target(cfg.raw("up", *filters(cfg, worker=False)), "{{instance}}")]),

@@ -2,9 +2,18 @@
 
 Leak rules never look at a level, and never at a raw derivative (a GC sawtooth flips its sign and
 resets ``for:``). They trend the *floor*, ``min_over_time`` over a window longer than the
-sawtooth, and require all of: the floor grows faster than a fraction of itself per hour, it grew
-in both halves of the trend window (a traffic ramp that returns, or a warm-up that plateaus,
-fails one half), and the process is older than floor + trend windows (a restart resets it).
+sawtooth, and require that it grows (``growing``):
+
+- in a process older than floor + trend windows: faster than a fraction of itself per hour over
+  the trend window and in both of its halves (a traffic ramp that returns, a one-time step or a
+  warm-up that plateaus fails one half), and, once the process is older than a day, above the
+  floor of the same time a day earlier (a daily traffic cycle is not a leak);
+- in a younger process past its warm-up window (a deploy that leaks from its start): faster
+  than a stricter fraction per hour in both halves of a short window.
+
+Series of an instance continue under the same labels after a restart, so every window that could
+reach into the previous process is guarded by the process age. Adding an alert is one entry in
+``alerts()`` (and its scenario in ``scenarios/build.py``).
 """
 
 from __future__ import annotations
@@ -28,13 +37,15 @@ class Alert:
     for_: str
     summary: str
     description: str
+    labels: tuple[tuple[str, str], ...] = ()
+    """Static labels besides ``severity`` (twins of one alert differ by them)."""
 
     def rule(self, cfg: MixinConfig) -> dict[str, Any]:
         return {
             "alert": self.name,
             "expr": self.expr,
             "for": self.for_,
-            "labels": {"severity": self.severity},
+            "labels": {"severity": self.severity, **dict(self.labels)},
             "annotations": {
                 "summary": self.summary,
                 "description": self.description,
@@ -46,6 +57,15 @@ class Alert:
 RSS = "process_resident_memory_bytes"
 # Labels Prometheus gives every target: a down target has no other labels to join on.
 TARGET_LABELS = ("job", "instance")
+# Alerts that name a cause, and those that only show its consequences (Alertmanager inhibits
+# the second on the same process while the first fires; see alertmanager.py).
+ROOT_CAUSES = (
+    "TornadoHandlersLeaking", "TornadoWatchedObjectGrowing", "TornadoPoolLeak",
+    # RSS that slow consumers' queues or the allocators' free lists hold is not a second problem
+    "TornadoWriteBuffersGrowing", "TornadoAllocatorRetention",
+)
+CONSEQUENCES = ("TornadoMemoryLeakSuspected", "TornadoPythonHeapGrowing", "TornadoObjectTypeGrowing")
+APPLICATION = "application"
 
 
 def floor_name(cfg: MixinConfig, metric: str) -> str:
@@ -56,6 +76,10 @@ def floor_name(cfg: MixinConfig, metric: str) -> str:
 # Handlers alive after their work ended: finished HTTP handlers and closed WebSockets (an open
 # WebSocket is a live connection, finished by Tornado at the upgrade: never a leak).
 LEAKED_HANDLERS = 'state=~"finished|closed"'
+def restart_peak_name(cfg: MixinConfig) -> str:
+    """Recording rule: RSS / limit peak around a restart, present only just after one."""
+    return f"instance:{cfg.namespace}_process_restarts:peak_memory_ratio"
+
 
 # metric -> extra matchers restricting what is floored (the census's "other" bucket is no type).
 FLOORED = {
@@ -68,37 +92,55 @@ FLOORED = {
 
 
 def recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
+    m, lookback = cfg.metric, cfg.restart_lookback
     return [
         {
             "record": floor_name(cfg, metric),
-            "expr": f"min_over_time({cfg.metric(metric, *matchers)}[{cfg.floor_window}])",
+            "expr": f"min_over_time({m(metric, *matchers)}[{cfg.floor_window}])",
         }
         for metric, matchers in FLOORED.items()
+    ] + [{
+        "record": restart_peak_name(cfg),
+        "expr": (f"max_over_time({m(RSS)}[{lookback}]) / max_over_time({m('process_memory_limit_bytes')}[{lookback}])\n"
+                 f"  and changes({m('process_start_time_seconds')}[{lookback}]) > 0\n"),
+    }]
+
+
+def _age(cfg: MixinConfig, op: str, older_than: int) -> str:
+    return f"on({cfg.on}) (time() - {cfg.metric('process_start_time_seconds')} {op} {older_than})"
+
+
+def growing(cfg: MixinConfig, floor: str, *, minimum: int = 0) -> str:
+    """PromQL that keeps the series of ``floor`` that grow like a leak (see the module docstring)."""
+    f, g = floor, cfg.leak_growth_per_hour
+    floor_s, trend_s = seconds(cfg.floor_window), seconds(cfg.trend_window)
+    half, trend = duration(trend_s // 2), cfg.trend_window
+    half_min = f"{g * trend_s / 2 / 3600 / 2:.6g} * {f}"  # each half grows at half the rate at least
+    day_s = seconds(cfg.day_window)
+    old = [
+        f"deriv({f}[{trend}]) * 3600 > {g:g} * {f}",
+        f"{f} - {f} offset {half} > {half_min}",
+        f"{f} offset {half} - {f} offset {trend} > {half_min}",
+        *([f"{f} - {f} offset {trend} >= {minimum}"] if minimum else []),
+        # a daily cycle: compare with the same time a day earlier, once there is one
+        f"(\n      {f} - {f} offset {cfg.day_window} > {g * day_s / 3600:.6g} * {f}\n"
+        f"      or ({f} unless {f} offset {cfg.day_window})\n"
+        f"      or ({f} and {_age(cfg, '<=', day_s + floor_s)})\n    )",
+        _age(cfg, ">", floor_s + trend_s),
     ]
-
-
-def _age_guard(cfg: MixinConfig) -> str:
-    """True for processes older than floor + trend windows: every sample the trend reads
-    comes from the current process, so a restart and its warm-up are never a trend."""
-    older_than = seconds(cfg.floor_window) + seconds(cfg.trend_window)
-    return f"on({cfg.on}) (time() - {cfg.metric('process_start_time_seconds')} > {older_than})"
-
-
-def _sustained(cfg: MixinConfig, floor: str, *, minimum: int | None = None, relative: bool = True) -> list[str]:
-    """Clauses (to be joined with ``and``) saying that ``floor`` grows steadily."""
-    half = duration(seconds(cfg.trend_window) // 2)
-    trend = cfg.trend_window
-    clauses = []
-    if relative:
-        clauses.append(f"deriv({floor}[{trend}]) * 3600 > {cfg.leak_growth_per_hour:g} * {floor}")
-    clauses += [
-        f"{floor} - {floor} offset {half} > 0",
-        f"{floor} offset {half} - {floor} offset {trend} > 0",
+    young_s = seconds(cfg.young_trend_window)
+    yh, y, gy = duration(young_s // 2), cfg.young_trend_window, cfg.young_growth_per_hour
+    young_min = f"{gy * young_s / 2 / 3600 / 2:.6g} * {f}"
+    young = [
+        f"deriv({f}[{y}]) * 3600 > {gy:g} * {f}",
+        f"{f} - {f} offset {yh} > {young_min}",
+        f"{f} offset {yh} - {f} offset {y} > {young_min}",
+        *([f"{f} - {f} offset {y} >= {minimum}"] if minimum else []),
+        _age(cfg, ">", seconds(cfg.warmup_window) + floor_s),
+        _age(cfg, "<=", floor_s + trend_s),
     ]
-    if minimum:
-        clauses.append(f"{floor} - {floor} offset {trend} >= {minimum}")
-    clauses.append(_age_guard(cfg))
-    return clauses
+    return ("(\n  (\n    " + "\n    and ".join(old) + "\n  )\n  or\n  (\n    "
+            + "\n    and ".join(young) + "\n  )\n  )")
 
 
 def allocator_free(cfg: MixinConfig) -> str:
@@ -123,9 +165,11 @@ def allocator_retention(cfg: MixinConfig) -> Alert:
         "TornadoAllocatorRetention", "warning",
         _all(
             cfg.metric(RSS),
-            *_sustained(cfg, rss),
+            growing(cfg, rss),
             f"on({cfg.on}) deriv({blocks}[{trend}]) * 3600 <= {cfg.leak_growth_per_hour:g} * {blocks}",
-            f"on({cfg.on}) (min_over_time({free}[{floor}:]) - min_over_time({free}[{floor}:] offset {trend}))"
+            # the free bytes' floor now, above their lowest in the trend window (a young process
+            # has less history than the window: its lowest so far counts)
+            f"on({cfg.on}) (min_over_time({free}[{floor}:]) - min_over_time({free}[{trend}:]))"
             f" > {cfg.allocator_free_growth_bytes}",
         ),
         cfg.leak_for,
@@ -145,59 +189,111 @@ def _pct(ratio: float) -> str:
     return f"{ratio * 100:g}%"
 
 
+def origin(cfg: MixinConfig, expr: str) -> str:
+    """``expr`` with an ``origin`` label computed from ``type``: builtin (no dot), library (a
+    module of ``library_modules``, or a private one such as ``_asyncio``/``_contextvars``:
+    CPython's C internals) or application."""
+    modules = "|".join(m.replace(".", "\\\\.") for m in cfg.library_modules)
+    libraries = f"({modules}|_[A-Za-z0-9_]*)" if modules else "(_[A-Za-z0-9_]*)"
+    out = f'label_replace({expr}, "origin", "{APPLICATION}", "type", ".+")'
+    out = f'label_replace({out}, "origin", "library", "type", "{libraries}\\\\..+")'
+    return f'label_replace({out}, "origin", "builtin", "type", "[^.]+")'
+
+
 def alerts(cfg: MixinConfig) -> list[Alert]:
     """Every alert of docs/design.md, in runbook order."""
     m = cfg.metric
-    rss, blocks = floor_name(cfg, "process_resident_memory_bytes"), floor_name(cfg, "python_allocated_blocks")
+    rss, blocks = floor_name(cfg, RSS), floor_name(cfg, "python_allocated_blocks")
     objects, handlers = floor_name(cfg, "objects"), floor_name(cfg, "handlers_alive")
     watched = floor_name(cfg, "watched_object_items")
     limit = m("process_memory_limit_bytes")
+    start = m("process_start_time_seconds")
     oldest = f'generation="{cfg.gc_oldest_generation}"'
-    growth = f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the last {cfg.trend_window}"
+    growth = (f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the last "
+              f"{cfg.trend_window} (in a process younger than {duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))}: "
+              f"{_pct(cfg.young_growth_per_hour)} per hour through the last {cfg.young_trend_window}, after its "
+              f"{cfg.warmup_window} warm-up)")
     who = "{{ $labels.instance }} (job {{ $labels.job }})"
+    lag = seconds(cfg.floor_window)
+    finished = m("handlers_alive", LEAKED_HANDLERS)
+    census = m("exporter_errors_total", 'collector="census"')
+    census_off = f"on({cfg.on}) ({m('census_interval_seconds')} == 0)"
     out = [
         Alert(
-            "TornadoMemoryLeakSuspected", "warning", _all(m(RSS), *_sustained(cfg, rss)), cfg.leak_for,
+            "TornadoMemoryLeakSuspected", "warning", f"{m(RSS)}\n  and\n  {growing(cfg, rss)}\n", cfg.leak_for,
             "Resident memory of a Tornado process has been growing steadily.",
             f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B and its floor (minimum over "
             f"{cfg.floor_window}) grew {growth}. If the Python heap (allocated blocks) stays flat meanwhile, "
             "this is allocator retention, not leaking Python objects.",
         ),
-    ]
-    for severity, ratio, horizon in (
-        ("warning", cfg.near_limit_warning_ratio, cfg.near_limit_warning_horizon),
-        ("critical", cfg.near_limit_critical_ratio, cfg.near_limit_critical_horizon),
-    ):
-        out.append(Alert(
-            "TornadoMemoryNearLimit", severity,
+        Alert(
+            "TornadoMemoryNearLimit", "warning",
             _all(
                 m(RSS),
-                f"{rss} > {ratio:g} * {limit}",
-                f"predict_linear({rss}[{cfg.trend_window}], {seconds(horizon)}) > {limit}",
-                *_sustained(cfg, rss, relative=False),
+                f"{rss} > {cfg.near_limit_warning_ratio:g} * {limit}",
+                f"predict_linear({rss}[{cfg.trend_window}], {seconds(cfg.near_limit_warning_horizon) + lag}) > {limit}",
+                growing(cfg, rss),
             ),
             cfg.near_limit_for,
             "A Tornado process is predicted to reach its memory limit.",
-            f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B; its floor is above {_pct(ratio)} "
-            f"of the memory limit and its {cfg.trend_window} trend reaches the limit within {horizon}.",
-        ))
-    out += [
+            f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B; its floor grows like a leak, is above "
+            f"{_pct(cfg.near_limit_warning_ratio)} of the memory limit and its {cfg.trend_window} trend "
+            f"reaches the limit within {cfg.near_limit_warning_horizon}.",
+        ),
         Alert(
-            "TornadoPythonHeapGrowing", "warning", _all(m("python_allocated_blocks"), *_sustained(cfg, blocks)), cfg.leak_for,
+            "TornadoMemoryNearLimit", "critical",
+            _all(
+                m(RSS),
+                f"{rss} > {cfg.near_limit_critical_ratio:g} * {limit}",
+                # the floor lags RSS by up to the floor window: predict that much further
+                f"predict_linear({rss}[{cfg.near_limit_window}], {seconds(cfg.near_limit_critical_horizon) + lag}) > {limit}",
+                f"{rss} - {rss} offset {cfg.near_limit_window} > {cfg.near_limit_min_growth:g} * {limit}",
+            ),
+            cfg.near_limit_for,
+            "A Tornado process is predicted to reach its memory limit soon.",
+            f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B; its floor is above "
+            f"{_pct(cfg.near_limit_critical_ratio)} of the memory limit, grew by more than "
+            f"{_pct(cfg.near_limit_min_growth)} of it in {cfg.near_limit_window} and that trend reaches "
+            f"the limit within {cfg.near_limit_critical_horizon}, whatever the process age.",
+        ),
+        Alert(
+            "TornadoMemoryRestartLoop", "critical",
+            _all(
+                f"changes({start}[{cfg.restart_window}]) > 0",
+                f"min_over_time({restart_peak_name(cfg)}[{cfg.restart_window}]) > {cfg.restart_near_limit_ratio:g}",
+                f"(\n    changes({start}[{cfg.restart_window}]) >= 2\n"
+                f"    or {m(RSS)} / {limit} > {cfg.restart_near_limit_ratio:g}\n  )",
+            ),
+            cfg.restart_loop_for,
+            "A Tornado process keeps restarting with its memory at the limit.",
+            f"{who} restarted {{{{ $value }}}} time(s) in the last {cfg.restart_window}, each time with its RSS "
+            f"above {_pct(cfg.restart_near_limit_ratio)} of the memory limit just before, and restarted "
+            "again or is back there: an OOM restart loop (the leak trend alerts never see a process this old).",
+        ),
+        Alert(
+            "TornadoPythonHeapGrowing", "warning",
+            f"{m('python_allocated_blocks')}\n  and\n  {growing(cfg, blocks)}\n", cfg.leak_for,
             "Python's own heap of a Tornado process has been growing steadily.",
             f"Python's allocated blocks of {who} are {{{{ $value | humanize }}}} and their floor grew "
             f"{growth}: live Python objects accumulate. The leak-hunt dashboard shows which types grow.",
         ),
         Alert(
             "TornadoObjectTypeGrowing", "warning",
-            _all(m("objects", 'type!="other"'), *_sustained(cfg, objects, minimum=cfg.leak_min_objects)), cfg.leak_for,
+            origin(cfg, m("objects", 'type!="other"')) + "\n  and\n"
+            f"  topk by ({cfg.on}, origin) ({cfg.object_type_alerts_per_origin},\n    "
+            + origin(cfg, f"\n    deriv({objects}[{cfg.trend_window}]) * 3600\n  and\n  "
+                          f"{growing(cfg, objects, minimum=cfg.leak_min_objects)}\n  ")
+            + "\n  )\n",
+            cfg.leak_for,
             "Live objects of one type keep accumulating in a Tornado process.",
-            f"{who} has {{{{ $value | humanize }}}} live {{{{ $labels.type }}}} objects and their "
-            f"floor grew {growth}, by at least {cfg.leak_min_objects}.",
+            f"{who} has {{{{ $value | humanize }}}} live {{{{ $labels.type }}}} objects, the fastest-growing "
+            f"{{{{ $labels.origin }}}} type: their floor grew {growth}, by at least {cfg.leak_min_objects}. "
+            "Builtin and library types that grow with it are consequences (inhibited in Alertmanager).",
         ),
         Alert(
             "TornadoHandlersLeaking", "warning",
-            _all(m("handlers_alive", LEAKED_HANDLERS), *_sustained(cfg, handlers, minimum=cfg.handlers_leak_min)), cfg.leak_for,
+            f"{finished}\n  and\n  {growing(cfg, handlers, minimum=cfg.handlers_leak_min)}\n",
+            cfg.leak_for,
             "Finished Tornado request handlers are kept alive and accumulating.",
             f"{who} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} {{{{ $labels.handler }}}} handlers "
             f"alive and their floor grew {growth}, by at least {cfg.handlers_leak_min}: "
@@ -205,10 +301,11 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         ),
         Alert(
             "TornadoWatchedObjectGrowing", "warning",
-            _all(m("watched_object_items"), *_sustained(cfg, watched, minimum=cfg.leak_min_objects)), cfg.leak_for,
+            f"{m('watched_object_items')}\n  and\n  {growing(cfg, watched, minimum=cfg.watched_leak_min)}\n",
+            cfg.leak_for,
             "A watched cache or registry of a Tornado process grows without bound.",
             f"Watched object {{{{ $labels.name }}}} of {who} holds {{{{ $value | humanize }}}} items "
-            f"and their floor grew {growth}, by at least {cfg.leak_min_objects}.",
+            f"and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
         ),
         Alert(
             "TornadoGCUncollectable", "warning",
@@ -271,11 +368,26 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         ),
         Alert(
             "TornadoCensusStale", "warning",
-            f"time() - {m('census_last_success_timestamp_seconds')} > {seconds(cfg.census_stale_after)}\n",
+            f"time() - {m('census_last_success_timestamp_seconds')} > {seconds(cfg.census_stale_after)}\n"
+            f"  unless {census_off}\n",
             cfg.census_stale_for,
             "The heap census of a Tornado process is not refreshed.",
             f"The last successful heap census of {who} finished {{{{ $value | humanizeDuration }}}} ago "
             f"(limit {cfg.census_stale_after}): object-type alerts and panels are blind.",
+        ),
+        # Its twin for a census that never succeeded (no timestamp at all) while the exporter is
+        # scraped and counts census errors; a disabled census (interval 0) counts none.
+        Alert(
+            "TornadoCensusStale", "warning",
+            f"sum without (collector) (increase({census}[{cfg.census_stale_after}])) > 0\n"
+            f"  and on({cfg.on}) {census}\n"
+            f"  unless on({cfg.on}) {m('census_last_success_timestamp_seconds')}\n"
+            f"  unless {census_off}\n",
+            cfg.census_stale_for,
+            "The heap census of a Tornado process is not refreshed.",
+            f"The heap census of {who} has never succeeded: it failed {{{{ $value }}}} times in the last "
+            f"{cfg.census_stale_after}, so object-type alerts and panels are blind.",
+            labels=(("census", "never_succeeded"),),
         ),
         Alert(
             "TornadoMemoryExporterDown", "warning",

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import yamlout
+from .alertmanager import ALERTMANAGER_FILE, build_alertmanager_fragment
 from .config import MixinConfig
 from .dashboards import build_dashboards
 from .rules import PROMETHEUS_RULE_FILE, RULES_FILE, build_prometheus_rule, build_rules
@@ -51,6 +52,10 @@ def render_all(cfg: MixinConfig) -> dict[str, str]:
         "alerts/RUNBOOK.md": runbook(),
         f"alerts/{RULES_FILE}": HEADER + yamlout.dump(build_rules(cfg)),
         f"alerts/{PROMETHEUS_RULE_FILE}": HEADER + yamlout.dump(build_prometheus_rule(cfg)),
+        f"alerts/{ALERTMANAGER_FILE}": HEADER + (
+            "# Alertmanager: put `route` under your top-level route's `routes:` (rename its receiver)\n"
+            "# and append `inhibit_rules` to yours: one leak, one page.\n"
+        ) + yamlout.dump(build_alertmanager_fragment(cfg)),
     }
     try:
         for name, tests in build_rule_tests(cfg).items():
@@ -65,7 +70,7 @@ def render_all(cfg: MixinConfig) -> dict[str, str]:
 
 
 def write_all(cfg: MixinConfig, out_dir: str | Path) -> list[Path]:
-    """Write rules, ``PrometheusRule``, promtool tests, the runbook, dashboards and provisioning under
+    """Write rules, ``PrometheusRule``, the Alertmanager fragment, promtool tests, the runbook, dashboards and provisioning under
     ``out_dir`` (``alerts/`` and ``dashboards/``); return the paths written."""
     root = Path(out_dir)
     written = []

@@ -12,52 +12,68 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from ..config import MixinConfig, duration, seconds
 from ..rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE, Alert
-from .plan import STALE, MiB, Plan, Values, compress, find_alert, group, timed
-from .traps import noise_groups
+from .plan import STALE, MiB, Plan, Values, compress, expected, find_alert, group, timed
+from .traps import long_groups, noise_groups
 
 # Two files, each with its own evaluation interval: the leak scenarios span many hours and need
 # only the leak windows' resolution; the other alerts need a step dividing every `for:`.
 LEAK_TEST_FILE = "tornado-memory.leaks.test.yml"
 TEST_FILE = "tornado-memory.rules.test.yml"
-_LEAK_DURATIONS = ("floor_window", "leak_for", "near_limit_for")
+TRAPS_TEST_FILE = "tornado-memory.traps.test.yml"  # the shapes that must stay silent
+# Scenarios of days (daily traffic, a staircase), evaluated at a third of the leak resolution.
+LONG_TEST_FILE = "tornado-memory.days.test.yml"
+_LEAK_DURATIONS = ("floor_window", "leak_for", "near_limit_for", "young_trend_window", "warmup_window",
+                   "near_limit_window", "restart_loop_for", "restart_lookback")
 
 
-# --- growth alerts: a clean linear leak from process start; the age guard is the last
-# --- condition to become true, so the onset is the first evaluation after `plan.age`.
+# --- growth alerts: a linear leak from process start (a bad deploy) at 10% of its starting
+# --- value per hour; the warm-up guard is the last condition to become true, so the onset is
+# --- the first evaluation after `warmup + floor` windows.
 
 def _leak_rate(plan: Plan, base: float, minimum: int = 0) -> float:
-    """Growth per step that beats the relative threshold (with margin) and ``minimum``."""
-    per_hour = 3 * plan.cfg.leak_growth_per_hour * base
-    rate = math.ceil(per_hour * plan.step / 3600)
-    over_trend = plan.trend // plan.step
-    rate = max(rate, math.ceil(2 * minimum / over_trend), 1)
-    end = plan.n(plan.age + seconds(plan.cfg.leak_for)) + 2
-    if rate * 3600 / plan.step <= 1.5 * plan.cfg.leak_growth_per_hour * (base + rate * end):
+    """Growth per step of a leak from process start: 10% of ``base`` per (profile) hour, or more
+    when the config's young-process threshold needs it (half again its rate at the onset), and
+    at least twice ``minimum`` per young window; ``ValueError`` when no rate can be detected."""
+    cfg = plan.cfg
+    young = seconds(cfg.young_trend_window)
+    margin, gy = 1.5, cfg.young_growth_per_hour
+    denominator = 1 - margin * gy * (_young_onset(plan) - plan.floor) / 3600
+    if denominator <= 0.1 or _young_onset(plan) > plan.age:
         raise ValueError(
-            f"leak_growth_per_hour={plan.cfg.leak_growth_per_hour!r} is too high to test with "
-            f"trend_window={plan.cfg.trend_window!r}"
+            f"young_growth_per_hour={gy!r} or warmup_window={cfg.warmup_window!r} leave a leak from process "
+            f"start undetected before trend_window={cfg.trend_window!r} takes over"
         )
-    return rate
+    per_hour = max(0.1 * base * 3600 / plan.hour, margin * gy * base / denominator)
+    return max(math.ceil(per_hour * plan.step / 3600), math.ceil(2 * minimum * plan.step / young), 1)
+
+
+def _young_onset(plan: Plan) -> int:
+    """First evaluation at which a process started at 0 is past its warm-up guard."""
+    guard = seconds(plan.cfg.warmup_window) + plan.floor
+    return (guard // plan.step + 1) * plan.step
 
 
 def _growth_group(plan: Plan, title: str, alert_name: str, metric: str, base: float,
                   labels: dict[str, str], others: list[tuple[dict[str, str], bool]],
-                  minimum: int = 0, silent: Iterable[str] = (), extra: list[dict[str, str]] = ()) -> dict[str, Any]:
+                  minimum: int = 0, silent: Iterable[str] = (), extra: Iterable[dict[str, str]] = (),
+                  fired: dict[str, str] | None = None, start_labels: Iterable[dict[str, str]] = ({},)) -> dict[str, Any]:
     cfg = plan.cfg
     alert = find_alert(cfg, alert_name)
-    onset = plan.age + plan.step
+    onset = _young_onset(plan)
     end = onset + seconds(alert.for_) + plan.step
     rate = _leak_rate(plan, base, minimum)
-    series = [plan.series("process_start_time_seconds", plan.const(0, end)),
-              plan.series(metric, plan.ramp(base, rate, end), **labels)]
+    series = [plan.series("process_start_time_seconds", plan.const(0, end), **sl) for sl in start_labels]
+    series.append(plan.series(metric, plan.ramp(base, rate, end), **labels))
     for other_labels, grows in others:  # decoys the rule must leave alone
         series.append(plan.series(metric, plan.ramp(base, rate if grows else 0, end), **other_labels))
     value = base + rate * plan.n(onset + seconds(alert.for_))
-    tests = timed(plan, alert_name, onset, [(alert, {**plan.labels, **labels}, value)], silent)
+    shown = {**plan.labels, **labels, **(fired or {})}
+    tests = timed(plan, alert_name, onset, [(alert, shown, value)], silent)
     return group(plan, title, series + list(extra), tests)
 
 
@@ -68,8 +84,9 @@ def _allocator_groups(plan: Plan) -> list[dict[str, Any]]:
     alone fires: a native leak, not retention)."""
     cfg = plan.cfg
     end = plan.age + plan.step + seconds(cfg.leak_for) + plan.step
-    # Free bytes grow by twice the threshold over one trend window.
-    per_step = math.ceil(2 * cfg.allocator_free_growth_bytes * plan.step / plan.trend)
+    # Free bytes grow by four times the threshold over one trend window: a young process is
+    # judged before a whole window has passed, on its floor (which lags by the floor window).
+    per_step = math.ceil(4 * cfg.allocator_free_growth_bytes * plan.step / plan.trend)
     blocks = plan.series("python_allocated_blocks", plan.const(2_000_000, end))
     growing_free = plan.series("malloc_heap_bytes", plan.ramp(8 * MiB, per_step, end), state="free")
     flat_free = plan.series("malloc_heap_bytes", plan.const(8 * MiB, end), state="free")
@@ -85,39 +102,160 @@ def _allocator_groups(plan: Plan) -> list[dict[str, Any]]:
         silent=["TornadoAllocatorRetention", "TornadoPythonHeapGrowing"], extra=[blocks, flat_free, in_use],
     )
     return [retention, native]
+def _worker_group(plan: Plan) -> dict[str, Any]:
+    """Three workers of one instance, one leaking: only that worker's alert fires."""
+    workers = [{"worker": w} for w in ("0", "1", "2")]
+    return _growth_group(
+        plan, "a leak in worker 1 of three alerts on worker 1 only", "TornadoMemoryLeakSuspected",
+        "process_resident_memory_bytes", 256 * MiB, workers[1], [(workers[0], False), (workers[2], False)],
+        start_labels=workers)
 
 
 def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
+    """The critical twin on a leak from process start (fires at least an hour before the limit,
+    whatever the age); the warning twin on a slower leak far from its limit."""
     cfg = plan.cfg
-    limit = 4096 * MiB
-    onset = plan.age + plan.step
-    fire_at = onset + seconds(cfg.near_limit_for)
+    critical = find_alert(cfg, "TornadoMemoryNearLimit", "critical")
+    warning = find_alert(cfg, "TornadoMemoryNearLimit", "warning")
     groups = []
-    for title, floor_ratio, horizon, severities in (
-        ("near limit: warning twin only",
-         (cfg.near_limit_warning_ratio + cfg.near_limit_critical_ratio) / 2,
-         seconds(cfg.near_limit_warning_horizon), ["warning"]),
-        ("near limit: both twins", (cfg.near_limit_critical_ratio + 1) / 2,
-         seconds(cfg.near_limit_critical_horizon), ["warning", "critical"]),
-    ):
-        # Reach the limit within two thirds of the horizon from the onset's floor.
-        per_second = (1 - floor_ratio) * limit / (horizon * 2 / 3)
-        rate = math.ceil(per_second * plan.step)
-        floor_at_onset = floor_ratio * limit
-        base = math.floor(floor_at_onset - rate * plan.n(onset - plan.floor))
-        end = fire_at + plan.step
-        values = plan.ramp(base, rate, end)
-        if base <= 0 or max(values) >= limit * min(1.0, floor_ratio + 0.09):
-            raise ValueError(f"near_limit windows of {cfg!r} leave no room for a test scenario")
-        series = [
-            plan.series("process_start_time_seconds", plan.const(0, end)),
-            plan.series("process_memory_limit_bytes", plan.const(limit, end)),
-            plan.series("process_resident_memory_bytes", values),
-        ]
-        value = base + rate * plan.n(fire_at)
-        fires = [(find_alert(cfg, "TornadoMemoryNearLimit", s), plan.labels, value) for s in severities]
-        groups.append(group(plan, title, series, timed(plan, "TornadoMemoryNearLimit", onset, fires)))
+    # A bad deploy: 200 MiB leaking towards 1 GiB, reaching it after 1.375 times the critical
+    # horizon + floor + fit windows (150 MiB/h with the defaults: the limit after 5.5 h).
+    limit, base = 1024 * MiB, 200 * MiB
+    span = seconds(cfg.near_limit_critical_horizon) + plan.floor + seconds(cfg.near_limit_window)
+    rate = math.ceil((limit - base) / (1.375 * span) * plan.step)
+    reach = (limit - base) / rate * plan.step  # seconds from start to the limit
+    # an hour before the limit (or what the horizon leaves after `for:` in a shorter profile)
+    hour = min(3600, seconds(cfg.near_limit_critical_horizon) - seconds(critical.for_) - 2 * plan.step)
+    fire_by = int(reach - hour) // plan.step * plan.step
+    end = int(reach) + plan.step
+    values = plan.ramp(base, rate, end)
+    series = [
+        plan.series("process_start_time_seconds", plan.const(0, end)),
+        plan.series("process_memory_limit_bytes", plan.const(limit, end)),
+        plan.series("process_resident_memory_bytes", values),
+    ]
+    early = max(plan.step, fire_by - hour)  # an hour earlier still: nothing predicted yet
+    tests = [
+        {"eval_time": duration(early), "alertname": critical.name, "exp_alerts": []},
+        {"eval_time": duration(fire_by), "alertname": critical.name,
+         "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])]},
+    ]
+    groups.append(group(plan, f"near limit: a leak from process start reaching its limit at {duration(int(reach))} "
+                        "pages an hour before", series, tests))
+    # The warning twin: a leak from start like the growth scenarios, far below a limit it would
+    # reach within the warning horizon.
+    base = 256 * MiB
+    rate = _leak_rate(plan, base)
+    onset = _young_onset(plan)
+    fire_at = onset + seconds(warning.for_)
+    end = fire_at + plan.step
+    values = plan.ramp(base, rate, end)
+    floor_at_onset = base + rate * plan.n(onset - plan.floor)
+    limit = math.floor(floor_at_onset / (cfg.near_limit_warning_ratio + 0.05))  # beyond the critical horizon
+    series = [
+        plan.series("process_start_time_seconds", plan.const(0, end)),
+        plan.series("process_memory_limit_bytes", plan.const(limit, end)),
+        plan.series("process_resident_memory_bytes", values),
+    ]
+    tests = timed(plan, warning.name, onset, [(warning, plan.labels, values[plan.n(fire_at)])])
+    groups.append(group(plan, "near limit: warning twin only, on a leak far from its limit", series, tests))
     return groups
+
+
+def _restart_loop_group(plan: Plan) -> dict[str, Any]:
+    """Grows to 95% of its limit, is OOM-killed and restarts, grows again: fires before (by)
+    the second restart, as soon as memory is back near the limit."""
+    cfg = plan.cfg
+    alert = find_alert(cfg, "TornadoMemoryRestartLoop")
+    limit, base = 1024 * MiB, 200 * MiB
+    period = max(plan.n(min(seconds(cfg.restart_window) // 3, plan.trend)), plan.n(20 * seconds(alert.for_)), 20)
+    rate = math.ceil((0.99 * limit - base) / (period - 1))
+    n_total = 3 * period
+    rss = [base + rate * (i % period) for i in range(n_total)]
+    start = [(i // period) * period * plan.step for i in range(n_total)]
+    threshold = cfg.restart_near_limit_ratio * limit
+    first = period
+    onset_i = next(i for i in range(first, n_total) if rss[i] > threshold)
+    onset = onset_i * plan.step
+    fire_at = onset + seconds(alert.for_)
+    if fire_at >= 2 * period * plan.step:
+        raise ValueError(f"restart_loop_for={cfg.restart_loop_for!r} is too long to test before the second restart")
+    series = [
+        plan.series("process_start_time_seconds", start),
+        plan.series("process_memory_limit_bytes", [limit] * n_total),
+        plan.series("process_resident_memory_bytes", rss),
+    ]
+    tests = timed(plan, alert.name, onset, [(alert, plan.labels, 1)])
+    # after the second restart it keeps firing: two near-limit restarts in the window
+    tests.append({"eval_time": duration((2 * period + 2) * plan.step), "alertname": alert.name,
+                  "exp_alerts": [expected(cfg, alert, plan.labels, 2)]})
+    return group(plan, f"OOM restart loop: killed at its limit at {duration(period * plan.step)} and "
+                 f"{duration(2 * period * plan.step)}, fires before the second restart", series, tests)
+
+
+def _staircase_group(plan: Plan) -> dict[str, Any]:
+    """Steps every quarter of the trend window that never come back, in an old process."""
+    cfg = plan.cfg
+    alert = find_alert(cfg, "TornadoMemoryLeakSuspected")
+    base = 256 * MiB
+    every = max(2, plan.n(plan.trend // 4))
+    step_size = math.ceil(3 * cfg.leak_growth_per_hour * base * every * plan.step / 3600)
+    check = 2 * plan.age
+    n = plan.n(check) + 1
+    tooth = max(2, plan.n(plan.floor * 13 // 60))
+    rss = [base + step_size * (i // every) + (base // 20 // tooth) * (i % tooth) for i in range(n)]
+    series = [plan.series("process_start_time_seconds", [0] * n), plan.series("process_resident_memory_bytes", rss)]
+    tests = [{"eval_time": duration(check), "alertname": alert.name,
+              "exp_alerts": [expected(cfg, alert, plan.labels, rss[-1])]}]
+    return group(plan, "staircase leak: steps that never come back", series, tests)
+
+
+def _object_types_group(plan: Plan) -> dict[str, Any]:
+    """Many types grow with one leak: one alert per origin (the fastest-growing type of each),
+    labelled application, library or builtin."""
+    cfg = plan.cfg
+    alert = find_alert(cfg, "TornadoObjectTypeGrowing")
+    onset = _young_onset(plan)
+    fire_at = onset + seconds(alert.for_)
+    end = fire_at + plan.step
+    base = 20_000
+    rate = _leak_rate(plan, base, cfg.leak_min_objects)
+    types = {  # type -> (origin, growth factor)
+        "myapp.Session": ("application", 3), "myapp.Cart": ("application", 2),
+        "tornado.httputil.HTTPHeaders": ("library", 2), "asyncio.Future": ("library", 1),
+        "dict": ("builtin", 3), "list": ("builtin", 2), "function": ("builtin", 1),
+    }
+    series = [plan.series("process_start_time_seconds", plan.const(0, end))]
+    fires = []
+    for name, (kind, factor) in types.items():
+        values = plan.ramp(base, rate * factor, end)
+        series.append(plan.series("objects", values, type=name))
+        if factor == max(f for k, f in types.values() if k == kind):
+            fires.append((alert, {**plan.labels, "type": name, "origin": kind}, values[plan.n(fire_at)]))
+    fires.sort(key=lambda fire: sorted(fire[1].items()))
+    return group(plan, "many growing types: one alert per origin, the fastest-growing", series,
+                 timed(plan, alert.name, onset, fires))
+
+
+def _census_never_group(plan: Plan) -> dict[str, Any]:
+    """A census that never succeeds (no timestamp) while its errors count up fires; a disabled
+    census (interval 0) that counts errors from manual runs stays silent."""
+    cfg = plan.cfg
+    alert = find_alert(cfg, "TornadoCensusStale", census="never_succeeded")
+    onset = 4 * plan.step
+    end = onset + seconds(alert.for_) + plan.step
+    errors = [max(0, i - plan.n(onset) + 1) for i in range(plan.n(end) + 1)]
+    off = {"instance": "disabled:8888"}
+    series = [
+        plan.series("exporter_errors_total", errors, collector="census"),
+        plan.series("exporter_errors_total", [0] * len(errors), collector="process"),
+        plan.series("census_interval_seconds", [60] * len(errors)),
+        plan.series("exporter_errors_total", errors, collector="census", **off),
+        plan.series("census_interval_seconds", [0] * len(errors), **off),
+    ]
+    fire_at = onset + seconds(alert.for_)
+    return group(plan, "census never succeeded (a disabled one stays silent)", series,
+                 timed(plan, alert.name, onset, [(alert, plan.labels, errors[plan.n(fire_at)])]))
 
 
 # --- the other alerts: a step change at `onset` --------------------------------------------
@@ -175,7 +313,7 @@ def _step_groups(plan: Plan) -> list[dict[str, Any]]:
     series = [p.series("pool_leaked_total", switch(0, 1), **pool), p.series("pool_leaked_total", switch(2, 2), pool="old")]
     groups.append(group(p, "pool leak", series, timed(p, a.name, onset, [(a, {**p.labels, **pool}, 0)])))
 
-    a = find_alert(cfg, "TornadoCensusStale")
+    a = find_alert(cfg, "TornadoCensusStale")  # the twin without the `census` label
     stale_after = seconds(cfg.census_stale_after)
     frozen = 4 * p.step  # the census stops refreshing here
     onset = frozen + stale_after + p.step
@@ -184,6 +322,7 @@ def _step_groups(plan: Plan) -> list[dict[str, Any]]:
     series = [p.series("census_last_success_timestamp_seconds", stamps)]
     fire_at = onset + seconds(a.for_)
     groups.append(group(p, "census stale", series, timed(p, a.name, onset, [(a, p.labels, fire_at - frozen)])))
+    groups.append(_census_never_group(p))
 
     a = find_alert(cfg, "TornadoMemoryExporterDown")
     onset = 4 * p.step
@@ -245,7 +384,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
     as ``rules_file`` next to it. ``ValueError`` when the config leaves no room for a scenario."""
     plan = Plan.of(cfg, _LEAK_DURATIONS)
     leaks = [
-        _growth_group(plan, "RSS leak with a flat Python heap: allocator retention or native leak",
+        _growth_group(plan, "RSS leak from process start, flat Python heap: allocator retention or native leak",
                       "TornadoMemoryLeakSuspected", "process_resident_memory_bytes", 256 * MiB, {}, [],
                       silent=["TornadoPythonHeapGrowing", "TornadoMemoryNearLimit"],
                       extra=[plan.series("python_allocated_blocks", plan.const(2_000_000, plan.age * 2))]),
@@ -253,7 +392,8 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
                       2_000_000, {}, []),
         _growth_group(plan, "object type leak (type=other and flat types stay silent)",
                       "TornadoObjectTypeGrowing", "objects", 20_000, {"type": "myapp.Session"},
-                      [({"type": "other"}, True), ({"type": "dict"}, False)], minimum=cfg.leak_min_objects),
+                      [({"type": "other"}, True), ({"type": "dict"}, False)], minimum=cfg.leak_min_objects,
+                      fired={"origin": "application"}),
         _growth_group(plan, "finished handlers kept alive (active ones may grow)", "TornadoHandlersLeaking",
                       "handlers_alive", 10, {"handler": "myapp.ChatHandler", "state": "finished"},
                       [({"handler": "myapp.ChatHandler", "state": "active"}, True)], minimum=cfg.handlers_leak_min),
@@ -262,13 +402,40 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
                       [({"handler": "myapp.ChatSocket", "state": "open"}, True)], minimum=cfg.handlers_leak_min),
         _growth_group(plan, "watched cache grows without bound", "TornadoWatchedObjectGrowing",
                       "watched_object_items", 5_000, {"name": "sessions"}, [({"name": "config"}, False)],
-                      minimum=cfg.leak_min_objects),
+                      minimum=cfg.watched_leak_min),
+        _worker_group(plan),
+        _object_types_group(plan),
         *_limit_groups(plan),
-        *noise_groups(plan),
+        _restart_loop_group(plan),
         *_allocator_groups(plan),
     ]
+    coarse = replace(plan, step=3 * plan.step)
+    days = [_staircase_group(coarse), *long_groups(coarse)]
     others = Plan.of(cfg)
     return {
         LEAK_TEST_FILE: _file(plan, rules_file, leaks),
+        TRAPS_TEST_FILE: _file(plan, rules_file, noise_groups(plan)),
+        LONG_TEST_FILE: _file(coarse, rules_file, days),
         TEST_FILE: _file(others, rules_file, _step_groups(others) + _write_buffer_groups(others)),
     }
+
+
+def time_to_fire(cfg: MixinConfig) -> list[tuple[str, str, str]]:
+    """(scenario, alerts, when) of every generated scenario: the first evaluation at which it
+    asserts firing alerts (time from the start of its series), or how long a trap stays silent."""
+    rows = []
+    for tests in build_rule_tests(cfg).values():
+        for scenario in tests["tests"]:
+            firing = [c for c in scenario.get("alert_rule_test", []) if c["exp_alerts"]]
+            if firing:
+                first = min(firing, key=lambda c: seconds(c["eval_time"]))
+                names = sorted({c["alertname"] for c in firing if c["eval_time"] == first["eval_time"]})
+                severities = sorted({a["exp_labels"]["severity"] for c in firing for a in c["exp_alerts"]
+                                     if c["eval_time"] == first["eval_time"]})
+                rows.append((scenario["name"], ", ".join(names) + f" ({'/'.join(severities)})",
+                             f"firing at {first['eval_time']}"))
+            else:
+                (check,) = [c for c in scenario["promql_expr_test"] if "ALERTS" in c["expr"]]
+                window = check["expr"].rsplit("[", 1)[1].split("]")[0]
+                rows.append((scenario["name"], "none", f"silent for {window} (until {check['eval_time']})"))
+    return rows

@@ -93,6 +93,11 @@ class Plan:
         return cls(cfg, step_for(cfg, names), seconds(cfg.floor_window), seconds(cfg.trend_window), target_labels(cfg))
 
     @property
+    def hour(self) -> int:
+        """The profile's hour: 3600 s with the default 6h trend window, a sixth of it otherwise."""
+        return self.trend // 6
+
+    @property
     def age(self) -> int:
         """The leak rules' process-age guard: true from the first evaluation after this."""
         return self.floor + self.trend
@@ -114,12 +119,14 @@ class Plan:
         return [value] * (self.n(until) + 1)
 
 
-def find_alert(cfg: MixinConfig, name: str, severity: str | None = None) -> Alert:
-    return next(a for a in alerts(cfg) if a.name == name and severity in (None, a.severity))
+def find_alert(cfg: MixinConfig, name: str, severity: str | None = None, **labels: str) -> Alert:
+    """The alert ``name`` (of ``severity``, with static ``labels``: twins differ by them)."""
+    return next(a for a in alerts(cfg) if a.name == name and severity in (None, a.severity)
+                and dict(a.labels) == labels)
 
 
 def expected(cfg: MixinConfig, alert: Alert, labels: dict[str, str], value: float) -> dict[str, Any]:
-    full = {**labels, "severity": alert.severity}
+    full = {**labels, "severity": alert.severity, **dict(alert.labels)}
     return {
         "exp_labels": full,
         "exp_annotations": {

@@ -1,5 +1,6 @@
-"""Series that must not fire (GC sawtooth, restart + warm-up, short bursts, a traffic ramp that
-returns) and one that must (a slow leak under a long sawtooth), as promtool test groups."""
+"""Series that must not fire (GC sawtooth up to the floor window, restart + warm-up, a warm-up
+after a deploy, short bursts, a traffic ramp that returns, a one-time step, deploy restarts, a
+daily traffic cycle) and one that must (a slow leak under a long sawtooth), as promtool groups."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from ..config import duration, seconds
 from .plan import MiB, Plan, Values, expected, find_alert, group
+
+Trap = tuple[Values, Values, float]  # start_time values, RSS shape (parts per 2**20), limit ratio
 
 
 def sawtooth(plan: Plan, base: float, amplitude: float, period: int, until: int) -> Values:
@@ -22,20 +25,27 @@ def trap_length(plan: Plan) -> int:
     return 2 * plan.age + plan.trend // 2 + seconds(plan.cfg.leak_for)
 
 
-def traps(plan: Plan) -> dict[str, tuple[Values, Values]]:
-    """instance -> (start_time values, RSS shape relative to 1.0): the shapes that must stay silent."""
+def traps(plan: Plan) -> dict[str, Trap]:
+    """instance -> (start_time values, RSS shape relative to 1.0, where the limit sits as a
+    fraction of the shape's peak): the shapes that must stay silent.
+
+    Sawtooth and bursts have their limit where a level alert on the peaks would page (85%). A
+    ramp, a step or a warm-up that would reach the limit within the critical twin's horizon at
+    its current slope is a page (a bad deploy looks the same until it stops): their limits sit
+    beyond that horizon."""
     f, t, end = plan.floor, plan.trend, trap_length(plan)
     n = plan.n(end) + 1
     scale = 1 << 20  # shapes in parts per million of the base
     small = sawtooth(plan, scale, scale // 10, f * 13 // 60, end)
     old = [0] * n
-    shapes: dict[str, tuple[Values, Values]] = {
-        "sawtooth-short": (old, sawtooth(plan, scale, scale // 10, f * 7 // 60, end)),
-        "sawtooth-mid": (old, sawtooth(plan, scale, scale * 4 // 10, f * 23 // 60, end)),
-        "sawtooth-long": (old, sawtooth(plan, scale, scale * 6 // 10, f * 47 // 60, end)),
+    shapes: dict[str, Trap] = {
+        "sawtooth-short": (old, sawtooth(plan, scale, scale // 10, f * 7 // 60, end), 0.85),
+        "sawtooth-mid": (old, sawtooth(plan, scale, scale * 4 // 10, f * 23 // 60, end), 0.85),
+        "sawtooth-long": (old, sawtooth(plan, scale, scale * 6 // 10, f * 47 // 60, end), 0.85),
+        "sawtooth-floor": (old, sawtooth(plan, scale, scale * 6 // 10, f, end), 0.85),
     }
     restart = plan.n(plan.age)
-    warm = max(1, plan.n(t // 3))
+    warm = max(1, plan.n(min(t // 3, seconds(plan.cfg.warmup_window))))  # a warm-up of up to the window
     start = [0 if i < restart else restart * plan.step for i in range(n)]
     rss = []
     for i in range(n):
@@ -45,14 +55,26 @@ def traps(plan: Plan) -> dict[str, tuple[Values, Values]]:
             rss.append(scale // 2 + scale * (i - restart) // warm + small[i] - scale)
         else:  # plateau 50% above the old size
             rss.append(scale * 3 // 2 + small[i] - scale)
-    shapes["restart-warmup"] = (start, rss)
+    shapes["restart-warmup"] = (start, rss, 0.5)
+    # A deploy: the process starts with the series and warms up for the whole warm-up window.
+    deploy = max(1, plan.n(seconds(plan.cfg.warmup_window)))
+    shapes["deploy-warmup"] = (old, [scale // 2 + min(i, deploy) * (scale // 2) // deploy + v - scale
+                                     for i, v in enumerate(small)], 0.6)
+    # ...and one that slows down as caches fill (95% done after the warm-up window).
+    tau = deploy / 3
+    shapes["deploy-warmup-slowing"] = (old, [scale // 2 + int(scale // 2 * (1 - math.exp(-i / tau))) + v - scale
+                                             for i, v in enumerate(small)], 0.6)
     burst_len, every = max(1, plan.n(f // 2)), max(2, plan.n(t // 2))
-    shapes["short-burst"] = (old, [v + (scale if i % every >= every - burst_len else 0) for i, v in enumerate(small)])
+    shapes["short-burst"] = (old, [v + (scale if i % every >= every - burst_len else 0) for i, v in enumerate(small)], 0.85)
     cycle = plan.n(t)
     rise, hold = cycle // 3, cycle // 6
 
+    begin = plan.n(plan.age)  # in an old process: a young one is judged on its last young window
+
     def traffic(i: int) -> int:
-        k = i % cycle
+        if i < begin:
+            return 0
+        k = (i - begin) % cycle
         if k < rise:
             return scale // 2 * k // rise
         if k < rise + hold:
@@ -60,7 +82,14 @@ def traps(plan: Plan) -> dict[str, tuple[Values, Values]]:
         if k < 2 * rise + hold:
             return scale // 2 - scale // 2 * (k - rise - hold) // rise
         return 0
-    shapes["traffic-ramp"] = (old, [v + traffic(i) for i, v in enumerate(small)])
+    shapes["traffic-ramp"] = (old, [v + traffic(i) for i, v in enumerate(small)], 0.6)
+    # A reload in an old process: memory steps up once by 20% and stays there.
+    step_at = plan.n(plan.age + t // 4)
+    shapes["one-time-step"] = (old, [v + (scale // 5 if i >= step_at else 0) for i, v in enumerate(small)], 0.5)
+    # Two deploys (restarts) with memory far from the limit: no restart loop.
+    first, second = plan.n(t // 2), plan.n(t)
+    deploys = [0 if i < first else first * plan.step if i < second else second * plan.step for i in range(n)]
+    shapes["deploy-restarts"] = (deploys, small, 0.85)
     return shapes
 
 
@@ -68,18 +97,45 @@ def trap_series(plan: Plan) -> list[dict[str, str]]:
     """RSS, Python heap and one object type of every trap, each on its own instance."""
     series = []
     end = trap_length(plan)
-    for instance, (start, shape) in traps(plan).items():
-        peak = max(shape) / (1 << 20)
+    cfg = plan.cfg
+    k = max(1, plan.n(seconds(cfg.near_limit_window)))
+    ahead = seconds(cfg.near_limit_critical_horizon) + plan.floor
+    for instance, (start, shape, ratio) in traps(plan).items():
+        peak = max(shape) / (1 << 20)  # type: ignore[type-var]
+        limit = peak / ratio
+        if ratio < 0.85:  # a ramp: beyond where its steepest slope reaches within the horizon
+            slope = max(b - a for a, b in zip(shape, shape[k:])) / (1 << 20) / (k * plan.step)  # type: ignore[operator]
+            limit = max(limit, 1.1 * (peak + slope * ahead))
         labels = {"instance": instance}
         series += [
             plan.series("process_start_time_seconds", start, **labels),
             plan.series("process_resident_memory_bytes", [256 * v for v in shape], **labels),  # type: ignore[operator]
-            # the limit sits where the peaks would page if a level were alerted on
-            plan.series("process_memory_limit_bytes", plan.const(int(256 * (1 << 20) * peak / 0.85), end), **labels),
+            plan.series("process_memory_limit_bytes", plan.const(int(256 * (1 << 20) * limit), end), **labels),
             plan.series("python_allocated_blocks", [v * 2 for v in shape], **labels),  # type: ignore[operator]
             plan.series("objects", [v // 16 for v in shape], type="myapp.Session", **labels),  # type: ignore[operator]
         ]
     return series
+
+
+def daily_cycle_series(plan: Plan) -> tuple[list[dict[str, str]], int, int]:
+    """A process whose memory follows a daily traffic cycle (+60% from night to afternoon, with a
+    GC sawtooth), watched through its second day; returns (series, watch from, until)."""
+    day = seconds(plan.cfg.day_window)
+    until = 2 * day + plan.trend
+    n = plan.n(until) + 1
+    scale = 1 << 20
+    tooth = sawtooth(plan, 0, scale // 10, plan.floor * 13 // 60, until)
+    rss = [scale + int(0.3 * scale * (1 - math.cos(2 * math.pi * (i * plan.step % day) / day)))
+           + tooth[i] for i in range(n)]  # type: ignore[operator]
+    labels = {"instance": "daily-cycle"}
+    series = [
+        plan.series("process_start_time_seconds", [0] * n, **labels),
+        plan.series("process_resident_memory_bytes", [256 * v for v in rss], **labels),
+        plan.series("process_memory_limit_bytes", [256 * scale * 3] * n, **labels),
+        plan.series("python_allocated_blocks", [2 * v for v in rss], **labels),
+        plan.series("objects", [v // 16 for v in rss], type="myapp.Session", **labels),
+    ]
+    return series, day + plan.floor + plan.step, until
 
 
 def slow_leak_series(plan: Plan) -> tuple[list[dict[str, str]], int, float, float]:
@@ -100,22 +156,25 @@ def slow_leak_series(plan: Plan) -> tuple[list[dict[str, str]], int, float, floa
     return series, check, rss[plan.n(check)], blocks[plan.n(check)]  # type: ignore[return-value]
 
 
+def _never_fires(since: int, until: int) -> dict[str, Any]:
+    return {
+        "expr": f"count_over_time(ALERTS{{alertstate=\"firing\"}}[{duration(until - since)}])",
+        "eval_time": duration(until),
+        "exp_samples": [],
+    }
+
+
 def noise_groups(plan: Plan) -> list[dict[str, Any]]:
     cfg = plan.cfg
     end = trap_length(plan)
-    never = {
-        "expr": f"count_over_time(ALERTS{{alertstate=\"firing\"}}[{duration(end)}])",
-        "eval_time": duration(end),
-        "exp_samples": [],
-    }
     # The traps are evaluated: their floors exist at the end (a silent trap with no data proves nothing).
     floors = {
         "expr": f"count(instance:{cfg.namespace}_process_resident_memory_bytes:floor)",
         "eval_time": duration(end),
         "exp_samples": [{"labels": "{}", "value": len(traps(plan))}],
     }
-    groups = [group(plan, "traps: sawtooth, restart + warm-up, short burst, traffic ramp stay silent",
-                     trap_series(plan), [], [floors, never])]
+    groups = [group(plan, "traps: sawtooth, restart + warm-up, deploy warm-up, short burst, traffic ramp, "
+                    "one-time step, deploy restarts stay silent", trap_series(plan), [], [floors, _never_fires(0, end)])]
     series, check, rss, blocks = slow_leak_series(plan)
     fires = [
         {"eval_time": duration(check), "alertname": "TornadoMemoryLeakSuspected",
@@ -125,3 +184,10 @@ def noise_groups(plan: Plan) -> list[dict[str, Any]]:
     ]
     groups.append(group(plan, "a slow leak under a long GC sawtooth fires", series, fires))
     return groups
+
+
+def long_groups(plan: Plan) -> list[dict[str, Any]]:
+    """The daily traffic cycle trap (two days of series)."""
+    series, since, until = daily_cycle_series(plan)
+    return [group(plan, "traps: a daily traffic cycle in a process older than a day stays silent",
+                  series, [], [_never_fires(since, until)])]
