@@ -103,7 +103,9 @@ def tally_special(
             handlers[cls, handler_state(obj, websockets)] += 1
 
 
-async def count_by_type(objects: list[Any], slicer: Slicer, *, kinds: Kinds = Kinds()) -> HeapCounts:
+async def count_by_type(
+    objects: list[Any], slicer: Slicer, *, kinds: Kinds = Kinds()
+) -> HeapCounts:
     """Count ``objects`` by type object, ``kinds.handlers`` instances by state and
     ``kinds.streams`` instances by buffer.
 
@@ -269,33 +271,21 @@ class HeapCensus:
         del rows
         handlers = {(name, state): n for name, state, n in answer["handlers"]}
         streams = StreamTally(*answer["streams"])
-        await slicer.pause()  # selection (~2.5 ms at 10,000 types) gets a slice of its own
-        exported = self.selector.select(by_name, self._wall(), sizes=sizes, basis="fork")
-        exported_sizes = project(sizes, exported)
-        scanned = sum(by_name.values())
-        del by_name, sizes
-        if self.watchlist is not None:
-            await self.watchlist.measure(slicer)
-        slicer.end_slice()
-        snapshot = CensusSnapshot(
-            objects=exported,
-            sizes=exported_sizes,
+        return await self._publish(
+            by_name,
+            slicer,
+            started=published - forked.wall_seconds,
+            sizes=sizes,
             handlers=handlers,
-            tracked=answer["tracked"],
-            scanned=scanned,
-            distinct_types=answer["distinct"],
-            duration=forked.wall_seconds + (self._clock() - published),
-            max_stall=slicer.max_stall,
-            finished_at=self._wall(),
             streams=streams,
+            tracked=answer["tracked"],
+            distinct_types=answer["distinct"],
             mode="fork",
             untracked=answer["untracked"],
             pymalloc=answer["pymalloc"],
             child_seconds=answer["seconds"],
             child_private_bytes=answer["private_bytes"],
         )
-        self.snapshot = snapshot
-        return snapshot
 
     async def _count_in_loop(self) -> CensusSnapshot:
         task = asyncio.current_task()
@@ -311,8 +301,8 @@ class HeapCensus:
                 heap.objects, slicer, kinds=Kinds.alive()
             )
         # Ours and alive at the enumeration: the pass, the cached names' weak references, this
-        # task and the three coroutines on its stack (_census, _count, _count_in_loop). Everything else
-        # the census uses is created after the enumeration, so it is not counted.
+        # task and the three coroutines on its stack (_census, _count, _count_in_loop). Everything
+        # else the census uses is created after the enumeration, so it is not counted.
         ours: Counter[type] = Counter({HeapPass: HeapPass.OWN, weakref.ref: own_weakrefs})
         if task is not None:
             ours[type(task)] += 1
@@ -334,23 +324,46 @@ class HeapCensus:
         for (cls, state), n in handler_counts.items():
             key = (names(cls), state)
             handlers[key] = handlers.get(key, 0) + n
+        return await self._publish(
+            by_name,
+            slicer,
+            started=heap.started,
+            handlers=handlers,
+            streams=streams,
+            tracked=tracked,
+            distinct_types=distinct,
+        )
+
+    async def _publish(
+        self,
+        by_name: dict[str, int],
+        slicer: Slicer,
+        *,
+        started: float,
+        sizes: dict[str, int] | None = None,
+        **fields: Any,
+    ) -> CensusSnapshot:
+        """Select the exported types, measure the watched objects and publish the snapshot;
+        ``fields`` are the mode's own (handlers, streams, what the child reports)."""
         await slicer.pause()  # selection (~2.5 ms at 10,000 types) gets a slice of its own
-        exported = self.selector.select(by_name, self._wall())
+        if sizes is None:
+            exported = self.selector.select(by_name, self._wall())
+            exported_sizes = None
+        else:
+            exported = self.selector.select(by_name, self._wall(), sizes=sizes, basis="fork")
+            exported_sizes = project(sizes, exported)
         scanned = sum(by_name.values())
-        del by_name
         if self.watchlist is not None:
             await self.watchlist.measure(slicer)
         slicer.end_slice()
         snapshot = CensusSnapshot(
             objects=exported,
-            handlers=handlers,
-            streams=streams,
-            tracked=tracked,
+            sizes=exported_sizes,
             scanned=scanned,
-            distinct_types=distinct,
-            duration=self._clock() - heap.started,
+            duration=self._clock() - started,
             max_stall=slicer.max_stall,
             finished_at=self._wall(),
+            **fields,
         )
         self.snapshot = snapshot
         return snapshot
