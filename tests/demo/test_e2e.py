@@ -264,8 +264,14 @@ def test_one_leak_one_page(demo: DemoProcess) -> None:
     names = sorted(a["labels"]["alertname"] for a in shown)
     every = [(a["labels"], a["status"]) for a in get_json(f"{demo.alertmanager}/api/v2/alerts")]
     assert len(shown) <= 2, (names, every)
-    inhibited = get_json(f"{demo.alertmanager}/api/v2/alerts?active=true&inhibited=true")
-    assert len([a for a in inhibited if a["status"]["inhibitedBy"]]) >= len(firing)
+
+    def inhibited() -> list[dict[str, Any]]:
+        alerts = get_json(f"{demo.alertmanager}/api/v2/alerts?active=true&inhibited=true")
+        return [a for a in alerts if a["status"]["inhibitedBy"]]
+
+    # A consequence that began firing just now reaches Alertmanager at Prometheus's next send.
+    wait_for("every firing consequence inhibited in Alertmanager",
+             lambda: len(inhibited()) >= len(firing), timeout=60)
     paged = {(a["labels"]["alertname"], a["labels"].get("origin", "")) for a in demo.notifications()}
     assert ("TornadoHandlersLeaking", "") in paged
     assert not {p for p in paged if p[0] in CONSEQUENCES and p[1] != "application"}, paged
