@@ -20,6 +20,7 @@ from tornado_memory_exporter.mixin import (
     yamlout,
 )
 from tornado_memory_exporter.mixin.config import duration, seconds
+from tornado_memory_exporter.mixin.rules import ALERTING_GROUP, RECORDING_GROUP
 from tornado_memory_exporter.mixin.scenarios.build import time_to_fire
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,7 +149,10 @@ def test_every_rule_expression_parses() -> None:
 def _trap_run(tmp_path: Path, rules: dict[str, Any], groups: list[dict[str, Any]], cfg: MixinConfig) -> str:
     """Run ``groups`` against ``rules``; return the promtool failure output ('' on success)."""
     (tmp_path / "r.yml").write_text(yamlout.dump(rules))
-    tests = {"rule_files": ["r.yml"], "evaluation_interval": groups[0]["interval"], "tests": groups}
+    # The alerts read the recording group's floors: without an order promtool may evaluate the
+    # groups either way round, and a trap's verdict then depends on the run.
+    tests = {"rule_files": ["r.yml"], "evaluation_interval": groups[0]["interval"],
+             "group_eval_order": [RECORDING_GROUP, ALERTING_GROUP], "tests": groups}
     (tmp_path / "t.yml").write_text(yamlout.dump(tests))
     result = promtool("test", "rules", str(tmp_path / "t.yml"))
     return "" if result.returncode == 0 else (result.stdout + result.stderr).decode()
