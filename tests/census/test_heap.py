@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 import tornado.web
 from appserver import AppServer
-from prometheus_client.parser import text_string_to_metric_families
+from exposition_samples import samples
 from realbin import wait_for
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.census.heap import CHUNK, HeapCensus, count_by_type
@@ -38,15 +38,6 @@ class LeakHandler(tornado.web.RequestHandler):
         LEAKED.append(Leaky())
         self.write("ok")
 
-
-def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """{sorted label pairs: value} of metric ``name`` in an exposition."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                out[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
 
 
 def objects_by_type(text: str) -> dict[str, float]:

@@ -158,11 +158,11 @@ def _trap_run(tmp_path: Path, rules: dict[str, Any], groups: list[dict[str, Any]
     return "" if result.returncode == 0 else (result.stdout + result.stderr).decode()
 
 
-@pytest.mark.integration
 def _trap_groups(cfg: MixinConfig) -> list[dict[str, Any]]:
     return [g for tests in build_rule_tests(cfg).values() for g in tests["tests"] if g["name"].startswith("traps:")]
 
 
+@pytest.mark.integration
 def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
     """Each trap trips at least one naive rule of the issue (`deriv(rss[1h]) > 0`, "20% growth in
     2h"): a trap that nothing could mistake for a leak would prove nothing."""
@@ -197,6 +197,7 @@ def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
     # the strict young-process rate is what keeps the warm-up's slowing tail silent
     ({"young_growth_per_hour": 0.002}, "traps: sawtooth", "deploy-warmup-slowing"),
 ])
+@pytest.mark.integration
 def test_each_new_guard_is_what_keeps_its_trap_silent(tmp_path: Path, changes: dict, trap: str, instance: str) -> None:
     """The traps of the default config, against rules with one guard weakened: that trap fires."""
     (group,) = [g for g in _trap_groups(MixinConfig()) if g["name"].startswith(trap)]
