@@ -69,14 +69,21 @@ class Skip(Exception):
 # ---------------------------------------------------------------------------- helpers
 
 
-def run(argv: list[str], log: Path, *, env: dict[str, str] | None = None, cwd: Path = REPO,
-        timeout: float = 1200) -> None:
+def run(
+    argv: list[str],
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+    timeout: float = 1200,
+) -> None:
     """Run ``argv`` appending to ``log``; raise with the log's tail if it fails."""
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
+        )
         _children.add(process)
         try:
             code = process.wait(timeout=timeout)
@@ -114,7 +121,9 @@ def can_build() -> str | None:
 def apt_mirror() -> tuple[str, str | None]:
     """The Debian mirror (and its keyring) the machine's apt uses for its own release."""
     release = dict(
-        line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line
+        line.split("=", 1)
+        for line in Path("/etc/os-release").read_text().splitlines()
+        if "=" in line
     )
     codename = release.get("VERSION_CODENAME", "").strip('"')
     sources = Path("/etc/apt")
@@ -122,7 +131,9 @@ def apt_mirror() -> tuple[str, str | None]:
     for path in [sources / "sources.list", *sorted((sources / "sources.list.d").glob("*.list"))]:
         if path.exists():
             for line in path.read_text().splitlines():
-                match = re.match(r"\s*deb\s+(\[(?P<opts>[^]]*)\]\s+)?(?P<uri>\S+)\s+(?P<suite>\S+)", line)
+                match = re.match(
+                    r"\s*deb\s+(\[(?P<opts>[^]]*)\]\s+)?(?P<uri>\S+)\s+(?P<suite>\S+)", line
+                )
                 if match:
                     key = re.search(r"signed-by=(\S+)", match["opts"] or "")
                     entries.append(([match["uri"]], [match["suite"]], key and key[1]))
@@ -130,8 +141,13 @@ def apt_mirror() -> tuple[str, str | None]:
         for stanza in re.split(r"\n\s*\n", path.read_text()):
             fields = dict(re.findall(r"^(\S+):\s*(.*)$", stanza, re.M))
             if fields.get("Enabled", "yes").lower() != "no" and "deb" in fields.get("Types", ""):
-                entries.append((fields.get("URIs", "").split(), fields.get("Suites", "").split(),
-                                fields.get("Signed-By")))
+                entries.append(
+                    (
+                        fields.get("URIs", "").split(),
+                        fields.get("Suites", "").split(),
+                        fields.get("Signed-By"),
+                    )
+                )
     for uris, suites, keyring in entries:
         if codename in suites and uris:
             return uris[0].rstrip("/"), keyring
@@ -141,8 +157,9 @@ def apt_mirror() -> tuple[str, str | None]:
 def pip_config() -> dict[str, str]:
     """The pip settings that decide where pip downloads from and whom it trusts, as pip here
     sees them (``pip config list`` plus ``PIP_*``): carried into the sid root."""
-    listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                            text=True, check=False).stdout
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout
     settings: dict[str, str] = {}
     for line in listed.splitlines():
         match = re.match(r"(?:[\w:.-]*\.)?([\w-]+)='(.*)'$", line.strip())
@@ -170,19 +187,28 @@ class Apt:
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         (self.dir / "sources.list").write_text(f"deb {signed}{self.mirror} sid main\n")
         self.options = [
-            "-o", f"Dir::Etc::sourcelist={self.dir / 'sources.list'}",
-            "-o", "Dir::Etc::sourceparts=-",
-            "-o", f"Dir::State::Lists={self.dir / 'lists'}",
-            "-o", f"Dir::Cache={self.dir / 'cache'}",
-            "-o", "APT::Sandbox::User=root",  # build/ is root's; _apt could not write there
+            "-o",
+            f"Dir::Etc::sourcelist={self.dir / 'sources.list'}",
+            "-o",
+            "Dir::Etc::sourceparts=-",
+            "-o",
+            f"Dir::State::Lists={self.dir / 'lists'}",
+            "-o",
+            f"Dir::Cache={self.dir / 'cache'}",
+            "-o",
+            "APT::Sandbox::User=root",  # build/ is root's; _apt could not write there
         ]
 
     def update(self) -> None:
         run(["apt-get", *self.options, "-qq", "update"], self.log)
 
     def candidate(self, package: str) -> str:
-        policy = subprocess.run(["apt-cache", *self.options, "policy", package], capture_output=True,
-                                text=True, check=True).stdout
+        policy = subprocess.run(
+            ["apt-cache", *self.options, "policy", package],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         match = re.search(r"Candidate:\s*(\S+)", policy)
         if not match or match[1] == "(none)":
             raise RuntimeError(f"sid has no {package}")
@@ -193,8 +219,11 @@ def ensure_host_packages(log: Path, *packages: str) -> None:
     missing = [p for p in packages if not shutil.which(p)]
     if missing:
         run(["apt-get", "-qq", "update"], log)
-        run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing], log,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            log,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
 
 
 def sid_binaries(log: Path) -> dict[str, str]:
@@ -208,12 +237,23 @@ def sid_binaries(log: Path) -> dict[str, str]:
         versions = {p: apt.candidate(p) for p in SID_BINARIES}
         for package, series in SID_BINARIES.items():
             if not re.sub(r"^\d+:", "", versions[package]).startswith(series):
-                raise RuntimeError(f"sid's {package} is {versions[package]}, not the {series}x "
-                                   "this leg pins: update SID_BINARIES in .ci/legs.py")
+                raise RuntimeError(
+                    f"sid's {package} is {versions[package]}, not the {series}x "
+                    "this leg pins: update SID_BINARIES in .ci/legs.py"
+                )
         debs = BUILD / "debs"
         debs.mkdir(parents=True, exist_ok=True)
-        run(["apt-get", *apt.options, "-qq", "download", *(f"{p}={v}" for p, v in versions.items())],
-            log, cwd=debs)
+        run(
+            [
+                "apt-get",
+                *apt.options,
+                "-qq",
+                "download",
+                *(f"{p}={v}" for p, v in versions.items()),
+            ],
+            log,
+            cwd=debs,
+        )
         shutil.rmtree(out / "root", ignore_errors=True)
         (out / "root").mkdir(parents=True)
         for package, version in versions.items():
@@ -251,8 +291,17 @@ class SidRoot:
             run(["rm", "-rf", "--one-file-system", str(self.path)], self.log)
         ensure_host_packages(self.log, "debootstrap")
         mirror, _ = apt_mirror()
-        run(["debootstrap", "--variant=minbase", f"--include={wanted}", "sid", str(self.path),
-             mirror], self.log)
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={wanted}",
+                "sid",
+                str(self.path),
+                mirror,
+            ],
+            self.log,
+        )
         stamp.write_text(wanted)
 
     def _mounted(self) -> list[str]:
@@ -295,8 +344,13 @@ class SidRoot:
         settings = pip_config()
         parser = configparser.ConfigParser()
         parser["global"] = {}
-        for key in ("index-url", "extra-index-url", "trusted-host", "default-timeout",
-                    "disable-pip-version-check"):
+        for key in (
+            "index-url",
+            "extra-index-url",
+            "trusted-host",
+            "default-timeout",
+            "disable-pip-version-check",
+        ):
             if key in settings:
                 value = " ".join(u for u in settings[key].split() if not u.startswith("file:"))
                 if value:
@@ -311,15 +365,27 @@ class SidRoot:
             parser.write(out)
 
     def env(self, extra: dict[str, str]) -> list[str]:
-        base = {"HOME": "/root", "LANG": "C.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
-                "PIP_CONFIG_FILE": "/etc/pip.conf", "PYTHONDONTWRITEBYTECODE": "1", **extra}
+        base = {
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "PIP_CONFIG_FILE": "/etc/pip.conf",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **extra,
+        }
         cert = pip_config().get("cert")
         if cert:
             base["PIP_CERT"] = cert
         return ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in base.items())]
 
-    def run(self, argv: list[str], log: Path, *, extra: dict[str, str] | None = None,
-            timeout: float = 1200) -> None:
+    def run(
+        self,
+        argv: list[str],
+        log: Path,
+        *,
+        extra: dict[str, str] | None = None,
+        timeout: float = 1200,
+    ) -> None:
         inner = [*self.env(extra or {}), "sh", "-c", 'cd /src && exec "$@"', "sh", *argv]
         run(["chroot", str(self.path), *inner], log, timeout=timeout)
 
@@ -341,8 +407,9 @@ def host_venv(name: str, requirements: list[str], log: Path, *, daily: bool = Fa
     rebuilds it once a day (the newest releases move)."""
     venv = BUILD / "venvs" / name
     day = time.strftime("%Y-%m-%d") if daily else ""
-    key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + repr(requirements).encode()
-                         + day.encode())
+    key = hashlib.sha256(
+        (REPO / "pyproject.toml").read_bytes() + repr(requirements).encode() + day.encode()
+    )
     stamp = venv / ".tme-installed"
     if not (stamp.exists() and stamp.read_text() == key.hexdigest()):
         shutil.rmtree(venv, ignore_errors=True)
@@ -402,8 +469,10 @@ class Legs:
             except BaseException as error:  # noqa: BLE001 - a failing leg names itself
                 self.results[name] = ("FAILED", time.monotonic() - started, str(error))
             status, seconds, detail = self.results[name]
-            print(f"leg {name}: {status} in {seconds:.0f}s {detail.splitlines()[0][:110] if detail else ''}",
-                  flush=True)
+            print(
+                f"leg {name}: {status} in {seconds:.0f}s {detail.splitlines()[0][:110] if detail else ''}",
+                flush=True,
+            )
 
         return self.pool.submit(go)
 
@@ -415,6 +484,7 @@ class Legs:
                 return body(log)
             finally:
                 print(f"prepared {name} in {time.monotonic() - started:.0f}s", flush=True)
+
         self.prep[name] = self.pool.submit(go)
 
     def start(self) -> None:
@@ -429,6 +499,7 @@ class Legs:
         if sid:
             self.prepare("sid-binaries", sid_binaries)
         if sid - {"prom3"}:
+
             def build_root(log: Path) -> SidRoot:
                 root.log = log
                 root.build()
@@ -439,19 +510,32 @@ class Legs:
                 if f"py{SMOKE_PYTHON}" in sid:
                     root.venv(SMOKE_PYTHON, "/src", log)
                 return root
+
             self.prepare("sid-root", build_root)
         floors = [declared_floor("tornado"), declared_floor("prometheus-client")]
         if "deps-oldest" in deps:
-            self.prepare("deps-oldest", lambda log: host_venv("deps-oldest", [*floors, "psutil", "pympler"], log))
+            self.prepare(
+                "deps-oldest",
+                lambda log: host_venv("deps-oldest", [*floors, "psutil", "pympler"], log),
+            )
         if "deps-newest" in deps:
-            self.prepare("deps-newest", lambda log: host_venv(
-                "deps-newest", ["tornado", "prometheus-client", "psutil", "pympler"], log, daily=True))
+            self.prepare(
+                "deps-newest",
+                lambda log: host_venv(
+                    "deps-newest",
+                    ["tornado", "prometheus-client", "psutil", "pympler"],
+                    log,
+                    daily=True,
+                ),
+            )
         futures = [
             self.leg("py3.11", self.host_suite),
             self.leg("prom3", self.prom3, "sid-binaries"),
             # the longest (with the end-to-end tests) first, so it does not run alone at the end
-            *(self.leg(f"py{v}", self.chroot_suite(v), "sid-root", "sid-binaries")
-              for v in sorted(SUITE_PYTHONS, key=lambda v: v != E2E_PYTHON)),
+            *(
+                self.leg(f"py{v}", self.chroot_suite(v), "sid-root", "sid-binaries")
+                for v in sorted(SUITE_PYTHONS, key=lambda v: v != E2E_PYTHON)
+            ),
             self.leg(f"py{SMOKE_PYTHON}", self.chroot_smoke, "sid-root"),
             self.leg("deps-oldest", self.smoke("deps-oldest"), "deps-oldest"),
             self.leg("deps-newest", self.smoke("deps-newest"), "deps-newest"),
@@ -480,21 +564,39 @@ class Legs:
         def body(root: SidRoot, binaries: dict[str, str]) -> str:
             log = self.log(f"py{version}")
             # Debian's Alertmanager reads its default template from /usr/share (not in the root).
-            shutil.copytree(BUILD / "sid-binaries/root/usr/share/prometheus/alertmanager",
-                            root.path / "usr/share/prometheus/alertmanager", dirs_exist_ok=True)
+            shutil.copytree(
+                BUILD / "sid-binaries/root/usr/share/prometheus/alertmanager",
+                root.path / "usr/share/prometheus/alertmanager",
+                dirs_exist_ok=True,
+            )
             inside = {k: "/src/" + str(Path(v).relative_to(REPO)) for k, v in binaries.items()}
-            skip = [f"--ignore={BROWSER_TEST}", *([f"--ignore={E2E_TEST}"] if version != E2E_PYTHON else [])]
-            root.run([f"/opt/venv-{version}/bin/python", "-m", "pytest", "-p", "no:cacheprovider",
-                      "-q", *skip], log,
-                     extra={"CI": os.environ.get("CI", ""), **inside})
+            skip = [
+                f"--ignore={BROWSER_TEST}",
+                *([f"--ignore={E2E_TEST}"] if version != E2E_PYTHON else []),
+            ]
+            root.run(
+                [
+                    f"/opt/venv-{version}/bin/python",
+                    "-m",
+                    "pytest",
+                    "-p",
+                    "no:cacheprovider",
+                    "-q",
+                    *skip,
+                ],
+                log,
+                extra={"CI": os.environ.get("CI", ""), **inside},
+            )
             return summary(log)
+
         return body
 
     def chroot_smoke(self, root: SidRoot) -> str:
         log = self.log(f"py{SMOKE_PYTHON}")
         out = BUILD / f"smoke-py{SMOKE_PYTHON}.prom"
-        root.run([f"/opt/venv-{SMOKE_PYTHON}/bin/python", ".ci/smoke.py",
-                  f"/src/build/{out.name}"], log)
+        root.run(
+            [f"/opt/venv-{SMOKE_PYTHON}/bin/python", ".ci/smoke.py", f"/src/build/{out.name}"], log
+        )
         promtool_check(out, log)
         return last_line(log, "smoke ok")
 
@@ -505,6 +607,7 @@ class Legs:
             run([str(python), ".ci/smoke.py", str(out)], log)
             promtool_check(out, log)
             return last_line(log, "smoke ok")
+
         return body
 
 
@@ -522,8 +625,11 @@ def promtool_check(exposition: Path, log: Path) -> None:
 
 def summary(log: Path) -> str:
     """pytest's closing line (``354 passed, 19 skipped in 123.45s``)."""
-    lines = re.findall(r"^=*\s*(\d+ (?:passed|failed|error).* in [\d.]+s.*?)=*$",
-                       log.read_text(errors="replace"), re.M)
+    lines = re.findall(
+        r"^=*\s*(\d+ (?:passed|failed|error).* in [\d.]+s.*?)=*$",
+        log.read_text(errors="replace"),
+        re.M,
+    )
     return lines[-1].strip() if lines else ""
 
 
@@ -538,9 +644,14 @@ DEFAULT = [leg for leg in ALL if leg != "prom3"]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--legs", default="all", help="all, or comma-separated from: " + " ".join(ALL))
-    parser.add_argument("--python", default=str(REPO / ".venv/bin/python"),
-                        help="the interpreter (with the test extras) of the host's legs")
+    parser.add_argument(
+        "--legs", default="all", help="all, or comma-separated from: " + " ".join(ALL)
+    )
+    parser.add_argument(
+        "--python",
+        default=str(REPO / ".venv/bin/python"),
+        help="the interpreter (with the test extras) of the host's legs",
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments for the py3.11 leg")
     args = parser.parse_args()
     selected = DEFAULT if args.legs == "all" else [leg for leg in args.legs.split(",") if leg]
@@ -553,6 +664,7 @@ def main() -> int:
         for child in list(_children):
             stop_group(child)
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, interrupted)
 
     started = time.monotonic()
@@ -570,7 +682,9 @@ def main() -> int:
     print(f"\n{'leg':<12} {'result':<8} {'seconds':>7}  detail")
     for name in selected:
         status, seconds, detail = legs.results.get(name, ("FAILED", 0.0, "did not run"))
-        print(f"{name:<12} {status:<8} {seconds:>7.0f}  {detail.splitlines()[0][:110] if detail else ''}")
+        print(
+            f"{name:<12} {status:<8} {seconds:>7.0f}  {detail.splitlines()[0][:110] if detail else ''}"
+        )
     print(f"{'total':<12} {'':<8} {total:>7.0f}  wall time, legs overlapping; logs in {LOGS}")
     failed = [n for n in selected if legs.results.get(n, ("FAILED",))[0] == "FAILED"]
     for name in failed:

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
+
 from tornado_memory_exporter import Config, install
 
 TEXT = "text/plain; version=0.0.4; charset=utf-8"

@@ -49,7 +49,13 @@ from pathlib import Path
 
 from bench import ChildServer, fmt_seconds, median
 
-PEERS = ("objgraph.typestats", "objgraph.growth", "pympler.summarize", "pympler.tracker_diff", "guppy3.heap")
+PEERS = (
+    "objgraph.typestats",
+    "objgraph.growth",
+    "pympler.summarize",
+    "pympler.tracker_diff",
+    "guppy3.heap",
+)
 MIB = 1024 * 1024
 
 
@@ -154,8 +160,12 @@ def _census_factory(mode: str = "inloop") -> Callable[[], object]:
     forker = None
     if mode == "fork":
         forker = Forker(
-            loop=asyncio.get_running_loop(), mode="fork", deadline=600, headroom=0,
-            available=lambda: 0, rss=lambda: 0,
+            loop=asyncio.get_running_loop(),
+            mode="fork",
+            deadline=600,
+            headroom=0,
+            available=lambda: 0,
+            rss=lambda: 0,
         )
     census = HeapCensus(
         loop=asyncio.get_running_loop(),
@@ -268,7 +278,11 @@ def _peer(peer: str) -> Callable[[], object]:
 
 
 def _summary(runs: list[tuple[float, float]]) -> dict:
-    return {"wall": median([w for w, _ in runs]), "stall": median([s for _, s in runs]), "runs": len(runs)}
+    return {
+        "wall": median([w for w, _ in runs]),
+        "stall": median([s for _, s in runs]),
+        "runs": len(runs),
+    }
 
 
 # ------------------------------------------------------------------------------- orchestration
@@ -276,7 +290,10 @@ def _run_child(args: list[str], cap: float) -> dict | None:
     try:
         out = subprocess.run(
             [sys.executable, "-m", "bench.census", "--child", *args],
-            capture_output=True, text=True, timeout=cap, check=True,
+            capture_output=True,
+            text=True,
+            timeout=cap,
+            check=True,
         ).stdout
     except subprocess.TimeoutExpired:
         return None
@@ -303,11 +320,17 @@ def report(result: dict) -> list[str]:
         f"heap {result['size']:,} (gc-tracked at start: {result['tracked']:,})",
         f"  {'subject':<34}{'wall':>10}{'stall':>10}{'wall/ours':>11}{'stall/ours':>12}",
     ]
-    names = {"census": "ours: census (5 ms slices)", "fork": "ours: census (fork)",
-             "gc.get_objects": "bare gc.get_objects()",
-             "Counter": "bare Counter(map(type, ...))", "objgraph.typestats": "objgraph.typestats()",
-             "objgraph.growth": "objgraph.growth()", "pympler.summarize": "pympler summarize(muppy)",
-             "pympler.tracker_diff": "pympler SummaryTracker.diff()", "guppy3.heap": "guppy3 hpy().heap()"}
+    names = {
+        "census": "ours: census (5 ms slices)",
+        "fork": "ours: census (fork)",
+        "gc.get_objects": "bare gc.get_objects()",
+        "Counter": "bare Counter(map(type, ...))",
+        "objgraph.typestats": "objgraph.typestats()",
+        "objgraph.growth": "objgraph.growth()",
+        "pympler.summarize": "pympler summarize(muppy)",
+        "pympler.tracker_diff": "pympler SummaryTracker.diff()",
+        "guppy3.heap": "guppy3 hpy().heap()",
+    }
     for key, label in names.items():
         s = subjects.get(key)
         if s is None:
@@ -339,9 +362,11 @@ def targets(result: dict) -> list[str]:
         verdict = "ok" if value <= limit else "MISSED"
         return f"  {label}: {value:.3f} (target <= {limit}) {verdict}"
 
-    lines = [f"targets at {result['size']:,}:",
-             check("stall / bare gc.get_objects()", ours["stall"] / s["gc.get_objects"]["stall"], 1.15),
-             check("wall / bare Counter", ours["wall"] / s["Counter"]["wall"], 1.5)]
+    lines = [
+        f"targets at {result['size']:,}:",
+        check("stall / bare gc.get_objects()", ours["stall"] / s["gc.get_objects"]["stall"], 1.15),
+        check("wall / bare Counter", ours["wall"] / s["Counter"]["wall"], 1.5),
+    ]
     for peer, limit in (("objgraph.typestats", 0.4), ("pympler.summarize", 0.05)):
         if s.get(peer) is not None:
             lines.append(check(f"stall / {peer} stall", ours["stall"] / s[peer]["stall"], limit))
@@ -350,9 +375,19 @@ def targets(result: dict) -> list[str]:
     beyond = (ours["retained"] - ours["snapshot"]) / MIB
     lines.append(check("retained MiB beyond the snapshot", beyond, 1.0))
     fork = s["fork"]
-    lines.append(check("fork stall / bare gc.get_objects() stall", fork["stall"] / s["gc.get_objects"]["stall"], 0.2))
+    lines.append(
+        check(
+            "fork stall / bare gc.get_objects() stall",
+            fork["stall"] / s["gc.get_objects"]["stall"],
+            0.2,
+        )
+    )
     if s.get("guppy3.heap") is not None:
-        lines.append(check("fork stall / guppy3 heap() stall", fork["stall"] / s["guppy3.heap"]["stall"], 0.02))
+        lines.append(
+            check(
+                "fork stall / guppy3 heap() stall", fork["stall"] / s["guppy3.heap"]["stall"], 0.02
+            )
+        )
     else:
         lines.append("  fork stall / guppy3 heap(): peer exceeded the cap (ok)")
     return lines
@@ -367,6 +402,7 @@ async def wrk_app(*, census: bool, size: int, mode: str = "fork", interval: floa
     """A hello-world app holding a ``size``-object heap; with ``census`` the exporter is
     installed censusing in ``mode`` every ``interval`` seconds (jittered)."""
     import tornado.web
+
     from tornado_memory_exporter import install
 
     class HelloHandler(tornado.web.RequestHandler):
@@ -377,6 +413,7 @@ async def wrk_app(*, census: bool, size: int, mode: str = "fork", interval: floa
     app = tornado.web.Application([("/", HelloHandler)])
     if census:
         from prometheus_client import CollectorRegistry
+
         from tornado_memory_exporter import Config
 
         config = Config(census_mode=mode, census_interval=interval)
@@ -399,7 +436,10 @@ def _wrk_round(url: str, seconds: int, script: str) -> tuple[Counter[int], int]:
     """Latency histogram (microseconds -> count) and request count of one wrk run."""
     out = subprocess.run(
         ["wrk", "-t1", "-c8", f"-d{seconds}s", "-s", script, url],
-        capture_output=True, text=True, check=True, timeout=seconds + 60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 60,
     ).stdout
     histogram: Counter[int] = Counter()
     requests = 0
@@ -438,50 +478,82 @@ def bench_wrk(
     histograms: dict[str, Counter[int]] = {v: Counter() for v in variants}
     requests = dict.fromkeys(variants, 0)
     rounds = max(1, seconds // round_seconds)
-    with ChildServer("bench.census:wrk_app", census=False, size=size) as plain, \
-            ChildServer("bench.census:wrk_app", census=False, size=size) as control, \
-            ChildServer("bench.census:wrk_app", census=True, size=size, mode=mode, interval=interval) as censused:
+    with (
+        ChildServer("bench.census:wrk_app", census=False, size=size) as plain,
+        ChildServer("bench.census:wrk_app", census=False, size=size) as control,
+        ChildServer(
+            "bench.census:wrk_app", census=True, size=size, mode=mode, interval=interval
+        ) as censused,
+    ):
         servers = dict(zip(variants, (plain, control, censused)))
         for i in range(rounds):
-            for variant in variants[i % 3:] + variants[: i % 3]:
-                histogram, count = _wrk_round(servers[variant].url + "/", round_seconds, script.name)
+            for variant in variants[i % 3 :] + variants[: i % 3]:
+                histogram, count = _wrk_round(
+                    servers[variant].url + "/", round_seconds, script.name
+                )
                 histograms[variant].update(histogram)
                 requests[variant] += count
         with urllib.request.urlopen(censused.url + "/metrics", timeout=10) as response:
             text = response.read().decode()
     Path(script.name).unlink()
     census_metrics = {
-        line.split()[0]: float(line.split()[1]) for line in text.splitlines()
-        if line.startswith(("tornado_census_max_stall", "tornado_census_duration",
-                            "tornado_census_objects_scanned", "tornado_census_fallbacks_total",
-                            "tornado_census_mode", "tornado_census_child_memory"))
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith(
+            (
+                "tornado_census_max_stall",
+                "tornado_census_duration",
+                "tornado_census_objects_scanned",
+                "tornado_census_fallbacks_total",
+                "tornado_census_mode",
+                "tornado_census_child_memory",
+            )
+        )
     }
     quantiles = ("50", "99", "99.9", "100")
     stats = {v: {q: _percentile(h, float(q)) for q in quantiles} for v, h in histograms.items()}
     base = stats["no census"]
-    lines = [f"wrk -t1 -c8, {rounds} rotating rounds of {round_seconds} s per app "
-             f"(hello world holding a {size:,}-object heap):",
-             f"  {'':<18}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'requests':>10}"]
+    lines = [
+        f"wrk -t1 -c8, {rounds} rotating rounds of {round_seconds} s per app "
+        f"(hello world holding a {size:,}-object heap):",
+        f"  {'':<18}{'p50':>10}{'p99':>10}{'p99.9':>10}{'max':>10}{'requests':>10}",
+    ]
     for variant in variants:
-        lines.append(f"  {variant:<18}" + "".join(f"{fmt_seconds(stats[variant][q]):>10}" for q in quantiles)
-                     + f"{requests[variant]:>10}")
+        lines.append(
+            f"  {variant:<18}"
+            + "".join(f"{fmt_seconds(stats[variant][q]):>10}" for q in quantiles)
+            + f"{requests[variant]:>10}"
+        )
     for variant in variants[1:]:
-        lines.append(f"  {variant + ' ratio':<18}"
-                     + "".join(f"{stats[variant][q] / base[q]:>10.2f}" for q in quantiles))
+        lines.append(
+            f"  {variant + ' ratio':<18}"
+            + "".join(f"{stats[variant][q] / base[q]:>10.2f}" for q in quantiles)
+        )
     ours, control = stats[ours_name], stats["no census (A/A)"]
     for q, label in (("99", "p99"), ("99.9", "p99.9"), ("100", "max")):
         ratio, aa = ours[q] / base[q], control[q] / base[q]
-        lines.append(f"  {label} ratio {ratio:.2f} (target <= 1.5: {'ok' if ratio <= 1.5 else 'MISSED'}; "
-                     f"A/A control {aa:.2f})")
+        lines.append(
+            f"  {label} ratio {ratio:.2f} (target <= 1.5: {'ok' if ratio <= 1.5 else 'MISSED'}; "
+            f"A/A control {aa:.2f})"
+        )
     lines.append(f"  the last census: {census_metrics}")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.census", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000, 1_000_000, 3_000_000],
-                        help="heap sizes of the table; none: only the wrk part")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of ours vs the floors")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.census", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="*",
+        default=[100_000, 1_000_000, 3_000_000],
+        help="heap sizes of the table; none: only the wrk part",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="interleaved rounds of ours vs the floors"
+    )
     parser.add_argument("--cap", type=float, default=120.0, help="seconds per peer before '> cap'")
     parser.add_argument("--wrk-seconds", type=int, default=90, help="per app; 0 skips the wrk part")
     parser.add_argument("--wrk-round", type=int, default=30, help="seconds of one wrk round")
@@ -492,7 +564,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         kind, size, *rest = args.child
-        coro = child_core(int(size), int(rest[0])) if kind == "core" else child_peer(int(size), rest[0], float(rest[1]))
+        coro = (
+            child_core(int(size), int(rest[0]))
+            if kind == "core"
+            else child_peer(int(size), rest[0], float(rest[1]))
+        )
         print(json.dumps(asyncio.run(coro)))
         return 0
     for size in args.sizes:
@@ -500,7 +576,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report(result) + targets(result)), flush=True)
         print(json.dumps(result), file=sys.stderr, flush=True)
     if args.wrk_seconds:
-        lines = bench_wrk(args.wrk_seconds, args.wrk_size, args.wrk_round, args.wrk_mode, args.wrk_interval)
+        lines = bench_wrk(
+            args.wrk_seconds, args.wrk_size, args.wrk_round, args.wrk_mode, args.wrk_interval
+        )
         print("\n".join(lines), flush=True)
     return 0
 

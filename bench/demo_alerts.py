@@ -16,9 +16,13 @@ import time
 import urllib.request
 
 ALERTS = {
-    "pool": "TornadoPoolLeak", "cycles": "TornadoGCUncollectable", "http": "TornadoPoolSaturated",
-    "blocking": "TornadoIOLoopBlocked", "handlers": "TornadoHandlersLeaking",
-    "cache": "TornadoWatchedObjectGrowing", "slow-consumer": "TornadoWriteBuffersGrowing",
+    "pool": "TornadoPoolLeak",
+    "cycles": "TornadoGCUncollectable",
+    "http": "TornadoPoolSaturated",
+    "blocking": "TornadoIOLoopBlocked",
+    "handlers": "TornadoHandlersLeaking",
+    "cache": "TornadoWatchedObjectGrowing",
+    "slow-consumer": "TornadoWriteBuffersGrowing",
 }
 # Leaks whose alert shares a name with another's: told apart by a label of the firing alert.
 LABELS = {"websockets": ("TornadoHandlersLeaking", "state", "closed")}
@@ -55,7 +59,10 @@ def main() -> int:
                     if name == alert_name and alert["labels"].get(label) == value:
                         firing.setdefault(key, time.monotonic() - started)
                 if name in ALERTS.values() and name not in firing:
-                    if name == "TornadoHandlersLeaking" and alert["labels"].get("state") != "finished":
+                    if (
+                        name == "TornadoHandlersLeaking"
+                        and alert["labels"].get("state") != "finished"
+                    ):
                         continue
                     firing[name] = time.monotonic() - started
             time.sleep(0.5)

@@ -28,12 +28,11 @@ import sys
 import time
 import types
 
+from bench import fmt_seconds, median
 from tornado_memory_exporter.census.slicer import Slicer, release
 from tornado_memory_exporter.census.typenames import type_name
 from tornado_memory_exporter.config import Config
 from tornado_memory_exporter.explorer.backrefs import Roots, pick_samples, walk
-
-from bench import fmt_seconds, median
 
 
 class Leaked:

@@ -28,11 +28,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import perf_counter_ns, thread_time
 
+from bench import median
 from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 from tornado_memory_exporter.config import DEFAULT_GC_PAUSE_BUCKETS
 from tornado_memory_exporter.faults import Faults
-
-from bench import median
 
 VARIANTS = ("none", "none again", "empty", "hook")
 GcCallback = Callable[[str, dict], None]
@@ -62,12 +61,17 @@ def hooked(callback: GcCallback | None) -> Iterator[None]:
             gc.callbacks.remove(callback)
 
 
-def time_rounds(*, rounds: int, rows: int, seed: int = 2) -> tuple[dict[str, list[float]], list[int]]:
+def time_rounds(
+    *, rounds: int, rows: int, seed: int = 2
+) -> tuple[dict[str, list[float]], list[int]]:
     """CPU seconds of ``allocate(rows)`` per variant and round, and the collections (by
     generation) of the last round (the same in every variant: the hook allocates nothing tracked)."""
     recorder = GCPauseRecorder("bench", Faults(), buckets=DEFAULT_GC_PAUSE_BUCKETS)
     callbacks: dict[str, GcCallback | None] = {
-        "none": None, "none again": None, "empty": _empty, "hook": recorder._on_gc,
+        "none": None,
+        "none again": None,
+        "empty": _empty,
+        "hook": recorder._on_gc,
     }
     seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
     collections: list[int] = []
@@ -125,22 +129,28 @@ def run(*, rounds: int = 301, rows: int = 5000) -> dict[str, float]:
     }
     total = sum(collections)
     print(f"(b) GC pause hook overhead: allocate({rows}) per round, {rounds} rounds per variant in")
-    print(f"    shuffled order, thread CPU time; one round runs {total} collections "
-          f"(by generation: {collections}).")
+    print(
+        f"    shuffled order, thread CPU time; one round runs {total} collections "
+        f"(by generation: {collections})."
+    )
     for name in VARIANTS:
         line = f"    {name:10} median {median(seconds[name]) * 1e3:7.2f} ms"
         if name != "none":
             line += f"   ratio to none {ratios[name]:.3f}"
         print(line + ("   <- noise floor (A/A)" if name == "none again" else ""))
     share = 2 * per_call["hook"] * total / median(base)
-    print(f"    one callback call inside a real collection (median): ours "
-          f"{per_call['hook'] * 1e9:.0f} ns, empty {per_call['empty'] * 1e9:.0f} ns;"
-          f" ours x2 per collection = {share * 100:.2f}% of a round")
+    print(
+        f"    one callback call inside a real collection (median): ours "
+        f"{per_call['hook'] * 1e9:.0f} ns, empty {per_call['empty'] * 1e9:.0f} ns;"
+        f" ours x2 per collection = {share * 100:.2f}% of a round"
+    )
     return ratios
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.gc_hook", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.gc_hook", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--rounds", type=int, default=301, help="timed rounds per variant")
     parser.add_argument("--rows", type=int, default=5000, help="records allocated per round")
     args = parser.parse_args(argv)

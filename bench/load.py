@@ -37,9 +37,9 @@ from multiprocessing.sharedctypes import Synchronized
 import tornado.httpclient
 import tornado.web
 from prometheus_client import CollectorRegistry
-from tornado_memory_exporter import Config, MetricsHandler, install, start_metrics_server
 
 from bench import PROMETHEUS_HEADERS, ChildServer, fmt_seconds, median, percentile
+from tornado_memory_exporter import Config, MetricsHandler, install, start_metrics_server
 
 MiB = 2**20
 BASELINE, ROUTE, CACHED, SEPARATE = 0, 1, 2, 3

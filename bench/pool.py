@@ -31,9 +31,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
-from tornado_memory_exporter import ObjectPool
-
 from bench import median
+from tornado_memory_exporter import ObjectPool
 
 
 class Conn:
@@ -181,18 +180,24 @@ def main(argv: list[str] | None = None) -> int:
     result = asyncio.run(uncontended(args.batch, args.reps))
     base, floor = result["list pool"], result["list inline"]
     shaped = result["list pool async with"]
-    print(f"  {'subject':<22} {'ns/round trip':>14} {'x list pool':>12} {'x list inline':>14}"
-          f" {'x list async with':>18}")
+    print(
+        f"  {'subject':<22} {'ns/round trip':>14} {'x list pool':>12} {'x list inline':>14}"
+        f" {'x list async with':>18}"
+    )
     for name, seconds in result.items():
-        print(f"  {name:<22} {seconds * 1e9:>14.0f} {seconds / base:>12.2f}"
-              f" {seconds / floor:>14.2f} {seconds / shaped:>18.2f}")
+        print(
+            f"  {name:<22} {seconds * 1e9:>14.0f} {seconds / base:>12.2f}"
+            f" {seconds / floor:>14.2f} {seconds / shaped:>18.2f}"
+        )
     ratio = result["ObjectPool async"] / base
     verdict = "met" if ratio <= 3 else "MISSED"
     print(f"target: ObjectPool async <= 3.00 x list pool: {ratio:.2f} x ({verdict})")
 
     per_thread = max(1, args.batch // args.threads)
-    print(f"contended: {args.threads} threads x {per_thread} round trips on 2 objects, "
-          f"{max(3, args.reps // 3)} interleaved runs, medians")
+    print(
+        f"contended: {args.threads} threads x {per_thread} round trips on 2 objects, "
+        f"{max(3, args.reps // 3)} interleaved runs, medians"
+    )
     shared = contended(args.threads, per_thread, max(3, args.reps // 3))
     peer = shared["queue.Queue"]
     for name, seconds in shared.items():

@@ -32,13 +32,16 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from tornado_memory_exporter import Config, MetricsHandler, install
 
 from bench import PROMETHEUS_HEADERS, ChildServer, fmt_seconds, median, percentile
+from tornado_memory_exporter import Config, MetricsHandler, install
 
 PATHS = {"ours": "/metrics", "peer": "/peer"}
 # A line each body must carry, checked on every scrape so that a 200 with the wrong body fails.
-MARKERS = {"ours": b"tornado_process_resident_memory_bytes ", "peer": b"process_resident_memory_bytes "}
+MARKERS = {
+    "ours": b"tornado_process_resident_memory_bytes ",
+    "peer": b"process_resident_memory_bytes ",
+}
 
 
 def peer_registry() -> CollectorRegistry:
@@ -53,7 +56,9 @@ def peer_registry() -> CollectorRegistry:
 async def scrape_app() -> tornado.web.Application:
     """The served app: our exporter on ``/metrics``, the peer on ``/peer`` (runs in the child)."""
     app = tornado.web.Application([(PATHS["peer"], MetricsHandler, {"registry": peer_registry()})])
-    app.settings["exporter"] = install(app, PATHS["ours"], config=Config(), registry=CollectorRegistry())
+    app.settings["exporter"] = install(
+        app, PATHS["ours"], config=Config(), registry=CollectorRegistry()
+    )
     return app
 
 
@@ -88,7 +93,9 @@ def scrape_http(port: int, *, scrapes: int, warmup: int) -> Timings:
     for name, text in plain.items():
         if MARKERS[name] not in text:
             raise RuntimeError(f"{PATHS[name]} lacks {MARKERS[name]!r}")
-    return Timings(seconds, {n: len(b) for n, b in plain.items()}, {n: len(b) for n, b in bodies.items()})
+    return Timings(
+        seconds, {n: len(b) for n, b in plain.items()}, {n: len(b) for n, b in bodies.items()}
+    )
 
 
 def generate_in_process(*, rounds: int) -> dict[str, list[float]]:
@@ -121,29 +128,44 @@ def run(*, scrapes: int = 2000, warmup: int = 100) -> dict[str, float]:
     print(f"(a) /metrics latency: {scrapes} scrapes of each side, interleaved, over one keep-alive")
     print("    HTTP connection to one Tornado app on 127.0.0.1 (child process), Prometheus 2.42's")
     print("    Accept headers (-> OpenMetrics, gzip); time = request sent to last body byte.")
-    print("    ours = install(app, config=Config()) on a fresh registry; peer = prometheus_client's")
-    print("    ProcessCollector + PlatformCollector + GCCollector on a fresh registry, same handler.")
+    print(
+        "    ours = install(app, config=Config()) on a fresh registry; peer = prometheus_client's"
+    )
+    print(
+        "    ProcessCollector + PlatformCollector + GCCollector on a fresh registry, same handler."
+    )
     print(f"    {'':28}{'median':>10}{'p99':>10}{'body':>10}{'gzipped':>10}")
-    for name, label in (("ours", "tornado_memory_exporter"), ("peer", "prometheus_client defaults")):
+    for name, label in (
+        ("ours", "tornado_memory_exporter"),
+        ("peer", "prometheus_client defaults"),
+    ):
         s = http_t.seconds[name]
-        print(f"    {label:28}{fmt_seconds(median(s)):>10}{fmt_seconds(percentile(s, 99)):>10}"
-              f"{http_t.body_bytes[name]:>9}B{http_t.wire_bytes[name]:>9}B")
+        print(
+            f"    {label:28}{fmt_seconds(median(s)):>10}{fmt_seconds(percentile(s, 99)):>10}"
+            f"{http_t.body_bytes[name]:>9}B{http_t.wire_bytes[name]:>9}B"
+        )
     ratios = {
         "http_median": median(http_t.seconds["ours"]) / median(http_t.seconds["peer"]),
         "http_p99": percentile(http_t.seconds["ours"], 99) / percentile(http_t.seconds["peer"], 99),
         "generate_median": median(local["ours"]) / median(local["peer"]),
     }
     print(f"    {'ratio ours/peer':28}{ratios['http_median']:>9.2f}x{ratios['http_p99']:>9.2f}x")
-    print(f"    in-process generate_latest() (text format), {scrapes} rounds, median: ours "
-          f"{fmt_seconds(median(local['ours']))}, peer {fmt_seconds(median(local['peer']))}, "
-          f"ratio {ratios['generate_median']:.2f}x")
+    print(
+        f"    in-process generate_latest() (text format), {scrapes} rounds, median: ours "
+        f"{fmt_seconds(median(local['ours']))}, peer {fmt_seconds(median(local['peer']))}, "
+        f"ratio {ratios['generate_median']:.2f}x"
+    )
     return ratios
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.scrape", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.scrape", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--scrapes", type=int, default=2000, help="timed scrapes of each side")
-    parser.add_argument("--warmup", type=int, default=100, help="untimed scrapes of each side first")
+    parser.add_argument(
+        "--warmup", type=int, default=100, help="untimed scrapes of each side first"
+    )
     args = parser.parse_args(argv)
     run(scrapes=args.scrapes, warmup=args.warmup)
     return 0

@@ -26,12 +26,12 @@ import time
 import tornado.web
 import tornado.websocket
 from prometheus_client import CollectorRegistry
+
+from bench import fmt_seconds, median
 from tornado_memory_exporter import Config, install
 from tornado_memory_exporter.census.heap import Kinds, count_by_type
 from tornado_memory_exporter.census.slicer import Slicer
 from tornado_memory_exporter.census.snapshot import CensusSnapshot
-
-from bench import fmt_seconds, median
 
 CLIENTS = """
 import asyncio, resource, sys
@@ -84,7 +84,9 @@ async def counting_slices(budget: float) -> tuple[float, float]:
     return longest[0], longest[1]
 
 
-async def censuses(exporter: object, rounds: int, budget: float) -> tuple[list[CensusSnapshot], list[float], list[tuple[float, float]]]:
+async def censuses(
+    exporter: object, rounds: int, budget: float
+) -> tuple[list[CensusSnapshot], list[float], list[tuple[float, float]]]:
     snapshots, floors, slices = [], [], []
     for _ in range(rounds):
         snapshots.append(await exporter.census_now())  # type: ignore[attr-defined]
@@ -97,13 +99,19 @@ async def censuses(exporter: object, rounds: int, budget: float) -> tuple[list[C
     return snapshots, floors, slices
 
 
-def row(label: str, snapshots: list[CensusSnapshot], floors: list[float],
-        slices: list[tuple[float, float]]) -> tuple[str, float, float]:
+def row(
+    label: str,
+    snapshots: list[CensusSnapshot],
+    floors: list[float],
+    slices: list[tuple[float, float]],
+) -> tuple[str, float, float]:
     wall = median([s.duration for s in snapshots])
     stall = median([s.max_stall for s in snapshots])
     looking, blind = median([a for a, _ in slices]), median([b for _, b in slices])
-    line = (f"{label:<28}{snapshots[-1].tracked:>11,}{fmt_seconds(wall):>12}{fmt_seconds(stall):>14}"
-            f"{fmt_seconds(median(floors)):>16}{fmt_seconds(looking):>12}{fmt_seconds(blind):>12}")
+    line = (
+        f"{label:<28}{snapshots[-1].tracked:>11,}{fmt_seconds(wall):>12}{fmt_seconds(stall):>14}"
+        f"{fmt_seconds(median(floors)):>16}{fmt_seconds(looking):>12}{fmt_seconds(blind):>12}"
+    )
     return line, wall, stall
 
 
@@ -115,8 +123,14 @@ async def run(connections: int, rounds: int) -> int:
     config = Config(census_interval=0)
     exporter = install(app, config=config, registry=CollectorRegistry())
     child = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", CLIENTS, f"ws://127.0.0.1:{port}/ws", str(connections),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-c",
+        CLIENTS,
+        f"ws://127.0.0.1:{port}/ws",
+        str(connections),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
     try:
         assert child.stdout is not None and child.stdin is not None
         started = time.perf_counter()
@@ -125,10 +139,14 @@ async def run(connections: int, rounds: int) -> int:
             raise RuntimeError(f"the clients said {line!r}")
         connect_seconds = time.perf_counter() - started
         await asyncio.sleep(0.5)  # the last upgrades complete on this side
-        with_ws, with_floors, with_slices = await censuses(exporter, rounds, config.census_slice_budget)
+        with_ws, with_floors, with_slices = await censuses(
+            exporter, rounds, config.census_slice_budget
+        )
         last = with_ws[-1]
         if last.handlers.get((NAME, "open")) != connections or last.streams.open < connections:
-            raise RuntimeError(f"counted {last.handlers} and {last.streams}, expected {connections} open")
+            raise RuntimeError(
+                f"counted {last.handlers} and {last.streams}, expected {connections} open"
+            )
         target = last.tracked
         child.stdin.close()  # the clients leave
         await asyncio.wait_for(child.wait(), 120)
@@ -136,7 +154,9 @@ async def run(connections: int, rounds: int) -> int:
             await asyncio.sleep(0.2)
         gc.collect()  # bench code (never the library): drop the closed connections' cycles
         filler = [[i] for i in range(max(0, target - len(gc.get_objects())))]
-        without, without_floors, without_slices = await censuses(exporter, rounds, config.census_slice_budget)
+        without, without_floors, without_slices = await censuses(
+            exporter, rounds, config.census_slice_budget
+        )
         del filler
     finally:
         if child.returncode is None:
@@ -144,18 +164,29 @@ async def run(connections: int, rounds: int) -> int:
             await child.wait()
         exporter.stop()
         server.stop()
-    print(f"{connections:,} WebSocket connections opened in {connect_seconds:.1f} s; "
-          f"slice budget {fmt_seconds(config.census_slice_budget)}; medians of {rounds} censuses")
-    print("longest slice: of the whole census, the unsliceable gc.get_objects() included; counting: longest")
+    print(
+        f"{connections:,} WebSocket connections opened in {connect_seconds:.1f} s; "
+        f"slice budget {fmt_seconds(config.census_slice_budget)}; medians of {rounds} censuses"
+    )
+    print(
+        "longest slice: of the whole census, the unsliceable gc.get_objects() included; counting: longest"
+    )
     print("slice of the sliced counting pass alone, looking into handlers/streams and not looking")
-    print(f"{'heap':<28}{'tracked':>11}{'census wall':>12}{'longest slice':>14}{'get_objects()':>16}"
-          f"{'counting':>12}{'not looking':>12}")
-    line_with, wall_with, stall_with = row(f"{connections:,} open connections", with_ws, with_floors, with_slices)
-    line_without, wall_without, stall_without = row("same size, no connections", without, without_floors,
-                                                    without_slices)
+    print(
+        f"{'heap':<28}{'tracked':>11}{'census wall':>12}{'longest slice':>14}{'get_objects()':>16}"
+        f"{'counting':>12}{'not looking':>12}"
+    )
+    line_with, wall_with, stall_with = row(
+        f"{connections:,} open connections", with_ws, with_floors, with_slices
+    )
+    line_without, wall_without, stall_without = row(
+        "same size, no connections", without, without_floors, without_slices
+    )
     print(line_with)
     print(line_without)
-    print(f"{'ratio with/without':<28}{'':>11}{wall_with / wall_without:>11.2f}x{stall_with / stall_without:>13.2f}x")
+    print(
+        f"{'ratio with/without':<28}{'':>11}{wall_with / wall_without:>11.2f}x{stall_with / stall_without:>13.2f}x"
+    )
     return 0
 
 

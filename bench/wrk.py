@@ -37,9 +37,9 @@ from time import monotonic
 import psutil
 import tornado.web
 from prometheus_client import CollectorRegistry
-from tornado_memory_exporter import Config, install
 
 from bench import PROMETHEUS_HEADERS, ChildServer, median
+from tornado_memory_exporter import Config, install
 
 WRK = "wrk"
 SERVERS = {"with": True, "without": False, "without again": False}  # name -> exporter installed
@@ -81,9 +81,13 @@ def cpu_seconds(pid: int) -> float:
     """CPU time all threads of ``pid`` have run so far (nanosecond schedstat where the kernel
     has it: psutil's clock ticks are too coarse for a few milliseconds per scrape)."""
     try:
-        return sum(
-            int(stat.read_text().split()[0]) for stat in Path(f"/proc/{pid}/task").glob("*/schedstat")
-        ) / 1e9
+        return (
+            sum(
+                int(stat.read_text().split()[0])
+                for stat in Path(f"/proc/{pid}/task").glob("*/schedstat")
+            )
+            / 1e9
+        )
     except (OSError, ValueError, IndexError):
         times = psutil.Process(pid).cpu_times()
         return times.user + times.system
@@ -138,7 +142,9 @@ class Bench:
                 scraper = stack.enter_context(Scraper(self.servers["with"].port))
             cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             wrks = {name: self._wrk(self.servers[name].url, duration) for name in names}
-            outputs = {name: wrk.communicate(timeout=duration + 30)[0] for name, wrk in wrks.items()}
+            outputs = {
+                name: wrk.communicate(timeout=duration + 30)[0] for name, wrk in wrks.items()
+            }
             cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         if "with" in names:
             self.statuses += scraper.statuses
@@ -168,7 +174,9 @@ def started(*, connections: int) -> Iterator[Bench]:
     cpus = sorted(os.sched_getaffinity(0))
     server_cpus, client_cpus = ({cpus[0]}, set(cpus[1:])) if len(cpus) > 1 else (None, None)
     with ExitStack() as stack:
-        children = [ChildServer("bench.wrk:hello_app", exporter=e).start() for e in SERVERS.values()]
+        children = [
+            ChildServer("bench.wrk:hello_app", exporter=e).start() for e in SERVERS.values()
+        ]
         servers = {name: stack.enter_context(child) for name, child in zip(SERVERS, children)}
         if server_cpus:
             for server in servers.values():
@@ -203,7 +211,7 @@ def measure(
         for name in names if warmup else ():
             bench.load((name,), warmup)
         for r in range(rounds):
-            for name in names[r % 3:] + names[:r % 3]:
+            for name in names[r % 3 :] + names[: r % 3]:
                 figures[name].append(bench.load((name,), duration)[name])
         statuses = bench.statuses
     if not statuses or set(statuses) != {200}:
@@ -226,26 +234,36 @@ def run(
     figures, idle, scrapes = measure(
         rounds=rounds, duration=duration, connections=connections, warmup=warmup, idle=idle
     )
-    print(f"(c) hello-world Tornado app under wrk -t1 -c{connections} -d{duration}s on 127.0.0.1, "
-          f"{rounds} rounds, each server once per round (order rotating);")
-    print(f"    'with' = install(app, config=Config()), scraped every 1 s during its runs "
-          f"({scrapes} scrapes, all 200); servers pinned to one core, wrk to the other.")
+    print(
+        f"(c) hello-world Tornado app under wrk -t1 -c{connections} -d{duration}s on 127.0.0.1, "
+        f"{rounds} rounds, each server once per round (order rotating);"
+    )
+    print(
+        f"    'with' = install(app, config=Config()), scraped every 1 s during its runs "
+        f"({scrapes} scrapes, all 200); servers pinned to one core, wrk to the other."
+    )
     for name, runs in figures.items():
         for index, unit in ((0, "req/s"), (1, "req/CPU-s")):
             values = [f[index] for f in runs]
-            print(f"      {name:14} median {median(values):7.0f} {unit:10} runs: "
-                  + " ".join(f"{v:.0f}" for v in values))
+            print(
+                f"      {name:14} median {median(values):7.0f} {unit:10} runs: "
+                + " ".join(f"{v:.0f}" for v in values)
+            )
     ratios = {}
     for name in ("with", "without again"):
         for index, unit in ((0, "req/s"), (1, "req/CPU-s")):
             of_medians, per_round = ratio(figures, name, "without", index)
             ratios[f"{name} {unit}"] = of_medians
-            print(f"    ratio {name}/without, {unit:10} {of_medians:.3f} (of medians), "
-                  f"{per_round:.3f} (median of per-round ratios)"
-                  + ("   <- noise floor (A/A)" if name == "without again" else ""))
+            print(
+                f"    ratio {name}/without, {unit:10} {of_medians:.3f} (of medians), "
+                f"{per_round:.3f} (median of per-round ratios)"
+                + ("   <- noise floor (A/A)" if name == "without again" else "")
+            )
     ratios["idle cpu share"] = idle
-    print(f"    at idle, scraped once a second, the exporter costs the app {idle * 1e3:.1f} ms CPU per "
-          f"second (all threads): {idle * 100:.2f}% of a core")
+    print(
+        f"    at idle, scraped once a second, the exporter costs the app {idle * 1e3:.1f} ms CPU per "
+        f"second (all threads): {idle * 100:.2f}% of a core"
+    )
     return ratios
 
 
@@ -254,11 +272,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8, help="rounds (one run of each server)")
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections per server")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds of uncounted load first (0: none)")
-    parser.add_argument("--idle", type=float, default=10, help="seconds of the idle CPU measurement")
+    parser.add_argument(
+        "--warmup", type=int, default=2, help="seconds of uncounted load first (0: none)"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=10, help="seconds of the idle CPU measurement"
+    )
     args = parser.parse_args(argv)
-    run(rounds=args.rounds, duration=args.duration, connections=args.connections,
-        warmup=args.warmup, idle=args.idle)
+    run(
+        rounds=args.rounds,
+        duration=args.duration,
+        connections=args.connections,
+        warmup=args.warmup,
+        idle=args.idle,
+    )
     return 0
 
 

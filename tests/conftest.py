@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter.faults import Faults
 
 

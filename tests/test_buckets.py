@@ -1,4 +1,5 @@
 from prometheus_client.core import HistogramMetricFamily
+
 from tornado_memory_exporter.buckets import BucketCounts, add_histogram
 
 

@@ -2,6 +2,7 @@ import dataclasses
 import math
 
 import pytest
+
 from tornado_memory_exporter import Config
 
 

@@ -1,6 +1,7 @@
 import logging
 
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
 
 

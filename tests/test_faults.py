@@ -19,6 +19,7 @@ import pytest
 from appserver import AppServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
+
 from tornado_memory_exporter import Config, start_metrics_server
 from tornado_memory_exporter.census.heap import HeapCensus
 from tornado_memory_exporter.census.selection import TypeSelector

@@ -7,6 +7,7 @@ import pytest
 import tornado.web
 from appserver import AppServer
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter import Config, install
 
 
@@ -45,21 +46,21 @@ def _stop(server):
     async def stop():
         server.exporter.stop()
         server.exporter.stop()  # idempotent
+
     return stop
 
 
 def _reinstall(server):
     async def reinstall():
         server.exporter = install(server.app, config=server.config, registry=server.registry)
+
     return reinstall
 
 
 def test_every_foundation_metric_is_served_with_its_type():
     with AppServer() as server:
         text = server.scrape()
-    types = dict(
-        line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE ")
-    )
+    types = dict(line.split()[2:4] for line in text.splitlines() if line.startswith("# TYPE "))
     expected = {
         "tornado_process_resident_memory_bytes": "gauge",
         "tornado_process_virtual_memory_bytes": "gauge",
@@ -87,7 +88,9 @@ def test_every_foundation_metric_is_served_with_its_type():
 
 
 def test_full_memory_and_namespace_options_reach_the_output():
-    with AppServer(config=Config(namespace="shop", process_full_memory=True, census_interval=0)) as s:
+    with AppServer(
+        config=Config(namespace="shop", process_full_memory=True, census_interval=0)
+    ) as s:
         text = s.scrape()
     assert "shop_process_unique_memory_bytes" in text
     assert "shop_process_swap_bytes" in text
@@ -96,6 +99,7 @@ def test_full_memory_and_namespace_options_reach_the_output():
 
 def test_second_install_on_the_same_registry_is_refused():
     with AppServer() as server:
+
         async def again():
             install(tornado.web.Application(), registry=server.registry)
 

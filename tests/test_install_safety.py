@@ -11,6 +11,7 @@ import tornado.httpserver
 import tornado.web
 from appserver import AppServer
 from prometheus_client import REGISTRY, CollectorRegistry
+
 from tornado_memory_exporter import Config, install, start_metrics_server
 from tornado_memory_exporter.install import route_owner
 
@@ -39,10 +40,13 @@ def get(url: str) -> tuple[int, bytes]:
 
 def test_a_path_the_app_routes_is_refused_naming_its_handler_and_keeps_its_protection():
     with AppServer(tornado.web.Application([(r"/metrics", Forbidden)]), path="/exporter") as server:
+
         async def takeover() -> None:
             install(server.app, registry=CollectorRegistry())
 
-        with pytest.raises(ValueError, match=r"routes '/metrics' to test_install_safety\.Forbidden.*replace=True"):
+        with pytest.raises(
+            ValueError, match=r"routes '/metrics' to test_install_safety\.Forbidden.*replace=True"
+        ):
             server.call(takeover)
         assert server.get("/metrics")[0] == 403  # still the app's
         assert "tornado_process_threads" in server.scrape()  # the failed call left ours running
@@ -50,6 +54,7 @@ def test_a_path_the_app_routes_is_refused_naming_its_handler_and_keeps_its_prote
 
 def test_replace_true_serves_ours_in_place_of_the_apps_route():
     with AppServer(tornado.web.Application([(r"/metrics", Forbidden)]), path="/exporter") as server:
+
         async def replace() -> None:
             server.exporter.stop()
             server.exporter = install(server.app, registry=server.registry, replace=True)
@@ -84,7 +89,9 @@ def test_a_failed_install_leaves_nothing_behind_and_the_corrected_call_works():
     async def attempts() -> tuple[int, int]:
         with pytest.raises(TypeError, match="HTTPServer: pass the tornado.web.Application"):
             install(server, "/exporter")  # type: ignore[arg-type]
-        with pytest.raises(TypeError, match=r"must be a Config: pass config=Config\(\*\*\{\.\.\.\}\)"):
+        with pytest.raises(
+            TypeError, match=r"must be a Config: pass config=Config\(\*\*\{\.\.\.\}\)"
+        ):
             install(app, "/exporter", config={"census_interval": 0})  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="already routes '/metrics'"):
             install(app, config=Config(census_interval=0))
@@ -129,12 +136,22 @@ def test_a_path_no_request_can_carry_unencoded_is_refused(path: str):
 
 def test_install_path_is_literal_on_a_real_server():
     app = tornado.web.Application([(r"/(.*)", Page)])
-    config = Config(census_interval=0, explorer_enabled=True, auth_token="t0k",
-                    explorer_path="/user/alice@example.com/debug/memory")
+    config = Config(
+        census_interval=0,
+        explorer_enabled=True,
+        auth_token="t0k",
+        explorer_path="/user/alice@example.com/debug/memory",
+    )
     with AppServer(app, path=ODD_PATH, config=config) as server:
-        assert "tornado_process_threads" in server.get(ODD_PATH, {"Authorization": "Bearer t0k"})[2].decode()
+        assert (
+            "tornado_process_threads"
+            in server.get(ODD_PATH, {"Authorization": "Bearer t0k"})[2].decode()
+        )
         # As a regex the path would match these; as a literal it does not: the app answers.
-        for other in ("/user/alice@example.com/aab1/metrics", "/user/alice@example.com/a+b1/metrics"):
+        for other in (
+            "/user/alice@example.com/aab1/metrics",
+            "/user/alice@example.com/a+b1/metrics",
+        ):
             assert server.get(other)[::2] == (200, b"app page"), other
         status, _, page = server.get("/user/alice@example.com/debug/memory/")
         assert status == 200 and b"static/app.js" in page
@@ -157,5 +174,7 @@ def test_explorer_path_accepts_every_path_character():
     Config(explorer_path="/user/alice@example.com/a+b(1);v=2/debug/memory")
     Config(explorer_path="/user/alice%40example.com/debug")
     for bad in ("/debug/", "/", "debug", "/a b", "/a//b"):
-        with pytest.raises(ValueError, match=f"explorer_path={bad!r} must start with '/', not end with '/'"):
+        with pytest.raises(
+            ValueError, match=f"explorer_path={bad!r} must start with '/', not end with '/'"
+        ):
             Config(explorer_path=bad)

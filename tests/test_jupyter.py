@@ -22,6 +22,7 @@ from traitlets.config import Config as TraitletsConfig
 pytest.importorskip("jupyter_server", reason="jupyter_server is in the test extra")
 
 from tornado.websocket import websocket_connect  # noqa: E402
+
 from tornado_memory_exporter.jupyter import _jupyter_server_extension_points  # noqa: E402
 from tornado_memory_exporter.jupyter.extension import TornadoMemoryExporter  # noqa: E402
 
@@ -40,7 +41,9 @@ def free_port() -> int:
 def get(url: str, token: str | None = None) -> tuple[int, str]:
     headers = {"Authorization": f"token {token}"} if token else {}
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=10
+        ) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
@@ -58,22 +61,42 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("jupyter")
     for name in ("config", "data", "runtime", "root"):
         (home / name).mkdir()
-    (home / "config" / "jupyter_server_config.json").write_text(json.dumps({
-        "ServerApp": {"jpserver_extensions": {"tornado_memory_exporter.jupyter": True}},
-        "TornadoMemoryExporter": {"options": {"census_interval": 1.0}},
-    }))
+    (home / "config" / "jupyter_server_config.json").write_text(
+        json.dumps(
+            {
+                "ServerApp": {"jpserver_extensions": {"tornado_memory_exporter.jupyter": True}},
+                "TornadoMemoryExporter": {"options": {"census_interval": 1.0}},
+            }
+        )
+    )
     port = free_port()
     env = {
-        **os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_PLATFORM_DIRS": "1",
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_PLATFORM_DIRS": "1",
         "JUPYTER_CONFIG_PATH": str(home / "config"),
     }
     log = (home / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--ServerApp.base_url={BASE}",
-         f"--ServerApp.root_dir={home / 'root'}", f"--IdentityProvider.token={TOKEN}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            "--allow-root",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.base_url={BASE}",
+            f"--ServerApp.root_dir={home / 'root'}",
+            f"--IdentityProvider.token={TOKEN}",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -130,7 +153,11 @@ def test_the_census_shows_jupyters_handler_classes(jupyter):
 
     text = asyncio.run(watch())
     # One open socket, one live instance (its state is the WebSocket metrics' business).
-    alive = [line for line in text.splitlines() if line.startswith(f'tornado_handlers_alive{{handler="{EVENTS_SOCKET}"')]
+    alive = [
+        line
+        for line in text.splitlines()
+        if line.startswith(f'tornado_handlers_alive{{handler="{EVENTS_SOCKET}"')
+    ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in alive) == 1.0, alive
 
 
@@ -147,5 +174,7 @@ def test_the_options_come_from_jupyters_config_and_are_validated():
 
 
 def test_the_package_imports_without_jupyter_until_a_hook_runs():
-    code = "import sys; sys.modules['jupyter_server'] = None; import tornado_memory_exporter.jupyter"
+    code = (
+        "import sys; sys.modules['jupyter_server'] = None; import tornado_memory_exporter.jupyter"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)

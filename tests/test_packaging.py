@@ -27,8 +27,13 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     # Without flags, build makes the sdist and then the wheel from the sdist: a wheel at all
     # proves the sdist carries what building needs.
-    result = subprocess.run([sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
-                            capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out
 
@@ -40,8 +45,13 @@ def test_the_wheel_carries_the_runbook_license_types_page_and_jupyter_extension(
         info = next(n for n in names if n.endswith(".dist-info/METADATA"))
         metadata = Parser().parsestr(archive.read(info).decode())
         runbook = archive.read(f"{PACKAGE}/mixin/RUNBOOK.md").decode()
-    for name in ("mixin/RUNBOOK.md", "py.typed", "explorer/static/index.html", "jupyter/__init__.py",
-                 "jupyter/extension.py"):
+    for name in (
+        "mixin/RUNBOOK.md",
+        "py.typed",
+        "explorer/static/index.html",
+        "jupyter/__init__.py",
+        "jupyter/extension.py",
+    ):
         assert f"{PACKAGE}/{name}" in names, name
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert runbook == (ROOT / "alerts" / "RUNBOOK.md").read_text()
@@ -56,9 +66,16 @@ def test_the_sdist_leaves_the_repository_suite_out(dist: Path) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     with tarfile.open(sdist) as archive:
         names = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"LICENSE", "README.md", "pyproject.toml", f"exporter/{PACKAGE}/mixin/RUNBOOK.md"} <= names
+    assert {
+        "LICENSE",
+        "README.md",
+        "pyproject.toml",
+        f"exporter/{PACKAGE}/mixin/RUNBOOK.md",
+    } <= names
     # The suite needs alerts/, dashboards/, deploy/ and real binaries: none of it ships, tests neither.
-    assert not {n for n in names if n.split("/")[0] in ("tests", "bench", "alerts", "dashboards", "deploy")}
+    assert not {
+        n for n in names if n.split("/")[0] in ("tests", "bench", "alerts", "dashboards", "deploy")
+    }
 
 
 def test_the_license_is_the_apache_2_text() -> None:
@@ -71,8 +88,10 @@ def first_snippet() -> str:
     readme = (ROOT / "README.md").read_text()
     install = readme.index("## Install")
     assert install == readme.index("## "), "the Install section comes first"
-    assert "pip install tornado-memory-exporter" in readme[install:] and "pip install -e ." in readme
-    assert "python3-venv" in readme[install: install + 1500]
+    assert (
+        "pip install tornado-memory-exporter" in readme[install:] and "pip install -e ." in readme
+    )
+    assert "python3-venv" in readme[install : install + 1500]
     return re.search(r"```python\n(.*?)```", readme[install:], re.S).group(1)
 
 
@@ -88,7 +107,9 @@ def test_the_first_readme_snippet_runs_as_pasted(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/metrics", timeout=5
+                ) as response:
                     body = response.read().decode()
                 break
             except urllib.error.URLError:

@@ -5,6 +5,7 @@ import subprocess
 import pytest
 from appserver import AppServer
 from realbin import Prometheus, promtool, require_binary, wait_for
+
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.demo import DemoService
 
@@ -32,7 +33,9 @@ def test_openmetrics_output_parses_strictly():
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
     with AppServer(DemoService().make_app()) as server:
-        _, headers, body = server.get("/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"})
+        _, headers, body = server.get(
+            "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     families = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
     assert families["tornado_gc_collections"] == "counter"
@@ -42,8 +45,9 @@ def test_openmetrics_output_parses_strictly():
 def test_prometheus_scrapes_the_demo_app():
     with AppServer(DemoService().make_app()) as server, Prometheus([server.target]) as prometheus:
         # The binary asked for (TME_PROMETHEUS in the Prometheus 3 leg) is the one answering.
-        version = subprocess.run([require_binary("prometheus"), "--version"], capture_output=True,
-                                 text=True, check=True).stdout.split()[2]
+        version = subprocess.run(
+            [require_binary("prometheus"), "--version"], capture_output=True, text=True, check=True
+        ).stdout.split()[2]
         assert prometheus.api("status/buildinfo")["version"] == version
         (up,) = prometheus.wait_for_series('up{job="tornado"}')
         assert up["value"][1] == "1"
@@ -54,9 +58,13 @@ def test_prometheus_scrapes_the_demo_app():
         # The lag probe ticks every 0.5 s, so two scrapes apart its rate is a real number.
         lag = wait_for(
             "a numeric IOLoop lag p99",
-            lambda: [r for r in prometheus.query(
-                "histogram_quantile(0.99, rate(tornado_ioloop_lag_seconds_bucket[10s]))"
-            ) if r["value"][1] != "NaN"],
+            lambda: [
+                r
+                for r in prometheus.query(
+                    "histogram_quantile(0.99, rate(tornado_ioloop_lag_seconds_bucket[10s]))"
+                )
+                if r["value"][1] != "NaN"
+            ],
             timeout=20,
         )
         assert 0 <= float(lag[0]["value"][1]) < 1.0

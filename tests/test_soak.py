@@ -13,6 +13,7 @@ import tornado.web
 from appserver import AppServer
 from prometheus_client import Gauge
 from realbin import wait_for
+
 from tornado_memory_exporter import Config
 
 MiB = 2**20

@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter import Config, start_in_thread
 
 
@@ -19,13 +20,17 @@ def scrape(url: str) -> str:
 
 
 def ours() -> set[str]:
-    return {t.name for t in threading.enumerate() if t.name.startswith(("tornado-memory", "metrics-"))}
+    return {
+        t.name for t in threading.enumerate() if t.name.startswith(("tornado-memory", "metrics-"))
+    }
 
 
 def test_a_sync_caller_gets_metrics_and_a_first_census_within_seconds_then_stops_it_all():
     before = ours()
     started = time.monotonic()
-    running = start_in_thread(port=0, config=Config(census_interval=60), registry=CollectorRegistry())
+    running = start_in_thread(
+        port=0, config=Config(census_interval=60), registry=CollectorRegistry()
+    )
     try:
         assert running.running
         text = scrape(running.url + "/metrics")

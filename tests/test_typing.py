@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("mypy", reason="mypy is in the test extra")
 
 APP = Path(__file__).parent / "support" / "typed_app.py"
-MISUSE = '''
+MISUSE = """
 from tornado_memory_exporter import ObjectPool
 
 class Connection:
@@ -26,14 +26,25 @@ async def use(pool: ObjectPool[Connection]) -> None:
         conn2.no_such_method()
     lease = await pool.lease()
     lease.obj.no_such_method()
-'''
+"""
 
 
 def mypy(tmp_path: Path, *files: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--cache-dir",
-         str(tmp_path / "cache"), *map(str, files)],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
@@ -47,4 +58,6 @@ def test_pooled_objects_are_typed_not_any(tmp_path: Path) -> None:
     misuse.write_text(MISUSE)
     result = mypy(tmp_path, misuse)
     errors = [line for line in result.stdout.splitlines() if "error:" in line]
-    assert len(errors) == 3 and all('"Connection" has no attribute "no_such_method"' in e for e in errors), result.stdout
+    assert len(errors) == 3 and all(
+        '"Connection" has no attribute "no_such_method"' in e for e in errors
+    ), result.stdout

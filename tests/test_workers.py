@@ -20,6 +20,7 @@ from appserver import AppServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from realbin import free_port, promtool, require_binary, wait_for
+
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.faults import Faults, FaultsCollector
 from tornado_memory_exporter.workers import SnapshotWriter, WorkerView, worker_port
@@ -350,11 +351,21 @@ def test_workers_remove_their_files_when_terminated_cleanly(tmp_path):
     # SIGTERM to the group, as a process manager stops the service: no handler of the app's,
     # so the default action would end each worker at once, leaving its file for scrapes to skip.
     with Workers(tmp_path, "--workers", "2", "--interval", "1") as workers:
-        wait_for("2 snapshots", lambda: len(list(workers.dir.glob("*.prom"))) == 2, timeout=20, interval=0.05)
+        wait_for(
+            "2 snapshots",
+            lambda: len(list(workers.dir.glob("*.prom"))) == 2,
+            timeout=20,
+            interval=0.05,
+        )
         pids = [workers.header_pid(w) for w in ("0", "1")]
         os.killpg(workers.process.pid, signal.SIGTERM)
         workers.process.wait(timeout=10)
-        wait_for("the workers' exit", lambda: not any(psutil.pid_exists(p) for p in pids), timeout=10, interval=0.05)
+        wait_for(
+            "the workers' exit",
+            lambda: not any(psutil.pid_exists(p) for p in pids),
+            timeout=10,
+            interval=0.05,
+        )
     assert sorted(p.name for p in workers.dir.iterdir()) == []
 
 
@@ -372,7 +383,9 @@ async def main():
 
 asyncio.run(main())
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['0.prom']"
     assert list(tmp_path.iterdir()) == []

@@ -121,11 +121,21 @@ class Config:
                 f"census_mode={self.census_mode!r} must be one of {', '.join(map(repr, _CENSUS_MODES))}"
             )
         validate.number("census_fork_deadline", self.census_fork_deadline, minimum=0.0, above=True)
-        validate.number("census_fork_headroom", self.census_fork_headroom, minimum=0.0, maximum=10.0)
-        for name in ("census_interval", "census_hold", "error_log_interval", "scrape_cache_seconds"):
+        validate.number(
+            "census_fork_headroom", self.census_fork_headroom, minimum=0.0, maximum=10.0
+        )
+        for name in (
+            "census_interval",
+            "census_hold",
+            "error_log_interval",
+            "scrape_cache_seconds",
+        ):
             validate.number(name, getattr(self, name), minimum=0.0)
         for name in (
-            "census_slice_budget", "ioloop_probe_interval", "pool_snapshot_timeout", "worker_interval",
+            "census_slice_budget",
+            "ioloop_probe_interval",
+            "pool_snapshot_timeout",
+            "worker_interval",
         ):
             validate.number(name, getattr(self, name), minimum=0.0, above=True)
         validate.integer("pool_limit", self.pool_limit, minimum=1, maximum=1000)
@@ -134,7 +144,12 @@ class Config:
         _check_names("census_allowlist", self.census_allowlist)
         for name in ("gc_pause_buckets", "ioloop_lag_buckets"):
             validate.buckets(name, getattr(self, name))
-        for name in ("process_full_memory", "worker_label", "explorer_enabled", "explorer_show_contents"):
+        for name in (
+            "process_full_memory",
+            "worker_label",
+            "explorer_enabled",
+            "explorer_show_contents",
+        ):
             validate.flag(name, getattr(self, name))
         if self.worker_dir is not None:
             path = self.worker_dir
@@ -143,10 +158,14 @@ class Config:
             if not self.worker_label:
                 raise ValueError(f"worker_dir={self.worker_dir!r} needs worker_label=True")
         _check_explorer(self)
-        if self.auth_token is not None and (not isinstance(self.auth_token, str) or not self.auth_token):
+        if self.auth_token is not None and (
+            not isinstance(self.auth_token, str) or not self.auth_token
+        ):
             raise ValueError(f"auth_token={self.auth_token!r} must be a non-empty string or None")
         if self.basic_auth is not None and not _is_credentials(self.basic_auth):
-            raise ValueError("basic_auth=<redacted> must be a (user, password) pair of non-empty strings")
+            raise ValueError(
+                "basic_auth=<redacted> must be a (user, password) pair of non-empty strings"
+            )
 
     @property
     def auth_required(self) -> bool:
@@ -154,17 +173,21 @@ class Config:
         return self.auth_token is not None or self.basic_auth is not None
 
 
-
 def _check_explorer(config: Config) -> None:
     # Literal, like install()'s path: the page's links are relative, so any path character works.
     validate.url_path("explorer_path", config.explorer_path, trailing_slash=False)
     validate.number(
-        "explorer_tracemalloc_max_seconds", config.explorer_tracemalloc_max_seconds,
-        minimum=0.0, above=True, maximum=3600.0,
+        "explorer_tracemalloc_max_seconds",
+        config.explorer_tracemalloc_max_seconds,
+        minimum=0.0,
+        above=True,
+        maximum=3600.0,
     )
     validate.integer(
-        "explorer_tracemalloc_max_frames", config.explorer_tracemalloc_max_frames,
-        minimum=1, maximum=100,
+        "explorer_tracemalloc_max_frames",
+        config.explorer_tracemalloc_max_frames,
+        minimum=1,
+        maximum=100,
     )
 
 

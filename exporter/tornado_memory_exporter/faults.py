@@ -47,7 +47,11 @@ class Faults:
             self._last_logged[source] = now
             log.warning(
                 "metrics source %r failed (%d failures so far; logged at most every %gs): %s: %s",
-                source, self.counts[source], self.log_interval, type(error).__name__, error,
+                source,
+                self.counts[source],
+                self.log_interval,
+                type(error).__name__,
+                error,
             )
 
     def call(self, source: str, func: Callable[[], T], default: T) -> T:
@@ -89,7 +93,8 @@ class FaultsCollector(Collector):
 
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(
-            self._name, "Failures of a metrics source, by source; its other metrics are still served.",
+            self._name,
+            "Failures of a metrics source, by source; its other metrics are still served.",
             labels=["collector"],
         )
 

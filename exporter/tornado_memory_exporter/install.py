@@ -111,7 +111,9 @@ class Exporter:
             ns, latest, lambda: self._census.fallbacks, interval=config.census_interval
         )
         sources["allocator"] = AllocatorCollector(
-            ns, self.faults, lambda: s.pymalloc if (s := self._census.snapshot) is not None else None
+            ns,
+            self.faults,
+            lambda: s.pymalloc if (s := self._census.snapshot) is not None else None,
         )
         sources["handlers"] = HandlersCollector(ns, latest)
         sources["iostreams"] = IOStreamsCollector(ns, latest)
@@ -126,19 +128,28 @@ class Exporter:
         to ``start_metrics_server(registry=...)`` too)."""
         if config.worker_label:
             view = WorkerView(
-                registry, worker=worker_id(), faults=self.faults, directory=config.worker_dir,
+                registry,
+                worker=worker_id(),
+                faults=self.faults,
+                directory=config.worker_dir,
                 stale_after=3 * config.worker_interval,
             )
             self.served = view
             if config.worker_dir is not None:
-                self._writer = SnapshotWriter(view, interval=config.worker_interval, faults=self.faults)
+                self._writer = SnapshotWriter(
+                    view, interval=config.worker_interval, faults=self.faults
+                )
         self.explorer: Explorer | None = None
         """The leak explorer (``Config.explorer_enabled``), served beside the metrics route;
         pass it to ``start_metrics_server(explorer=...)`` to serve it there instead."""
         if config.explorer_enabled:
             self.explorer = Explorer(
-                config=config, loop=loop, faults=self.faults, census=self._census,
-                watchlist=self._watchlist, pools=self.pools,
+                config=config,
+                loop=loop,
+                faults=self.faults,
+                census=self._census,
+                watchlist=self._watchlist,
+                pools=self.pools,
             )
         self._app: tornado.web.Application | None = None
         self._route: Rule | None = None
@@ -280,7 +291,9 @@ def route_owner(app: tornado.web.Application, path: str) -> str | None:
     proxy) does not count as routing ``path``.
     """
     rule = _serving_rule(app.default_router, _probe(path))
-    if rule is None or rule is _serving_rule(app.default_router, _probe("/" + secrets.token_hex(16))):
+    if rule is None or rule is _serving_rule(
+        app.default_router, _probe("/" + secrets.token_hex(16))
+    ):
         return None
     target = rule.target
     cls = target if isinstance(target, type) else type(target)
@@ -395,7 +408,9 @@ def install(
 def _refuse_takeover(app: tornado.web.Application, path: str, config: Config) -> None:
     probes = [("path", path)]
     if config.explorer_enabled:
-        probes += [("explorer_path", config.explorer_path + suffix) for suffix in ("/", "/api/summary")]
+        probes += [
+            ("explorer_path", config.explorer_path + suffix) for suffix in ("/", "/api/summary")
+        ]
     for option, probe in probes:
         owner = route_owner(app, probe)
         if owner is not None:
@@ -403,4 +418,3 @@ def _refuse_takeover(app: tornado.web.Application, path: str, config: Config) ->
                 f"{option}: the application already routes {probe!r} to {owner}; install() will "
                 f"not shadow it: choose another {option}, or pass replace=True to serve ours there"
             )
-

@@ -65,8 +65,13 @@ class ExporterThread:
     """What ``start_in_thread()`` returns: the ``exporter`` running on a loop of its own, the
     metrics ``server`` and its ``url``; ``stop()`` ends both and the thread."""
 
-    def __init__(self, exporter: Exporter, server: MetricsServer, loop: asyncio.AbstractEventLoop,
-                 thread: threading.Thread) -> None:
+    def __init__(
+        self,
+        exporter: Exporter,
+        server: MetricsServer,
+        loop: asyncio.AbstractEventLoop,
+        thread: threading.Thread,
+    ) -> None:
         self.exporter = exporter
         self.server = server
         self._loop = loop
@@ -124,7 +129,11 @@ def start_in_thread(
         exporter = install(None, None, config=config, registry=registry)
         try:
             server = start_metrics_server(
-                port, address, registry=exporter.served, config=exporter.config, path=path,
+                port,
+                address,
+                registry=exporter.served,
+                config=exporter.config,
+                path=path,
                 explorer=exporter.explorer,
             )
         except BaseException:

@@ -68,9 +68,13 @@ def label_value(name: str, value: object, *, longest: int = 100) -> str:
     """``value`` if it can name one of the user's objects in a label (a pool, a watched object,
     an explorer root): a non-empty string of at most ``longest`` characters."""
     if not isinstance(value, str):
-        raise OptionTypeError(f"{name}={value!r} must be a non-empty string of at most {longest} characters")
+        raise OptionTypeError(
+            f"{name}={value!r} must be a non-empty string of at most {longest} characters"
+        )
     if not 0 < len(value) <= longest:
-        raise ValueError(f"{name}={value!r} must be a non-empty string of at most {longest} characters")
+        raise ValueError(
+            f"{name}={value!r} must be a non-empty string of at most {longest} characters"
+        )
     return value
 
 
@@ -80,11 +84,16 @@ def buckets(name: str, value: object) -> tuple[float, ...]:
         raise OptionTypeError(f"{name}={value!r} must be a tuple of increasing positive numbers")
     ok = (
         len(value) > 0
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in value)
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf
+            for v in value
+        )
         and list(value) == sorted(set(value))
     )
     if not ok:
-        raise ValueError(f"{name}={value!r} must be a non-empty tuple of increasing positive numbers")
+        raise ValueError(
+            f"{name}={value!r} must be a non-empty tuple of increasing positive numbers"
+        )
     return value
 
 
@@ -106,19 +115,28 @@ def url_path(name: str, value: object, *, trailing_slash: bool = True) -> str:
     """``value`` if it is an absolute URL path (``/...``) of RFC 3986 path characters, ``%HH``
     escapes included; it is matched literally, as the request sends it (``+``, ``(``, ``@``
     are plain characters). ``trailing_slash=False`` also refuses a path ending with ``/``."""
-    rule = "must start with '/'" + ("" if trailing_slash else ", not end with '/'") + (
-        " and use RFC 3986 path characters (letters, digits, -._~!$&'()*+,;=:@/ and %HH escapes)"
+    rule = (
+        "must start with '/'"
+        + ("" if trailing_slash else ", not end with '/'")
+        + (
+            " and use RFC 3986 path characters (letters, digits, -._~!$&'()*+,;=:@/ and %HH escapes)"
+        )
     )
     if not isinstance(value, str):
         raise OptionTypeError(f"{name}={value!r} {rule}: pass a string like '/metrics'")
-    bad = "".join(dict.fromkeys(
-        c for i, c in enumerate(value)
-        if c not in _PATH_CHAR
-        and not (c == "%" and value[i + 1 : i + 2] in _HEX and value[i + 2 : i + 3] in _HEX)
-    ))
+    bad = "".join(
+        dict.fromkeys(
+            c
+            for i, c in enumerate(value)
+            if c not in _PATH_CHAR
+            and not (c == "%" and value[i + 1 : i + 2] in _HEX and value[i + 2 : i + 3] in _HEX)
+        )
+    )
     ok = value.startswith("/") and not value.startswith("//") and not bad
     if ok and not trailing_slash:
         ok = not value.endswith("/") and "//" not in value
     if not ok:
-        raise ValueError(f"{name}={value!r} {rule}" + (f"; {bad!r} must be percent-encoded" if bad else ""))
+        raise ValueError(
+            f"{name}={value!r} {rule}" + (f"; {bad!r} must be percent-encoded" if bad else "")
+        )
     return value

@@ -26,6 +26,7 @@ import tornado.web
 from appserver import AppServer
 from exposition_samples import samples
 from realbin import wait_for
+
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.census import child
 from tornado_memory_exporter.census.fork import Fallback, Forker
@@ -33,7 +34,9 @@ from tornado_memory_exporter.census.heap import HeapCensus, count_by_type
 from tornado_memory_exporter.census.selection import OTHER, TypeSelector
 from tornado_memory_exporter.faults import Faults
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork mode needs Linux")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="fork mode needs Linux"
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,7 +55,6 @@ class LeakHandler(tornado.web.RequestHandler):
         self.write("ok")
 
 
-
 def by_type(text: str, name: str) -> dict[str, float]:
     return {dict(labels)["type"]: v for labels, v in samples(text, name).items()}
 
@@ -60,8 +62,12 @@ def by_type(text: str, name: str) -> dict[str, float]:
 def forker(loop: asyncio.AbstractEventLoop, **kwargs) -> Forker:
     kwargs.setdefault("deadline", 30.0)
     return Forker(
-        loop=loop, mode=kwargs.pop("mode", "fork"), headroom=kwargs.pop("headroom", 0.0),
-        available=kwargs.pop("available", lambda: 1 << 40), rss=lambda: 1 << 20, **kwargs,
+        loop=loop,
+        mode=kwargs.pop("mode", "fork"),
+        headroom=kwargs.pop("headroom", 0.0),
+        available=kwargs.pop("available", lambda: 1 << 40),
+        rss=lambda: 1 << 20,
+        **kwargs,
     )
 
 
@@ -113,7 +119,8 @@ def test_forked_census_counts_a_leak_exactly_with_bytes_and_untracked_objects():
     assert objects["str"] > 10_000 and sizes["str"] > 10 * objects["str"]  # untracked, counted
     assert sizes[OTHER] >= 0 and sum(sizes.values()) > 10 * sum(objects.values())
     assert samples(text, "tornado_census_mode") == {
-        (("mode", "fork"),): 1.0, (("mode", "inloop"),): 0.0,
+        (("mode", "fork"),): 1.0,
+        (("mode", "inloop"),): 0.0,
     }
     assert samples(text, "tornado_census_fallbacks_total")[(("reason", "deadline"),)] == 0
     assert samples(text, "tornado_pymalloc_arenas")[()] > 0
@@ -175,7 +182,9 @@ def test_the_child_runs_the_shared_classification_for_handler_states():
         for _ in range(3):
             assert server.get("/kept")[0] == 200
         snapshot = server.call(server.exporter.census_now)
-    name = f"{__name__}.test_the_child_runs_the_shared_classification_for_handler_states.<locals>.Kept"
+    name = (
+        f"{__name__}.test_the_child_runs_the_shared_classification_for_handler_states.<locals>.Kept"
+    )
     assert snapshot.mode == "fork"
     assert snapshot.handlers[(name, "finished")] == 3
     KEPT.clear()
@@ -199,13 +208,25 @@ def test_sizes_never_run_a_python_sizeof():
 def test_pymalloc_stats_parse_the_real_output():
     out = subprocess.run(
         [sys.executable, "-c", "import sys; sys._debugmallocstats()"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stderr
     stats = child.parse_pymalloc(out)
     assert stats is not None and stats["arenas"] > 0
-    parts = ("allocated_bytes", "available_bytes", "pools_empty_bytes", "pool_headers_bytes",
-             "quantization_bytes", "alignment_bytes")
-    assert sum(stats[p] for p in parts) == stats["total_bytes"] == stats["arenas"] * stats["arena_size"]
+    parts = (
+        "allocated_bytes",
+        "available_bytes",
+        "pools_empty_bytes",
+        "pool_headers_bytes",
+        "quantization_bytes",
+        "alignment_bytes",
+    )
+    assert (
+        sum(stats[p] for p in parts)
+        == stats["total_bytes"]
+        == stats["arenas"] * stats["arena_size"]
+    )
     assert child.parse_pymalloc("garbage\n") is None
 
 
@@ -215,9 +236,14 @@ def test_the_child_scores_1000_for_the_oom_killer_and_is_reaped():
         f = forker(asyncio.get_running_loop())
         task, pid = await started_child(f, sleeper(1.0))
         score = wait_for(
-            "the child's oom_score_adj", lambda: Path(f"/proc/{pid}/oom_score_adj").read_text().strip()
-            if Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "1000" else None,
-            timeout=5, interval=0.01,
+            "the child's oom_score_adj",
+            lambda: (
+                Path(f"/proc/{pid}/oom_score_adj").read_text().strip()
+                if Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "1000"
+                else None
+            ),
+            timeout=5,
+            interval=0.01,
         )
         value, _ = await task
         for _ in range(200):  # the reaper polls from loop callbacks
@@ -249,8 +275,12 @@ def test_a_child_past_its_deadline_is_killed_reaped_and_the_census_counted_and_r
         f.run = spy
         faults = Faults()
         census = HeapCensus(
-            loop=loop, selector=TypeSelector(top_n=5, growth_n=0, hold=0), faults=faults,
-            interval=0, slice_budget=0.005, forker=f,
+            loop=loop,
+            selector=TypeSelector(top_n=5, growth_n=0, hold=0),
+            faults=faults,
+            interval=0,
+            slice_budget=0.005,
+            forker=f,
         )
         snapshot = await census.run_now()
         for _ in range(300):
@@ -312,7 +342,9 @@ def test_a_signal_sent_to_the_child_never_reaches_the_parents_handlers(signum):
     assert hits == []
 
 
-def test_the_child_never_runs_atexit_nor_flushes_inherited_buffers_and_dies_with_its_parent(tmp_path):
+def test_the_child_never_runs_atexit_nor_flushes_inherited_buffers_and_dies_with_its_parent(
+    tmp_path,
+):
     script = textwrap.dedent(
         """
         import asyncio, atexit, os, sys, time
@@ -341,7 +373,11 @@ def test_the_child_never_runs_atexit_nor_flushes_inherited_buffers_and_dies_with
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
         check=False,
     )
     assert done.returncode == -9
@@ -415,8 +451,12 @@ def test_without_headroom_the_census_runs_in_the_loop_and_counts_why():
         loop = asyncio.get_running_loop()
         f = forker(loop, headroom=0.6, available=lambda: 0)
         census = HeapCensus(
-            loop=loop, selector=TypeSelector(top_n=5, growth_n=0, hold=0), faults=Faults(),
-            interval=0, slice_budget=0.005, forker=f,
+            loop=loop,
+            selector=TypeSelector(top_n=5, growth_n=0, hold=0),
+            faults=Faults(),
+            interval=0,
+            slice_budget=0.005,
+            forker=f,
         )
         return census, await census.run_now()
 
@@ -462,7 +502,10 @@ def test_the_fork_warning_is_filtered_for_our_fork_only():
         """
     )
     done = subprocess.run(
-        [sys.executable, "-W", "default", "-c", script], capture_output=True, text=True, check=True,
+        [sys.executable, "-W", "default", "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert done.stderr.count("multi-threaded") == 1 and "app.py" in done.stderr
 
@@ -483,7 +526,10 @@ def test_a_threaded_fork_census_shows_no_warning_even_with_warnings_as_errors():
     )
     done = subprocess.run(
         [sys.executable, "-W", "error::DeprecationWarning", "-c", script],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
 

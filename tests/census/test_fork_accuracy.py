@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("guppy", reason="guppy3 is in the test extra: pip install -e '.[test]'")
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork mode needs Linux")
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="fork mode needs Linux"
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +59,11 @@ SCRIPT = textwrap.dedent(
 
 def test_object_bytes_and_counts_are_within_15_percent_of_guppy3_with_the_same_top_types():
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        [sys.executable, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
         check=True,
     )
     result = json.loads(done.stdout.strip().splitlines()[-1])

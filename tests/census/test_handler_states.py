@@ -16,6 +16,7 @@ import tornado.web
 import tornado.websocket
 from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
+
 from tornado_memory_exporter.census.handler_states import handler_classes, handler_state
 
 KEPT: list[tornado.web.RequestHandler] = []
@@ -168,17 +169,28 @@ def socket_states(server: AppServer, *classes: type) -> dict[tuple[str, str], fl
 @pytest.fixture
 def chat() -> Iterator[AppServer]:
     ROOM.clear()
-    app = tornado.web.Application([
-        ("/chat", ChatSocket), ("/nosy", NosySocket), ("/refused", RefusedSocket), ("/pending", PendingSocket),
-    ])
+    app = tornado.web.Application(
+        [
+            ("/chat", ChatSocket),
+            ("/nosy", NosySocket),
+            ("/refused", RefusedSocket),
+            ("/pending", PendingSocket),
+        ]
+    )
     with AppServer(app) as server:
         yield server
     ROOM.clear()
 
 
-def connect(server: AppServer, path: str, n: int) -> list[tornado.websocket.WebSocketClientConnection]:
+def connect(
+    server: AppServer, path: str, n: int
+) -> list[tornado.websocket.WebSocketClientConnection]:
     async def go() -> list[tornado.websocket.WebSocketClientConnection]:
-        return [await tornado.websocket.websocket_connect(f"ws://{server.target}{path}") for _ in range(n)]
+        return [
+            await tornado.websocket.websocket_connect(f"ws://{server.target}{path}")
+            for _ in range(n)
+        ]
+
     return server.call(go)
 
 
@@ -190,7 +202,9 @@ def test_open_websockets_are_open_and_closed_ones_kept_alive_are_closed(chat: Ap
     async def close_six() -> None:
         for client in clients[:6]:
             client.close()
-        while sum(1 for h in ROOM if h.ws_connection is None) < 6:  # the server saw the close frames
+        while (
+            sum(1 for h in ROOM if h.ws_connection is None) < 6
+        ):  # the server saw the close frames
             await asyncio.sleep(0.01)
         # and the echo still works on the four open ones
         for client in clients[6:]:
@@ -228,14 +242,20 @@ def test_refused_and_pending_upgrades(chat: AppServer) -> None:
     refused, pending = f"{__name__}.RefusedSocket", f"{__name__}.PendingSocket"
 
     async def events() -> None:
-        chat.app.settings["started"], chat.app.settings["release"] = asyncio.Event(), asyncio.Event()
+        chat.app.settings["started"], chat.app.settings["release"] = (
+            asyncio.Event(),
+            asyncio.Event(),
+        )
 
     chat.call(events)
 
     async def refuse() -> int:
         try:
-            await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
-                f"ws://{chat.target}/refused", headers={"Origin": "http://elsewhere.example"}))
+            await tornado.websocket.websocket_connect(
+                tornado.httpclient.HTTPRequest(
+                    f"ws://{chat.target}/refused", headers={"Origin": "http://elsewhere.example"}
+                )
+            )
         except tornado.httpclient.HTTPClientError as error:
             return error.code
         return 101
@@ -250,7 +270,11 @@ def test_refused_and_pending_upgrades(chat: AppServer) -> None:
     upgrade = chat.call(start_pending)
     # A refused upgrade kept alive is a leak (closed); an upgrade still under way is not.
     assert socket_states(chat, RefusedSocket, PendingSocket) == {
-        (refused, "open"): 0, (refused, "closed"): 1, (pending, "open"): 1, (pending, "closed"): 0}
+        (refused, "open"): 0,
+        (refused, "closed"): 1,
+        (pending, "open"): 1,
+        (pending, "closed"): 0,
+    }
 
     async def release() -> None:
         chat.app.settings["release"].set()
@@ -280,15 +304,24 @@ def test_the_census_runs_no_code_of_the_handler_class(chat: AppServer) -> None:
     assert recorded == []
 
 
-@pytest.mark.parametrize(("attributes", "websocket", "state"), [
-    ({}, False, "active"),
-    ({"_finished": True}, False, "finished"),
-    ({}, True, "open"),  # no connection yet, not finished: the upgrade is under way
-    ({"_finished": True}, True, "closed"),  # finished without a connection: refused or close()d
-    ({"_finished": True, "_on_close_called": True}, True, "closed"),
-    ({"_finished": True, "ws_connection": object()}, True, "open"),  # a protocol of its own making
-])
-def test_handler_state_reads_only_the_instance_dict(attributes: dict, websocket: bool, state: str) -> None:
+@pytest.mark.parametrize(
+    ("attributes", "websocket", "state"),
+    [
+        ({}, False, "active"),
+        ({"_finished": True}, False, "finished"),
+        ({}, True, "open"),  # no connection yet, not finished: the upgrade is under way
+        ({"_finished": True}, True, "closed"),  # finished without a connection: refused or close()d
+        ({"_finished": True, "_on_close_called": True}, True, "closed"),
+        (
+            {"_finished": True, "ws_connection": object()},
+            True,
+            "open",
+        ),  # a protocol of its own making
+    ],
+)
+def test_handler_state_reads_only_the_instance_dict(
+    attributes: dict, websocket: bool, state: str
+) -> None:
     class Bare(tornado.websocket.WebSocketHandler):
         def __init__(self) -> None:  # no application, no request: only the attributes given
             self.__dict__.update(attributes)

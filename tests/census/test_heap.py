@@ -15,6 +15,7 @@ import tornado.web
 from appserver import AppServer
 from exposition_samples import samples
 from realbin import wait_for
+
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.census.heap import CHUNK, HeapCensus, count_by_type
 from tornado_memory_exporter.census.selection import OTHER, TypeSelector
@@ -37,7 +38,6 @@ class LeakHandler(tornado.web.RequestHandler):
     def get(self) -> None:
         LEAKED.append(Leaky())
         self.write("ok")
-
 
 
 def objects_by_type(text: str) -> dict[str, float]:
@@ -106,7 +106,10 @@ def test_the_census_name_cache_never_shows_as_weakref_growth():
     async def run() -> tuple[int, int]:
         selector = TypeSelector(top_n=0, growth_n=0, allowlist=(weakref_type,), hold=0)
         census = HeapCensus(
-            loop=asyncio.get_running_loop(), selector=selector, faults=Faults(), interval=0,
+            loop=asyncio.get_running_loop(),
+            selector=selector,
+            faults=Faults(),
+            interval=0,
             slice_budget=0.005,
         )
         first = (await census.run_now()).objects[weakref_type]
@@ -170,7 +173,10 @@ def test_allowlisted_types_are_always_exported_and_growth_needs_actual_growth():
 
 def test_ten_thousand_distinct_classes_stay_within_the_label_bound():
     config = Config(
-        census_interval=0, census_top_n=20, census_growth_n=10, census_allowlist=("a.B",),
+        census_interval=0,
+        census_top_n=20,
+        census_growth_n=10,
+        census_allowlist=("a.B",),
         census_mode="inloop",
     )
     classes = []
@@ -375,8 +381,12 @@ def test_the_first_census_comes_seconds_after_start_then_the_jittered_interval()
     async def delays(interval: float) -> tuple[float, float]:
         loop = asyncio.get_running_loop()
         census = HeapCensus(
-            loop=loop, selector=TypeSelector(top_n=5, growth_n=0, allowlist=(), hold=0),
-            faults=Faults(), interval=interval, slice_budget=0.005, get_objects=lambda: [1, "a"],
+            loop=loop,
+            selector=TypeSelector(top_n=5, growth_n=0, allowlist=(), hold=0),
+            faults=Faults(),
+            interval=interval,
+            slice_budget=0.005,
+            get_objects=lambda: [1, "a"],
             jitter=lambda: 0.05,
         )
         census.start()

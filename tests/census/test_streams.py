@@ -17,6 +17,7 @@ import tornado.web
 import tornado.websocket
 from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
+
 from tornado_memory_exporter.census.streams import StreamTally, add_stream
 
 MiB = 1 << 20
@@ -40,9 +41,12 @@ def queued(handler: tornado.websocket.WebSocketHandler) -> int:
 
 def stream_gauges(server: AppServer) -> dict[str, float]:
     server.call(server.exporter.census_now)
-    return {s.name.removeprefix("tornado_"): s.value
-            for family in text_string_to_metric_families(server.scrape())
-            for s in family.samples if "iostream" in s.name}
+    return {
+        s.name.removeprefix("tornado_"): s.value
+        for family in text_string_to_metric_families(server.scrape())
+        for s in family.samples
+        if "iostream" in s.name
+    }
 
 
 @pytest.fixture
@@ -53,11 +57,17 @@ def slow_consumer() -> Iterator[tuple[AppServer, socket.socket, dict[str, float]
     with AppServer(tornado.web.Application([("/push", PushSocket)])) as server:
         before = stream_gauges(server)
         raw = socket.socket()
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: data stays queued
+        raw.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+        )  # a small window: data stays queued
         raw.connect(("127.0.0.1", server.port))
         key = base64.b64encode(os.urandom(16)).decode()
-        raw.sendall((f"GET /push HTTP/1.1\r\nHost: {server.target}\r\nUpgrade: websocket\r\n"
-                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        raw.sendall(
+            (
+                f"GET /push HTTP/1.1\r\nHost: {server.target}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         response = b""
         while b"\r\n\r\n" not in response:
             response += raw.recv(1)  # byte by byte: read the 101 and nothing of the pushed data
@@ -70,7 +80,8 @@ def slow_consumer() -> Iterator[tuple[AppServer, socket.socket, dict[str, float]
 
 
 def test_a_slow_consumer_fills_the_write_buffer_gauges(
-        slow_consumer: tuple[AppServer, socket.socket, dict[str, float]]) -> None:
+    slow_consumer: tuple[AppServer, socket.socket, dict[str, float]],
+) -> None:
     server, raw, before = slow_consumer
 
     async def settled() -> int:
@@ -118,6 +129,7 @@ class PartialReader(tornado.tcpserver.TCPServer):
 def test_bytes_read_and_not_consumed_are_the_read_buffer_gauge() -> None:
     with AppServer() as server:
         before = stream_gauges(server)
+
         async def start() -> tuple[PartialReader, int]:
             reader = PartialReader()
             sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
@@ -147,7 +159,11 @@ def test_bytes_read_and_not_consumed_are_the_read_buffer_gauge() -> None:
 def test_add_stream_sums_open_streams_only() -> None:
     open_a, open_b, closed = (tornado.iostream.IOStream(socket.socket()) for _ in range(3))
     try:
-        open_a._total_write_index, open_a._total_write_done_index, open_a._read_buffer_size = 500, 200, 7
+        open_a._total_write_index, open_a._total_write_done_index, open_a._read_buffer_size = (
+            500,
+            200,
+            7,
+        )
         open_b._total_write_index = 1000
         closed.close()
         tally = StreamTally()
@@ -156,4 +172,6 @@ def test_add_stream_sums_open_streams_only() -> None:
     finally:
         open_a.close()
         open_b.close()
-    assert tally == StreamTally(open=2, write_buffer_bytes=1300, write_buffer_max_bytes=1000, read_buffer_bytes=7)
+    assert tally == StreamTally(
+        open=2, write_buffer_bytes=1300, write_buffer_max_bytes=1000, read_buffer_bytes=7
+    )

@@ -11,6 +11,7 @@ from appserver import AppServer
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from pympler.asizeof import asizeof
+
 from tornado_memory_exporter.census.slicer import Slicer
 from tornado_memory_exporter.census.watchlist import MAX_WATCHES, Watchlist
 from tornado_memory_exporter.collectors.watch import WatchCollector

@@ -2,13 +2,17 @@ import gc
 import sys
 
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 from tornado_memory_exporter.faults import Faults
 
 
 def make(callbacks=None, faults=None):
     recorder = GCPauseRecorder(
-        "tornado", faults or Faults(), buckets=(0.001, 1.0), generations=3,
+        "tornado",
+        faults or Faults(),
+        buckets=(0.001, 1.0),
+        generations=3,
         callbacks=callbacks if callbacks is not None else [],
     )
     registry = CollectorRegistry()
@@ -75,8 +79,10 @@ def test_the_interpreters_own_duration_is_used_where_given():
     recorder, registry = make(callbacks)
     recorder.start()
     callbacks[0]("start", {"generation": 1})
-    callbacks[0]("stop", {"generation": 1, "collected": 3, "uncollectable": 0,
-                          "candidates": 40, "duration": 0.5})
+    callbacks[0](
+        "stop",
+        {"generation": 1, "collected": 3, "uncollectable": 0, "candidates": 40, "duration": 0.5},
+    )
     value = registry.get_sample_value
     assert value("tornado_gc_pause_seconds_sum", {"generation": "1"}) == 0.5
     assert value("tornado_gc_pause_seconds_bucket", {"generation": "1", "le": "0.001"}) == 0
@@ -92,8 +98,10 @@ def test_incremental_collections_land_in_generation_one():
     for generation in (0, 1, 1, 2):
         callbacks[0]("start", {"generation": generation})
         callbacks[0]("stop", {"generation": generation, "collected": 0, "uncollectable": 0})
-    counts = [registry.get_sample_value("tornado_gc_pause_seconds_count", {"generation": str(g)})
-              for g in range(3)]
+    counts = [
+        registry.get_sample_value("tornado_gc_pause_seconds_count", {"generation": str(g)})
+        for g in range(3)
+    ]
     assert counts == [1, 2, 1]
 
 

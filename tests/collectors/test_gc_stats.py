@@ -2,6 +2,7 @@ import gc
 import sys
 
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter.collectors.gc_stats import GCStatsCollector, incremental_gc
 
 
@@ -47,9 +48,12 @@ def test_real_gc_generations_match_get_stats():
     for generation in range(len(gc.get_stats())):
         labels = {"generation": str(generation)}
         assert registry.get_sample_value("tornado_gc_collections_total", labels) >= 0
-    assert registry.get_sample_value(
-        "tornado_gc_collections_total", {"generation": str(len(gc.get_stats()))}
-    ) is None
+    assert (
+        registry.get_sample_value(
+            "tornado_gc_collections_total", {"generation": str(len(gc.get_stats()))}
+        )
+        is None
+    )
 
 
 def test_names_never_clash_with_prometheus_client_defaults():
@@ -83,9 +87,27 @@ class FakeGC315(FakeGC):
 
     def get_stats(self):
         return [
-            {"collections": 9, "collected": 90, "uncollectable": 0, "candidates": 400, "duration": 0.01},
-            {"collections": 2, "collected": 8, "uncollectable": 0, "candidates": 90, "duration": 0.02},
-            {"collections": 1, "collected": 1, "uncollectable": 0, "candidates": 900, "duration": 0.3},
+            {
+                "collections": 9,
+                "collected": 90,
+                "uncollectable": 0,
+                "candidates": 400,
+                "duration": 0.01,
+            },
+            {
+                "collections": 2,
+                "collected": 8,
+                "uncollectable": 0,
+                "candidates": 90,
+                "duration": 0.02,
+            },
+            {
+                "collections": 1,
+                "collected": 1,
+                "uncollectable": 0,
+                "candidates": 900,
+                "duration": 0.3,
+            },
         ]
 
     def get_count(self):
@@ -125,8 +147,9 @@ def test_315_extra_stats_fields_are_ignored():
 
 
 def test_incremental_gc_is_314_0_to_314_4_only():
-    assert [incremental_gc(v) for v in ((3, 13, 9), (3, 14, 0), (3, 14, 4), (3, 14, 5), (3, 15, 0))] \
-        == [False, True, True, False, False]
+    assert [
+        incremental_gc(v) for v in ((3, 13, 9), (3, 14, 0), (3, 14, 4), (3, 14, 5), (3, 15, 0))
+    ] == [False, True, True, False, False]
 
 
 def test_real_interpreter_thresholds_follow_its_collector():

@@ -2,6 +2,7 @@ import asyncio
 import time
 
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter.collectors.loop_lag import IOLoopProbe
 
 

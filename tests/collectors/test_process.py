@@ -3,6 +3,7 @@ from collections import namedtuple
 import psutil
 import pytest
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter.collectors.memory_limit import MemoryLimit
 from tornado_memory_exporter.collectors.process import ProcessCollector
 from tornado_memory_exporter.faults import Faults
@@ -28,7 +29,9 @@ class FakeProcess:
         return Mem(rss=150 * 2**20, vms=900 * 2**20)
 
     def memory_full_info(self):
-        return FullMem(rss=150 * 2**20, vms=900 * 2**20, uss=100 * 2**20, pss=120 * 2**20, swap=4096)
+        return FullMem(
+            rss=150 * 2**20, vms=900 * 2**20, uss=100 * 2**20, pss=120 * 2**20, swap=4096
+        )
 
     def num_fds(self):
         return 17
@@ -62,10 +65,16 @@ def collect(collector):
 
 
 def test_every_process_gauge_has_the_fake_values(status):
-    registry = collect(ProcessCollector(
-        "tornado", Faults(), proc=FakeProcess(), status_path=status,
-        memory_limit=FixedLimit(2 * 2**30), allocated_blocks=lambda: 123_456,
-    ))
+    registry = collect(
+        ProcessCollector(
+            "tornado",
+            Faults(),
+            proc=FakeProcess(),
+            status_path=status,
+            memory_limit=FixedLimit(2 * 2**30),
+            allocated_blocks=lambda: 123_456,
+        )
+    )
     value = registry.get_sample_value
     assert value("tornado_process_resident_memory_bytes") == 150 * 2**20
     assert value("tornado_process_virtual_memory_bytes") == 900 * 2**20
@@ -80,10 +89,16 @@ def test_every_process_gauge_has_the_fake_values(status):
 
 
 def test_full_memory_is_opt_in(status):
-    registry = collect(ProcessCollector(
-        "shop", Faults(), full_memory=True, proc=FakeProcess(), status_path=status,
-        memory_limit=FixedLimit(1),
-    ))
+    registry = collect(
+        ProcessCollector(
+            "shop",
+            Faults(),
+            full_memory=True,
+            proc=FakeProcess(),
+            status_path=status,
+            memory_limit=FixedLimit(1),
+        )
+    )
     assert registry.get_sample_value("shop_process_unique_memory_bytes") == 100 * 2**20
     assert registry.get_sample_value("shop_process_proportional_memory_bytes") == 120 * 2**20
     assert registry.get_sample_value("shop_process_swap_bytes") == 4096
@@ -93,8 +108,12 @@ def test_full_memory_is_opt_in(status):
 def test_a_failing_psutil_costs_only_its_own_gauges(status, error):
     faults = Faults()
     collector = ProcessCollector(
-        "tornado", faults, proc=FakeProcess(fail=error), status_path=status,
-        memory_limit=FixedLimit(5), allocated_blocks=lambda: 7,
+        "tornado",
+        faults,
+        proc=FakeProcess(fail=error),
+        status_path=status,
+        memory_limit=FixedLimit(5),
+        allocated_blocks=lambda: 7,
     )
     samples = {s.name: s.value for family in collector.collect() for s in family.samples}
     assert samples == {
@@ -106,10 +125,15 @@ def test_a_failing_psutil_costs_only_its_own_gauges(status, error):
 
 
 def test_peak_falls_back_to_ru_maxrss_without_proc_status(tmp_path):
-    registry = collect(ProcessCollector(
-        "tornado", Faults(), proc=FakeProcess(), status_path=tmp_path / "missing",
-        memory_limit=FixedLimit(5),
-    ))
+    registry = collect(
+        ProcessCollector(
+            "tornado",
+            Faults(),
+            proc=FakeProcess(),
+            status_path=tmp_path / "missing",
+            memory_limit=FixedLimit(5),
+        )
+    )
     import resource
 
     peak = registry.get_sample_value("tornado_process_resident_memory_peak_bytes")

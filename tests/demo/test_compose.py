@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 from realbin import promtool, require_binary
+
 from tornado_memory_exporter.mixin import MixinConfig, alertmanager_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,11 @@ def compose_binary() -> Path:
 def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(compose_binary()), "-f", str(file), *args],
-        capture_output=True, text=True, timeout=60, check=False, cwd=file.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=file.parent,
     )
 
 
@@ -82,8 +87,12 @@ def test_compose_binary_rejects_a_broken_file(tmp_path: Path) -> None:
 def test_every_bind_mount_exists_in_the_repo() -> None:
     config = resolved()
     assert missing_bind_sources(config) == []
-    sources = [Path(v["source"]) for s in config["services"].values() for v in s.get("volumes", [])
-               if v["type"] == "bind"]
+    sources = [
+        Path(v["source"])
+        for s in config["services"].values()
+        for v in s.get("volumes", [])
+        if v["type"] == "bind"
+    ]
     assert len(sources) == 7
     assert all(source.is_file() and source.is_relative_to(ROOT) for source in sources)
     # written as relative paths: nothing specific to this machine in the file itself
@@ -97,7 +106,10 @@ def test_every_bind_mount_exists_in_the_repo() -> None:
 def test_the_bind_mount_check_reports_missing_files(tmp_path: Path) -> None:
     shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")  # no repo files beside it
     missing = missing_bind_sources(resolved(tmp_path / "docker-compose.yml"))
-    assert sorted(m.split(":")[0] for m in missing) == ["alertmanager"] + ["grafana"] * 4 + ["prometheus"] * 2
+    assert (
+        sorted(m.split(":")[0] for m in missing)
+        == ["alertmanager"] + ["grafana"] * 4 + ["prometheus"] * 2
+    )
 
 
 def test_images_are_pinned_and_every_service_is_health_checked() -> None:
@@ -131,23 +143,35 @@ def test_mounted_prometheus_config_and_rules_pass_promtool(tmp_path: Path) -> No
 def test_mounted_alertmanager_config_routes_to_the_webhook_logger() -> None:
     config = resolved()
     path = binds(config, "alertmanager")["/etc/alertmanager/alertmanager.yml"]
-    result = subprocess.run([require_binary("amtool"), "check-config", str(path)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [require_binary("amtool"), "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     receiver = yaml.safe_load(path.read_text())["receivers"][0]["webhook_configs"][0]
     assert receiver == {"url": "http://webhook-logger:9095/", "send_resolved": True}
     # it is the mixin's Alertmanager side (grouping per process, inhibitions), not a copy that drifts
     assert yaml.safe_load(path.read_text()) == alertmanager_config(
-        MixinConfig(), webhook_url="http://webhook-logger:9095/")
+        MixinConfig(), webhook_url="http://webhook-logger:9095/"
+    )
     command = config["services"]["webhook-logger"]["command"]
     assert command[command.index("--port") + 1] == "9095"
 
 
 def test_dockerfile_copies_only_what_the_dockerignore_lets_through() -> None:
-    copied = [line.split()[1:-1] for line in (ROOT / "Dockerfile").read_text().splitlines()
-              if line.startswith("COPY ")]
+    copied = [
+        line.split()[1:-1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    ]
     assert copied == [["pyproject.toml", "README.md", "LICENSE", "MANIFEST.in"], ["exporter"]]
-    allowed = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.startswith("!")}
+    allowed = {
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
     assert allowed == {"pyproject.toml", "README.md", "LICENSE", "MANIFEST.in", "exporter"}
     assert all((ROOT / name).exists() for name in allowed)

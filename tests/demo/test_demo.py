@@ -23,6 +23,7 @@ import tornado.websocket
 from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
 from realbin import promtool, require_binary, wait_for
+
 from tornado_memory_exporter import Config
 from tornado_memory_exporter.__main__ import LEAK_NAMES
 from tornado_memory_exporter.demo import DemoService, stack
@@ -105,8 +106,12 @@ def test_leaks_endpoint_lists_and_switches(demo: Demo) -> None:
     listed = json.loads(body)
     assert list(listed) == list(LEAK_NAMES)
     assert listed["cache"] == {
-        "on": False, "size": 0, "cap": 50_000, "endpoint": "/items",
-        "alert": "TornadoWatchedObjectGrowing", "available": True,
+        "on": False,
+        "size": 0,
+        "cap": 50_000,
+        "endpoint": "/items",
+        "alert": "TornadoWatchedObjectGrowing",
+        "available": True,
         "what": "the watched response cache stops evicting (1 KiB per request)",
     }
     assert demo.switch("cache", "on")["on"] is True
@@ -117,8 +122,13 @@ def test_leaks_endpoint_lists_and_switches(demo: Demo) -> None:
 
 @pytest.mark.parametrize(
     ("path", "body", "status"),
-    [("/leaks/nope", b"on", 404), ("/leaks/cache", b"maybe", 400), ("/leaks/cache", b"", 400),
-     ("/leaks", b"on", 405), ("/leaks/cache", b"\xff\xfe", 400)],
+    [
+        ("/leaks/nope", b"on", 404),
+        ("/leaks/cache", b"maybe", 400),
+        ("/leaks/cache", b"", 400),
+        ("/leaks", b"on", 405),
+        ("/leaks/cache", b"\xff\xfe", 400),
+    ],
 )
 def test_bad_switch_requests_are_4xx(demo: Demo, path: str, body: bytes, status: int) -> None:
     got, text = demo.post(path, body)
@@ -173,8 +183,10 @@ def test_blocking_leak_shows_as_ioloop_lag(demo: Demo) -> None:
 
     def slow_probes() -> float:
         scraped = demo.samples()
-        return scraped["tornado_ioloop_lag_seconds_count", frozenset()] - scraped[
-            "tornado_ioloop_lag_seconds_bucket", frozenset({("le", "0.5")})]
+        return (
+            scraped["tornado_ioloop_lag_seconds_count", frozenset()]
+            - scraped["tornado_ioloop_lag_seconds_bucket", frozenset({("le", "0.5")})]
+        )
 
     demo.hit("/compute", 2)
     baseline = slow_probes()
@@ -215,7 +227,9 @@ MiB = 1 << 20
 
 def test_websockets_leak_keeps_closed_chat_connections(demo: Demo) -> None:
     async def connect(n: int) -> list[tornado.websocket.WebSocketClientConnection]:
-        return [await tornado.websocket.websocket_connect(f"ws://{demo.target}/chat") for _ in range(n)]
+        return [
+            await tornado.websocket.websocket_connect(f"ws://{demo.target}/chat") for _ in range(n)
+        ]
 
     def close(clients: list, closed: int) -> None:
         async def go() -> None:
@@ -223,12 +237,15 @@ def test_websockets_leak_keeps_closed_chat_connections(demo: Demo) -> None:
                 client.close()
             while demo.service.leaks["websockets"].size < closed:  # the server saw them close
                 await asyncio.sleep(0.01)
+
         demo.call(go)
 
     def states() -> tuple[float | None, float | None]:
         scraped = demo.samples()
-        return tuple(scraped.get(("tornado_handlers_alive", frozenset({("handler", CHAT), ("state", s)})))
-                     for s in ("open", "closed"))
+        return tuple(
+            scraped.get(("tornado_handlers_alive", frozenset({("handler", CHAT), ("state", s)})))
+            for s in ("open", "closed")
+        )
 
     clients = demo.call(lambda: connect(8))
     assert states() == (8, 0)
@@ -244,21 +261,30 @@ def test_websockets_leak_keeps_closed_chat_connections(demo: Demo) -> None:
 def test_slow_consumer_leak_fills_the_write_buffers(demo: Demo) -> None:
     demo.switch("slow-consumer", "on")
     # 640 KiB/s: past the kernel's socket buffers, several MB queue in the server's stream
-    queued = wait_for("several MB queued to the slow consumer",
-                      lambda: (demo.sample("tornado_iostream_write_buffer_max_bytes") or 0) > 4 * MiB or None,
-                      timeout=60, interval=0.5)
+    queued = wait_for(
+        "several MB queued to the slow consumer",
+        lambda: (demo.sample("tornado_iostream_write_buffer_max_bytes") or 0) > 4 * MiB or None,
+        timeout=60,
+        interval=0.5,
+    )
     assert queued
     assert demo.sample("tornado_iostream_write_buffer_bytes") >= 4 * MiB
     assert demo.service.leaks["slow-consumer"].size > 4 * MiB
     demo.switch("slow-consumer", "off")
-    wait_for("the queue freed", lambda: demo.sample("tornado_iostream_write_buffer_max_bytes") < MiB,
-             timeout=30, interval=0.5)
+    wait_for(
+        "the queue freed",
+        lambda: demo.sample("tornado_iostream_write_buffer_max_bytes") < MiB,
+        timeout=30,
+        interval=0.5,
+    )
 
 
 def test_cli_rejects_an_unknown_leak() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tornado_memory_exporter", "demo", "--leak", "nope"],
-        capture_output=True, timeout=30, check=False,
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 2
     assert b"invalid choice: 'nope'" in result.stderr
@@ -266,12 +292,20 @@ def test_cli_rejects_an_unknown_leak() -> None:
 
 def test_webhook_logger_records_and_logs(caplog: pytest.LogCaptureFixture) -> None:
     received: deque[dict] = deque(maxlen=200)
-    payload = {"status": "firing", "alerts": [{
-        "status": "firing", "labels": {"alertname": "TornadoHandlersLeaking", "severity": "warning"},
-        "annotations": {"summary": "Finished handlers stay alive."},
-    }]}
+    payload = {
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "TornadoHandlersLeaking", "severity": "warning"},
+                "annotations": {"summary": "Finished handlers stay alive."},
+            }
+        ],
+    }
     with AppServer(make_webhook_app(received)) as server, caplog.at_level(logging.WARNING):
-        request = urllib.request.Request(server.url + "/", data=json.dumps(payload).encode(), method="POST")
+        request = urllib.request.Request(
+            server.url + "/", data=json.dumps(payload).encode(), method="POST"
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.load(response) == {"received": 1}
         status, _, body = server.get("/")
@@ -282,8 +316,10 @@ def test_webhook_logger_records_and_logs(caplog: pytest.LogCaptureFixture) -> No
     assert json.loads(body) == {"notifications": [payload]}
     assert error.value.code == 400
     assert list(received) == [payload]
-    assert ("alert FIRING TornadoHandlersLeaking {'severity': 'warning'}: Finished handlers stay alive."
-            in caplog.messages)
+    assert (
+        "alert FIRING TornadoHandlersLeaking {'severity': 'warning'}: Finished handlers stay alive."
+        in caplog.messages
+    )
 
 
 @pytest.mark.integration
@@ -293,15 +329,27 @@ def test_stack_configurations_pass_promtool_and_amtool(tmp_path: Path) -> None:
     groups = stack.fast_rules()["groups"]
     rules.write_text(json.dumps(stack.fast_rules()))
     prometheus = tmp_path / "prometheus.yml"
-    prometheus.write_text(json.dumps(stack.prometheus_config(
-        target="127.0.0.1:8888", alertmanager="127.0.0.1:9093", rule_file=str(rules))))
+    prometheus.write_text(
+        json.dumps(
+            stack.prometheus_config(
+                target="127.0.0.1:8888", alertmanager="127.0.0.1:9093", rule_file=str(rules)
+            )
+        )
+    )
     alertmanager = tmp_path / "alertmanager.yml"
-    alertmanager.write_text(json.dumps(stack.alertmanager_config(webhook_url="http://127.0.0.1:9095/")))
+    alertmanager.write_text(
+        json.dumps(stack.alertmanager_config(webhook_url="http://127.0.0.1:9095/"))
+    )
     checked = promtool("check", "config", str(prometheus))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {sum(len(g['rules']) for g in groups)} rules found".encode() in checked.stdout
-    amtool = subprocess.run([require_binary("amtool"), "check-config", str(alertmanager)],
-                            capture_output=True, text=True, timeout=30, check=False)
+    amtool = subprocess.run(
+        [require_binary("amtool"), "check-config", str(alertmanager)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert amtool.returncode == 0, amtool.stdout + amtool.stderr
 
 
@@ -310,7 +358,9 @@ def test_the_demo_terminal_shows_no_background_load() -> None:
     # the banner's URLs away.
     process = subprocess.Popen(
         [sys.executable, "-m", "tornado_memory_exporter", "demo", "--port", "0", "--no-stack"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -325,8 +375,12 @@ def test_the_demo_terminal_shows_no_background_load() -> None:
             with urllib.request.urlopen(metrics, timeout=10) as response:
                 text = response.read().decode()
             time.sleep(0.5)
-        acquires = [s.value for f in text_string_to_metric_families(text) for s in f.samples
-                    if s.name == "tornado_pool_acquires_total" and s.labels == {"pool": "upstream"}]
+        acquires = [
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "tornado_pool_acquires_total" and s.labels == {"pool": "upstream"}
+        ]
         assert acquires and acquires[0] > 0, "the load never called /slow through the upstream pool"
         with urllib.request.urlopen(metrics.replace("/metrics", "/leaks"), timeout=10):
             pass  # a request of the user's own: it is logged
@@ -343,9 +397,21 @@ def test_the_demo_terminal_shows_no_background_load() -> None:
 
 def test_cli_without_stack_serves_metrics_and_stops_on_ctrl_c() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tornado_memory_exporter", "demo", "--port", "0", "--no-stack",
-         "--no-load", "--leak", "cache"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "tornado_memory_exporter",
+            "demo",
+            "--port",
+            "0",
+            "--no-stack",
+            "--no-load",
+            "--leak",
+            "cache",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert process.stdout is not None
@@ -354,12 +420,19 @@ def test_cli_without_stack_serves_metrics_and_stops_on_ctrl_c() -> None:
             banner.append(line.rstrip("\n"))
             if line.startswith("Ctrl-C"):
                 break
-        assert [line.split(":")[0] for line in banner[:4]] == ["demo app", "metrics", "leaks", "switch a leak"]
+        assert [line.split(":")[0] for line in banner[:4]] == [
+            "demo app",
+            "metrics",
+            "leaks",
+            "switch a leak",
+        ]
         assert not any(line.startswith(("prometheus", "alertmanager")) for line in banner)
         metrics = banner[1].split()[1]
         with urllib.request.urlopen(metrics, timeout=10) as response:
             assert b"tornado_process_resident_memory_bytes " in response.read()
-        with urllib.request.urlopen(metrics.replace("/metrics", "/leaks/cache"), timeout=10) as response:
+        with urllib.request.urlopen(
+            metrics.replace("/metrics", "/leaks/cache"), timeout=10
+        ) as response:
             assert json.load(response)["on"] is True
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
@@ -369,7 +442,9 @@ def test_cli_without_stack_serves_metrics_and_stops_on_ctrl_c() -> None:
             process.wait()
 
 
-def test_find_binaries_honours_the_tme_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_binaries_honours_the_tme_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fake = {}
     for name in ("prometheus-3", "am-0.33"):
         fake[name] = tmp_path / name
@@ -379,4 +454,6 @@ def test_find_binaries_honours_the_tme_variables(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("TME_ALERTMANAGER", str(fake["am-0.33"]))
     assert stack.find_binaries() == (str(fake["prometheus-3"]), str(fake["am-0.33"]))
     monkeypatch.setenv("TME_ALERTMANAGER", str(tmp_path / "absent"))
-    assert stack.find_binaries() is None  # a named binary that is missing is not replaced by another
+    assert (
+        stack.find_binaries() is None
+    )  # a named binary that is missing is not replaced by another

@@ -31,14 +31,19 @@ from typing import Any
 import psutil
 import pytest
 from realbin import get_json, require_binary, wait_for
+
 from tornado_memory_exporter.mixin import MixinConfig, build_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 HANDLER = "tornado_memory_exporter.demo.app.ReportHandler"
 # Dashboard template variables, as Grafana substitutes them with "All" selected and a 1 s scrape.
 GRAFANA_VARIABLES = {
-    "$__rate_interval": "15s", "$__range": "5m", "$job": ".+", "$instance": ".+",
-    "$worker": ".*", "$type": ".+",
+    "$__rate_interval": "15s",
+    "$__range": "5m",
+    "$job": ".+",
+    "$instance": ".+",
+    "$worker": ".*",
+    "$type": ".+",
 }
 
 pytestmark = pytest.mark.integration
@@ -54,7 +59,10 @@ class DemoProcess:
         with log.open("wb") as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "tornado_memory_exporter", "demo", "--port", "0"],
-                stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                text=True,
             )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -89,7 +97,9 @@ class DemoProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def switch(self, leak: str, state: str) -> None:
-        request = urllib.request.Request(f"{self.app}/leaks/{leak}", data=state.encode(), method="POST")
+        request = urllib.request.Request(
+            f"{self.app}/leaks/{leak}", data=state.encode(), method="POST"
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.load(response)["on"] is (state == "on")
 
@@ -172,7 +182,9 @@ def dashboard_queries() -> list[tuple[str, str]]:
             assert match, variable["query"]
             # `worker` is only set with Config(worker_label=True); the demo is one process
             if variable["name"] != "worker":
-                found.append((f"{path.name}: ${variable['name']}", f"group by ({match[2]}) ({match[1]})"))
+                found.append(
+                    (f"{path.name}: ${variable['name']}", f"group by ({match[2]}) ({match[1]})")
+                )
     return found
 
 
@@ -184,29 +196,55 @@ def substitute(expr: str) -> str:
 
 def test_a_real_leak_raises_a_real_alert_and_resolves(demo: DemoProcess) -> None:
     started = time.monotonic()
-    handlers_labels = {"alertname": "TornadoHandlersLeaking", "severity": "warning", "job": "tornado",
-                       "instance": demo.target, "handler": HANDLER, "state": "finished"}
-    pool_labels = {"alertname": "TornadoPoolLeak", "severity": "critical", "job": "tornado",
-                   "instance": demo.target, "pool": "demo_db"}
+    handlers_labels = {
+        "alertname": "TornadoHandlersLeaking",
+        "severity": "warning",
+        "job": "tornado",
+        "instance": demo.target,
+        "handler": HANDLER,
+        "state": "finished",
+    }
+    pool_labels = {
+        "alertname": "TornadoPoolLeak",
+        "severity": "critical",
+        "job": "tornado",
+        "instance": demo.target,
+        "pool": "demo_db",
+    }
     demo.switch("handlers", "on")
     demo.switch("pool", "on")
 
     # Every rule loaded and evaluates without error.
     def evaluated_rules() -> list[dict[str, Any]] | None:
-        rules = [r for g in get_json(f"{demo.prometheus}/api/v1/rules")["data"]["groups"] for r in g["rules"]]
-        return rules if rules and not any(r["lastEvaluation"].startswith("0001") for r in rules) else None
+        rules = [
+            r
+            for g in get_json(f"{demo.prometheus}/api/v1/rules")["data"]["groups"]
+            for r in g["rules"]
+        ]
+        return (
+            rules
+            if rules and not any(r["lastEvaluation"].startswith("0001") for r in rules)
+            else None
+        )
 
     rules = wait_for("every rule evaluated once", evaluated_rules, timeout=30)
     assert len(rules) == sum(len(g["rules"]) for g in build_rules(MixinConfig.fast())["groups"])
-    assert [(r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"] == []
+    assert [
+        (r["name"], r["health"], r.get("lastError")) for r in rules if r["health"] != "ok"
+    ] == []
 
     # The critical pool leak has no warm-up guard: it reaches the webhook within seconds.
-    pool_alert = wait_for("TornadoPoolLeak firing at the webhook",
-                          lambda: received(demo, "firing", pool_labels), timeout=60)
+    pool_alert = wait_for(
+        "TornadoPoolLeak firing at the webhook",
+        lambda: received(demo, "firing", pool_labels),
+        timeout=60,
+    )
     # The handlers leak needs the 50 s warm-up guard plus growth through its young window and for:.
-    handlers_alert = wait_for("TornadoHandlersLeaking firing at the webhook",
-                              lambda: received(demo, "firing", handlers_labels),
-                              timeout=max(10.0, 150 - (time.monotonic() - started)))
+    handlers_alert = wait_for(
+        "TornadoHandlersLeaking firing at the webhook",
+        lambda: received(demo, "firing", handlers_labels),
+        timeout=max(10.0, 150 - (time.monotonic() - started)),
+    )
     for alert, labels in ((pool_alert, pool_labels), (handlers_alert, handlers_labels)):
         rule = fast_alert(labels["alertname"])
         annotations = alert["annotations"]
@@ -215,52 +253,93 @@ def test_a_real_leak_raises_a_real_alert_and_resolves(demo: DemoProcess) -> None
         assert annotations["runbook_url"] == rule["annotations"]["runbook_url"]
         assert annotations["runbook_url"].endswith(f"RUNBOOK.md#{labels['alertname'].lower()}")
         assert description_pattern(rule["annotations"]["description"], labels).fullmatch(
-            annotations["description"]), annotations["description"]
+            annotations["description"]
+        ), annotations["description"]
     # Alertmanager holds both as active.
-    active = {a["labels"]["alertname"] for a in get_json(f"{demo.alertmanager}/api/v2/alerts")
-              if a["status"]["state"] == "active"}
+    active = {
+        a["labels"]["alertname"]
+        for a in get_json(f"{demo.alertmanager}/api/v2/alerts")
+        if a["status"]["state"] == "active"
+    }
     assert {"TornadoHandlersLeaking", "TornadoPoolLeak"} <= active
 
     # Meanwhile every dashboard query (and variable) has data from the real scrape.
     queries = dashboard_queries()
     assert len(queries) >= 40
     # a day-old comparison has no data in a Prometheus started minutes ago
-    empty = [(where, expr) for where, expr in queries
-             if " offset 1d" not in expr and not demo.query(substitute(expr))]
+    empty = [
+        (where, expr)
+        for where, expr in queries
+        if " offset 1d" not in expr and not demo.query(substitute(expr))
+    ]
     assert empty == []
 
     demo.switch("handlers", "off")
     demo.switch("pool", "off")
-    wait_for("TornadoHandlersLeaking resolved", lambda: received(demo, "resolved", handlers_labels), timeout=90)
-    wait_for("TornadoPoolLeak resolved", lambda: received(demo, "resolved", pool_labels), timeout=90)
+    wait_for(
+        "TornadoHandlersLeaking resolved",
+        lambda: received(demo, "resolved", handlers_labels),
+        timeout=90,
+    )
+    wait_for(
+        "TornadoPoolLeak resolved", lambda: received(demo, "resolved", pool_labels), timeout=90
+    )
 
     # Ctrl-C: the demo stops Prometheus and Alertmanager and removes their directory.
-    assert sorted(Path(p.cmdline()[0]).name for p in demo.stack) == ["prometheus", "prometheus-alertmanager"]
+    assert sorted(Path(p.cmdline()[0]).name for p in demo.stack) == [
+        "prometheus",
+        "prometheus-alertmanager",
+    ]
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(timeout=30) == 0, demo.log_tail()
-    assert [p.pid for p in demo.stack if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [
+        p.pid for p in demo.stack if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    ] == []
     assert not demo.state_dir.exists()
 
 
-CONSEQUENCES = 'alertname=~"TornadoMemoryLeakSuspected|TornadoPythonHeapGrowing|TornadoObjectTypeGrowing"'
+CONSEQUENCES = (
+    'alertname=~"TornadoMemoryLeakSuspected|TornadoPythonHeapGrowing|TornadoObjectTypeGrowing"'
+)
 
 
 def test_one_leak_one_page(demo: DemoProcess) -> None:
     demo.switch("handlers", "on")
-    labels = {"alertname": "TornadoHandlersLeaking", "severity": "warning", "job": "tornado",
-              "instance": demo.target, "handler": HANDLER, "state": "finished"}
-    wait_for("TornadoHandlersLeaking at the webhook", lambda: received(demo, "firing", labels), timeout=180)
+    labels = {
+        "alertname": "TornadoHandlersLeaking",
+        "severity": "warning",
+        "job": "tornado",
+        "instance": demo.target,
+        "handler": HANDLER,
+        "state": "finished",
+    }
+    wait_for(
+        "TornadoHandlersLeaking at the webhook",
+        lambda: received(demo, "firing", labels),
+        timeout=180,
+    )
     # its consequences fire in Prometheus too (builtin and library types, the heap): inhibited
-    firing = wait_for("consequences firing in Prometheus", lambda: demo.query(
-        f'ALERTS{{alertstate="firing", {CONSEQUENCES}, origin!="application"}}'), timeout=150)
+    firing = wait_for(
+        "consequences firing in Prometheus",
+        lambda: demo.query(f'ALERTS{{alertstate="firing", {CONSEQUENCES}, origin!="application"}}'),
+        timeout=150,
+    )
     time.sleep(10)  # past the fast profile's group_wait + group_interval: anything to send was sent
 
     def visible() -> list[dict[str, Any]]:
-        alerts = get_json(f"{demo.alertmanager}/api/v2/alerts?active=true&inhibited=false&silenced=false")
+        alerts = get_json(
+            f"{demo.alertmanager}/api/v2/alerts?active=true&inhibited=false&silenced=false"
+        )
         return [a for a in alerts if a["labels"].get("instance") == demo.target]
 
-    shown = wait_for("the root cause visible in Alertmanager", lambda: [
-        a for a in visible() if a["labels"]["alertname"] == "TornadoHandlersLeaking"] and visible(), timeout=30)
+    shown = wait_for(
+        "the root cause visible in Alertmanager",
+        lambda: (
+            [a for a in visible() if a["labels"]["alertname"] == "TornadoHandlersLeaking"]
+            and visible()
+        ),
+        timeout=30,
+    )
     names = sorted(a["labels"]["alertname"] for a in shown)
     every = [(a["labels"], a["status"]) for a in get_json(f"{demo.alertmanager}/api/v2/alerts")]
     assert len(shown) <= 2, (names, every)
@@ -270,9 +349,14 @@ def test_one_leak_one_page(demo: DemoProcess) -> None:
         return [a for a in alerts if a["status"]["inhibitedBy"]]
 
     # A consequence that began firing just now reaches Alertmanager at Prometheus's next send.
-    wait_for("every firing consequence inhibited in Alertmanager",
-             lambda: len(inhibited()) >= len(firing), timeout=60)
-    paged = {(a["labels"]["alertname"], a["labels"].get("origin", "")) for a in demo.notifications()}
+    wait_for(
+        "every firing consequence inhibited in Alertmanager",
+        lambda: len(inhibited()) >= len(firing),
+        timeout=60,
+    )
+    paged = {
+        (a["labels"]["alertname"], a["labels"].get("origin", "")) for a in demo.notifications()
+    }
     assert ("TornadoHandlersLeaking", "") in paged
     assert not {p for p in paged if p[0] in CONSEQUENCES and p[1] != "application"}, paged
 
@@ -280,12 +364,19 @@ def test_one_leak_one_page(demo: DemoProcess) -> None:
 def test_no_leak_no_alert(demo: DemoProcess) -> None:
     quiet = float(os.environ.get("TME_QUIET_SECONDS", "240"))
     started = time.monotonic()
-    wait_for("the first scrape", lambda: demo.query("tornado_process_resident_memory_bytes"), timeout=60)
+    wait_for(
+        "the first scrape", lambda: demo.query("tornado_process_resident_memory_bytes"), timeout=60
+    )
     while time.monotonic() - started < quiet:
         assert demo.notifications() == [], demo.notifications()
         time.sleep(5)
     window = f"{int(time.monotonic() - started)}s"
-    assert demo.query(f'count by (alertname) (count_over_time(ALERTS{{alertstate="firing"}}[{window}]))') == []
+    assert (
+        demo.query(
+            f'count by (alertname) (count_over_time(ALERTS{{alertstate="firing"}}[{window}]))'
+        )
+        == []
+    )
     assert demo.notifications() == []
     # the rules really ran over data: the floors exist
     assert demo.query("instance:tornado_process_resident_memory_bytes:floor")
@@ -298,8 +389,11 @@ def test_a_killed_demo_takes_its_stack_down(demo: DemoProcess) -> None:
     assert len(demo.stack) == 2
     demo.process.kill()
     demo.process.wait(timeout=10)
-    wait_for("prometheus and alertmanager to exit", lambda: not any(
-        p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in demo.stack), timeout=15)
+    wait_for(
+        "prometheus and alertmanager to exit",
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in demo.stack),
+        timeout=15,
+    )
 
 
 def test_chat_leaks_raise_their_alerts_and_open_connections_none(demo: DemoProcess) -> None:
@@ -307,22 +401,38 @@ def test_chat_leaks_raise_their_alerts_and_open_connections_none(demo: DemoProce
     # handlers are open WebSockets, finished for Tornado since the upgrade, and must raise nothing.
     started = time.monotonic()
     chat = "tornado_memory_exporter.demo.app.ChatSocket"
-    closed_labels = {"alertname": "TornadoHandlersLeaking", "severity": "warning", "job": "tornado",
-                     "instance": demo.target, "handler": chat, "state": "closed"}
-    buffers_labels = {"alertname": "TornadoWriteBuffersGrowing", "severity": "warning", "job": "tornado",
-                      "instance": demo.target}
+    closed_labels = {
+        "alertname": "TornadoHandlersLeaking",
+        "severity": "warning",
+        "job": "tornado",
+        "instance": demo.target,
+        "handler": chat,
+        "state": "closed",
+    }
+    buffers_labels = {
+        "alertname": "TornadoWriteBuffersGrowing",
+        "severity": "warning",
+        "job": "tornado",
+        "instance": demo.target,
+    }
     demo.switch("websockets", "on")
     demo.switch("slow-consumer", "on")
-    buffers_alert = wait_for("TornadoWriteBuffersGrowing firing at the webhook",
-                             lambda: received(demo, "firing", buffers_labels), timeout=150)
-    closed_alert = wait_for("TornadoHandlersLeaking (closed WebSockets) firing at the webhook",
-                            lambda: received(demo, "firing", closed_labels),
-                            timeout=max(10.0, 200 - (time.monotonic() - started)))
+    buffers_alert = wait_for(
+        "TornadoWriteBuffersGrowing firing at the webhook",
+        lambda: received(demo, "firing", buffers_labels),
+        timeout=150,
+    )
+    closed_alert = wait_for(
+        "TornadoHandlersLeaking (closed WebSockets) firing at the webhook",
+        lambda: received(demo, "firing", closed_labels),
+        timeout=max(10.0, 200 - (time.monotonic() - started)),
+    )
     for alert, labels in ((buffers_alert, buffers_labels), (closed_alert, closed_labels)):
         rule = fast_alert(labels["alertname"])
         assert alert["annotations"]["summary"] == rule["annotations"]["summary"]
         assert description_pattern(rule["annotations"]["description"], labels).fullmatch(
-            alert["annotations"]["description"]), alert["annotations"]["description"]
+            alert["annotations"]["description"]
+        ), alert["annotations"]["description"]
     open_now = demo.query(f'tornado_handlers_alive{{handler="{chat}", state="open"}}')
     assert open_now and float(open_now[0]["value"][1]) >= 20
     # The open connections were there from the start, yet no handlers alert ever named them.
@@ -331,6 +441,13 @@ def test_chat_leaks_raise_their_alerts_and_open_connections_none(demo: DemoProce
 
     demo.switch("websockets", "off")
     demo.switch("slow-consumer", "off")
-    wait_for("TornadoWriteBuffersGrowing resolved", lambda: received(demo, "resolved", buffers_labels), timeout=90)
-    wait_for("TornadoHandlersLeaking (closed) resolved", lambda: received(demo, "resolved", closed_labels),
-             timeout=90)
+    wait_for(
+        "TornadoWriteBuffersGrowing resolved",
+        lambda: received(demo, "resolved", buffers_labels),
+        timeout=90,
+    )
+    wait_for(
+        "TornadoHandlersLeaking (closed) resolved",
+        lambda: received(demo, "resolved", closed_labels),
+        timeout=90,
+    )

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from realbin import wait_for
+
 from tornado_memory_exporter import Config, ObjectPool, PoolSnapshot, install, start_metrics_server
 
 
@@ -277,7 +278,10 @@ def test_config_validates_the_explorer_options() -> None:
     for kwargs, message in [
         ({"explorer_enabled": "yes"}, "explorer_enabled='yes' must be True or False"),
         ({"explorer_path": "debug"}, "explorer_path='debug' must start with '/'"),
-        ({"explorer_path": "/debug/"}, "explorer_path='/debug/' must start with '/', not end with '/'"),
+        (
+            {"explorer_path": "/debug/"},
+            "explorer_path='/debug/' must start with '/', not end with '/'",
+        ),
         (
             {"explorer_tracemalloc_max_seconds": 3601},
             "explorer_tracemalloc_max_seconds=3601 must be a finite number > 0 and at most 3600",
@@ -553,9 +557,15 @@ def test_malloc_trim_is_an_authenticated_post_that_reports_what_rss_gave_back() 
         FRAGMENTS.clear()
     assert status == 200, answer
     assert set(answer) == {
-        "rss_before_bytes", "rss_after_bytes", "released_bytes", "malloc_trim_returned", "seconds",
+        "rss_before_bytes",
+        "rss_after_bytes",
+        "released_bytes",
+        "malloc_trim_returned",
+        "seconds",
     }
-    assert answer["released_bytes"] == max(0, answer["rss_before_bytes"] - answer["rss_after_bytes"])
+    assert answer["released_bytes"] == max(
+        0, answer["rss_before_bytes"] - answer["rss_after_bytes"]
+    )
     assert answer["malloc_trim_returned"] == 1 and answer["released_bytes"] > 1_000_000
 
 

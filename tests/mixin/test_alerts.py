@@ -12,6 +12,7 @@ import pytest
 import yaml
 from promql_tools import rule_exprs, walk
 from realbin import promtool
+
 from tornado_memory_exporter.mixin import (
     MixinConfig,
     build_rule_tests,
@@ -64,8 +65,10 @@ def test_every_contract_alert_exists_with_its_severities() -> None:
 
 def test_every_alert_has_static_summary_templated_description_runbook_and_for() -> None:
     runbook = (ALERTS / "RUNBOOK.md").read_text()
-    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
-               for h in re.findall(r"^#+ (.+)$", runbook, flags=re.MULTILINE)}
+    anchors = {
+        re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+        for h in re.findall(r"^#+ (.+)$", runbook, flags=re.MULTILINE)
+    }
     base = MixinConfig().runbook_url
     for rule in _alert_rules():
         name, notes = rule["alert"], rule["annotations"]
@@ -98,7 +101,12 @@ def test_lint_is_fatal_on_a_duplicate_rule(tmp_path: Path) -> None:
     rules = yaml.safe_load(RULES.read_text())
     rules["groups"][1]["rules"].append(copy.deepcopy(rules["groups"][1]["rules"][0]))
     (tmp_path / "dup.yml").write_text(yaml.safe_dump(rules))
-    assert promtool("check", "rules", "--lint=all", "--lint-fatal", str(tmp_path / "dup.yml")).returncode == 3
+    assert (
+        promtool(
+            "check", "rules", "--lint=all", "--lint-fatal", str(tmp_path / "dup.yml")
+        ).returncode
+        == 3
+    )
 
 
 @pytest.mark.integration
@@ -113,8 +121,16 @@ def test_committed_promtool_scenarios_pass(test_file: Path) -> None:
 @pytest.mark.parametrize("profile", ["fast", "narrowed"])
 def test_scenarios_hold_for_other_configs(tmp_path: Path, profile: str) -> None:
     # The demo loads the fast profile; users narrow the selector: their regenerated tests pass too.
-    cfg = MixinConfig.fast() if profile == "fast" else MixinConfig.fast(
-        selector='job="shop", env=~"prod|stage"', namespace="shop", floor_window="30s", trend_window="90s")
+    cfg = (
+        MixinConfig.fast()
+        if profile == "fast"
+        else MixinConfig.fast(
+            selector='job="shop", env=~"prod|stage"',
+            namespace="shop",
+            floor_window="30s",
+            trend_window="90s",
+        )
+    )
     write_all(cfg, tmp_path)
     for test_file in sorted((tmp_path / "alerts").glob("*.test.yml")):
         if profile == "narrowed":  # labels and names are the point here; the traps ran for "fast"
@@ -122,7 +138,9 @@ def test_scenarios_hold_for_other_configs(tmp_path: Path, profile: str) -> None:
             tests["tests"] = [g for g in tests["tests"] if not g["name"].startswith("traps:")]
             test_file.write_text(yaml.safe_dump(tests))
         result = promtool("test", "rules", str(test_file))
-        assert result.returncode == 0, result.stdout.decode()[-3000:] + result.stderr.decode()[-3000:]
+        assert result.returncode == 0, (
+            result.stdout.decode()[-3000:] + result.stderr.decode()[-3000:]
+        )
 
 
 def test_every_alert_and_severity_is_asserted_firing_and_silent() -> None:
@@ -132,7 +150,10 @@ def test_every_alert_and_severity_is_asserted_firing_and_silent() -> None:
         for group in tests["tests"]:
             for check in group.get("alert_rule_test", []):
                 if check["exp_alerts"]:
-                    firing |= {(check["alertname"], a["exp_labels"]["severity"]) for a in check["exp_alerts"]}
+                    firing |= {
+                        (check["alertname"], a["exp_labels"]["severity"])
+                        for a in check["exp_alerts"]
+                    }
                 else:
                     silent.add(check["alertname"])
     assert firing == {(name, s) for name, severities in CONTRACT.items() for s in severities}
@@ -140,26 +161,41 @@ def test_every_alert_and_severity_is_asserted_firing_and_silent() -> None:
 
 
 def test_every_rule_expression_parses() -> None:
-    for cfg in (MixinConfig(), MixinConfig.fast(), MixinConfig(selector='job="a", env!~"dev|test"')):
+    for cfg in (
+        MixinConfig(),
+        MixinConfig.fast(),
+        MixinConfig(selector='job="a", env!~"dev|test"'),
+    ):
         for name, expr in rule_exprs(build_rules(cfg)):
             selectors, _ = walk(expr)
             assert selectors, name
 
 
-def _trap_run(tmp_path: Path, rules: dict[str, Any], groups: list[dict[str, Any]], cfg: MixinConfig) -> str:
+def _trap_run(
+    tmp_path: Path, rules: dict[str, Any], groups: list[dict[str, Any]], cfg: MixinConfig
+) -> str:
     """Run ``groups`` against ``rules``; return the promtool failure output ('' on success)."""
     (tmp_path / "r.yml").write_text(yamlout.dump(rules))
     # The alerts read the recording group's floors: without an order promtool may evaluate the
     # groups either way round, and a trap's verdict then depends on the run.
-    tests = {"rule_files": ["r.yml"], "evaluation_interval": groups[0]["interval"],
-             "group_eval_order": [RECORDING_GROUP, ALERTING_GROUP], "tests": groups}
+    tests = {
+        "rule_files": ["r.yml"],
+        "evaluation_interval": groups[0]["interval"],
+        "group_eval_order": [RECORDING_GROUP, ALERTING_GROUP],
+        "tests": groups,
+    }
     (tmp_path / "t.yml").write_text(yamlout.dump(tests))
     result = promtool("test", "rules", str(tmp_path / "t.yml"))
     return "" if result.returncode == 0 else (result.stdout + result.stderr).decode()
 
 
 def _trap_groups(cfg: MixinConfig) -> list[dict[str, Any]]:
-    return [g for tests in build_rule_tests(cfg).values() for g in tests["tests"] if g["name"].startswith("traps:")]
+    return [
+        g
+        for tests in build_rule_tests(cfg).values()
+        for g in tests["tests"]
+        if g["name"].startswith("traps:")
+    ]
 
 
 @pytest.mark.integration
@@ -169,36 +205,64 @@ def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
     cfg = MixinConfig()
     floor, ns = seconds(cfg.floor_window), cfg.namespace
     rss = f"{ns}_process_resident_memory_bytes"
-    naive = {"groups": [{"name": "naive", "rules": [
-        {"alert": "NaiveDeriv", "expr": f"deriv({rss}[{cfg.floor_window}]) > 0", "for": duration(floor // 4)},
-        {"alert": "NaiveGrowth", "expr": f"{rss} > 1.2 * {rss} offset {duration(2 * floor)}",
-         "for": duration(floor // 4)},
-    ]}]}
+    naive = {
+        "groups": [
+            {
+                "name": "naive",
+                "rules": [
+                    {
+                        "alert": "NaiveDeriv",
+                        "expr": f"deriv({rss}[{cfg.floor_window}]) > 0",
+                        "for": duration(floor // 4),
+                    },
+                    {
+                        "alert": "NaiveGrowth",
+                        "expr": f"{rss} > 1.2 * {rss} offset {duration(2 * floor)}",
+                        "for": duration(floor // 4),
+                    },
+                ],
+            }
+        ]
+    }
     seen = set()
     for traps in _trap_groups(cfg):
         end = traps["promql_expr_test"][-1]["eval_time"]
-        probe = dict(traps, alert_rule_test=[], promql_expr_test=[{
-            "expr": f'count by (instance) (count_over_time(ALERTS{{alertstate="firing"}}[{end}]))',
-            "eval_time": end, "exp_samples": [],
-        }])
+        probe = dict(
+            traps,
+            alert_rule_test=[],
+            promql_expr_test=[
+                {
+                    "expr": f'count by (instance) (count_over_time(ALERTS{{alertstate="firing"}}[{end}]))',
+                    "eval_time": end,
+                    "exp_samples": [],
+                }
+            ],
+        )
         failure = _trap_run(tmp_path, naive, [probe], cfg)
         fired = set(re.findall(r'\{instance="([\w-]+)"\}', failure))
-        instances = {s["series"].split('instance="')[1].split('"')[0] for s in traps["input_series"]}
+        instances = {
+            s["series"].split('instance="')[1].split('"')[0] for s in traps["input_series"]
+        }
         assert fired == instances, failure[-2000:]
         seen |= instances
     assert len(seen) == 12
 
 
-@pytest.mark.parametrize(("changes", "trap", "instance"), [
-    # without the day-over-day comparison the daily cycle fires (day_window beyond the test)
-    ({"day_window": "30d"}, "traps: a daily", "daily-cycle"),
-    # with a 1h warm-up guard the 3h warm-up of a deploy is judged as a leak
-    ({"warmup_window": "1h"}, "traps: sawtooth", "deploy-warmup"),
-    # the strict young-process rate is what keeps the warm-up's slowing tail silent
-    ({"young_growth_per_hour": 0.002}, "traps: sawtooth", "deploy-warmup-slowing"),
-])
+@pytest.mark.parametrize(
+    ("changes", "trap", "instance"),
+    [
+        # without the day-over-day comparison the daily cycle fires (day_window beyond the test)
+        ({"day_window": "30d"}, "traps: a daily", "daily-cycle"),
+        # with a 1h warm-up guard the 3h warm-up of a deploy is judged as a leak
+        ({"warmup_window": "1h"}, "traps: sawtooth", "deploy-warmup"),
+        # the strict young-process rate is what keeps the warm-up's slowing tail silent
+        ({"young_growth_per_hour": 0.002}, "traps: sawtooth", "deploy-warmup-slowing"),
+    ],
+)
 @pytest.mark.integration
-def test_each_new_guard_is_what_keeps_its_trap_silent(tmp_path: Path, changes: dict, trap: str, instance: str) -> None:
+def test_each_new_guard_is_what_keeps_its_trap_silent(
+    tmp_path: Path, changes: dict, trap: str, instance: str
+) -> None:
     """The traps of the default config, against rules with one guard weakened: that trap fires."""
     (group,) = [g for g in _trap_groups(MixinConfig()) if g["name"].startswith(trap)]
     weakened = build_rules(MixinConfig(**changes))
@@ -211,4 +275,6 @@ def test_the_readme_lists_every_scenario_with_its_time() -> None:
     rows = time_to_fire(MixinConfig())
     assert len(rows) == sum(len(t["tests"]) for t in build_rule_tests(MixinConfig()).values())
     missing = [row for row in rows if "| " + " | ".join(row) + " |" not in readme]
-    assert missing == [], "README's scenario table is stale: regenerate it from scenarios.build.time_to_fire"
+    assert missing == [], (
+        "README's scenario table is stale: regenerate it from scenarios.build.time_to_fire"
+    )

@@ -30,12 +30,15 @@ from promql_tools import (
     walk,
 )
 from realbin import Prometheus, require_binary, wait_for
+
 from tornado_memory_exporter import Config, ObjectPool
 from tornado_memory_exporter.mixin import MixinConfig, build_dashboards
 from tornado_memory_exporter.mixin.panels import DATASOURCE, SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARDS = {p.name: json.loads(p.read_text()) for p in sorted((ROOT / "dashboards").glob("*.json"))}
+DASHBOARDS = {
+    p.name: json.loads(p.read_text()) for p in sorted((ROOT / "dashboards").glob("*.json"))
+}
 RULES = yaml.safe_load((ROOT / "alerts/tornado-memory.rules.yml").read_text())
 RECORDED = {name for name, _ in rule_exprs(RULES) if ":" in name}
 NOT_OURS = {"up", "ALERTS"}
@@ -52,7 +55,11 @@ def test_two_dashboards_with_stable_uids_and_pinned_schema() -> None:
     uids = [d["uid"] for d in DASHBOARDS.values()]
     assert uids == ["tornado-memory-leak-hunt", "tornado-memory-overview"]
     for model in DASHBOARDS.values():
-        assert model["id"] is None and model["schemaVersion"] == SCHEMA_VERSION and len(model["uid"]) <= 40
+        assert (
+            model["id"] is None
+            and model["schemaVersion"] == SCHEMA_VERSION
+            and len(model["uid"]) <= 40
+        )
         text = json.dumps(model)
         assert "__inputs" not in text and "${DS_" not in text
 
@@ -61,9 +68,14 @@ def test_two_dashboards_with_stable_uids_and_pinned_schema() -> None:
 def test_structure_lint(name: str) -> None:
     model = DASHBOARDS[name]
     variables = {v["name"]: v for v in model["templating"]["list"]}
-    expected = ["datasource", "job", "instance", "worker"] + (["type"] if "leak-hunt" in name else [])
+    expected = ["datasource", "job", "instance", "worker"] + (
+        ["type"] if "leak-hunt" in name else []
+    )
     assert list(variables) == expected
-    assert (variables["datasource"]["type"], variables["datasource"]["query"]) == ("datasource", "prometheus")
+    assert (variables["datasource"]["type"], variables["datasource"]["query"]) == (
+        "datasource",
+        "prometheus",
+    )
     for var in expected[1:]:
         assert variables[var]["datasource"] == DATASOURCE, var
     ids = [p["id"] for p in model["panels"]]
@@ -72,8 +84,11 @@ def test_structure_lint(name: str) -> None:
     for panel in model["panels"]:
         grid = panel["gridPos"]
         assert grid["x"] >= 0 and grid["w"] > 0 and grid["x"] + grid["w"] <= 24, panel["title"]
-        mine = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                for y in range(grid["y"], grid["y"] + grid["h"])}
+        mine = {
+            (x, y)
+            for x in range(grid["x"], grid["x"] + grid["w"])
+            for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not mine & cells, f"{panel['title']} overlaps another panel"
         cells |= mine
     for panel in _panels(model):
@@ -87,11 +102,15 @@ def test_structure_lint(name: str) -> None:
             assert target["datasource"] == DATASOURCE, where
             for function, window in walk(substitute(target["expr"]))[1]:
                 if function in ("rate", "irate", "increase"):
-                    assert window.total_seconds() == int(RATE_INTERVAL[:-1]), f"{where}: {function} not over $__rate_interval"
+                    assert window.total_seconds() == int(RATE_INTERVAL[:-1]), (
+                        f"{where}: {function} not over $__rate_interval"
+                    )
 
 
 def test_every_alert_signal_has_a_panel() -> None:
-    alerts = {rule["alert"] for group in RULES["groups"] for rule in group["rules"] if "alert" in rule}
+    alerts = {
+        rule["alert"] for group in RULES["groups"] for rule in group["rules"] if "alert" in rule
+    }
     described = " ".join(p["description"] for m in DASHBOARDS.values() for p in _panels(m))
     assert sorted(a for a in alerts if a not in described) == []
 
@@ -133,14 +152,28 @@ def test_dashboards_type_check_against_grafana_schema() -> None:
                 f"export const dashboard: Dashboard = {json.dumps(model, indent=1)};\n"
             )
         result = subprocess.run(
-            [str(tsc), "--noEmit", "--strict", "--target", "es2020", "--moduleResolution", "node",
-             *sorted(str(p) for p in build.glob("*.ts"))],
-            check=False, capture_output=True, text=True, timeout=180,
+            [
+                str(tsc),
+                "--noEmit",
+                "--strict",
+                "--target",
+                "es2020",
+                "--moduleResolution",
+                "node",
+                *sorted(str(p) for p in build.glob("*.ts")),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
     finally:
         shutil.rmtree(build, ignore_errors=True)
     errors = [line for line in result.stdout.splitlines() if "error TS" in line]
-    assert [e.split("(")[0].rsplit("/", 1)[-1] for e in errors] == ["broken-key.ts", "broken-type.ts"], result.stdout
+    assert [e.split("(")[0].rsplit("/", 1)[-1] for e in errors] == [
+        "broken-key.ts",
+        "broken-type.ts",
+    ], result.stdout
     assert "'\"refresh_rate\"' does not exist in type 'Dashboard'" in result.stdout
     assert "Type 'string' is not assignable to type 'number'" in result.stdout
 
@@ -171,17 +204,21 @@ def live() -> Any:
     app = tornado.web.Application([(r"/kept", KeptHandler), (r"/chat", ChatSocket)])
     cache = {f"session-{i}": i for i in range(50)}
     with AppServer(app, config=Config(census_interval=0, worker_label=True)) as server:
+
         async def setup() -> Any:
             pool = ObjectPool(Connection, max_size=4, name="db")
             server.exporter.pools.register("db", pool)
             server.exporter.watch("sessions", cache)
             server.chat = await tornado.websocket.websocket_connect(f"ws://{server.target}/chat")
             return await pool.get()  # one object checked out: in_use and oldest checkout move
+
         held = server.call(setup)
         for _ in range(3):
             assert server.get("/kept")[0] == 200
         census()(server)
-        with Prometheus([server.target], rule_files=[ROOT / "alerts/tornado-memory.rules.yml"]) as prom:
+        with Prometheus(
+            [server.target], rule_files=[ROOT / "alerts/tornado-memory.rules.yml"]
+        ) as prom:
             yield server, prom, held, cache
     kept.clear()
 
@@ -191,7 +228,9 @@ def census() -> Any:
         async def now() -> None:
             gc.collect()  # test code: give the pause histogram full collections to show
             await server.exporter.census_now()
+
         server.call(now)
+
     return run
 
 
@@ -210,8 +249,9 @@ def test_every_metric_named_by_a_rule_or_panel_is_exported(live: Any) -> None:
             expr = label_values_query(expr)[0]
         for selector in walk(substitute(expr))[0]:
             named.setdefault(selector.name, where)
-    missing = {name: where for name, where in named.items()
-               if name not in exported | RECORDED | NOT_OURS}
+    missing = {
+        name: where for name, where in named.items() if name not in exported | RECORDED | NOT_OURS
+    }
     assert set(missing) == NOT_YET_EXPORTED, f"named but not exported: {missing}"
     assert NOT_YET_EXPORTED <= set(named), "NOT_YET_EXPORTED lists names nothing uses any more"
 
@@ -233,7 +273,11 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
     # enough samples for rates over the substituted windows, and censuses to take deltas of
     for _ in range(2):
         census()(server)
-    wait_for("recorded floors", lambda: len(prom.query('count_over_time(instance:tornado_handlers_alive:floor[1m]) >= 3')), timeout=30)
+    wait_for(
+        "recorded floors",
+        lambda: len(prom.query("count_over_time(instance:tornado_handlers_alive:floor[1m]) >= 3")),
+        timeout=30,
+    )
     substitutions = {RATE_INTERVAL: "20s", RANGE: "1m"}
     last: dict[str, str] = {}
 
@@ -254,10 +298,14 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
                     expr = substitute(target["expr"], values)
                     for sentinel, real in substitutions.items():
                         expr = expr.replace(sentinel, real)
-                    if " offset 1d" in expr:  # a day-old comparison: no test Prometheus has that day
+                    if (
+                        " offset 1d" in expr
+                    ):  # a day-old comparison: no test Prometheus has that day
                         continue
                     if not _finite(prom.query(expr)):
-                        last["problem"] = f"{model['uid']}: {panel['title']} [{target['refId']}] {expr}"
+                        last["problem"] = (
+                            f"{model['uid']}: {panel['title']} [{target['refId']}] {expr}"
+                        )
                         return False
         return True
 
@@ -266,6 +314,8 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
     except AssertionError:
         raise AssertionError(f"no data after 60 s: {last.get('problem')}") from None
     rules = prom.api("rules")["groups"]
-    unhealthy = [(r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r["health"] != "ok"]
+    unhealthy = [
+        (r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r["health"] != "ok"
+    ]
     assert unhealthy == []
     assert sum(len(g["rules"]) for g in rules) == 25

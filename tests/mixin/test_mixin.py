@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from promql_tools import dashboard_exprs, label_values_query, rule_exprs, substitute, walk
+
 from tornado_memory_exporter.mixin import (
     MixinConfig,
     build_dashboards,
@@ -31,7 +32,9 @@ def test_committed_artifacts_equal_the_generated_output() -> None:
     expected = render_all(MixinConfig())
     on_disk = {
         str(path.relative_to(ROOT)): path.read_text(encoding="utf-8")
-        for folder in GENERATED_DIRS for path in (ROOT / folder).rglob("*") if path.is_file()
+        for folder in GENERATED_DIRS
+        for path in (ROOT / folder).rglob("*")
+        if path.is_file()
     }
     stale = sorted(set(on_disk) - set(expected) - HAND_WRITTEN)
     assert stale == [], f"files not produced by the generator: {stale}"
@@ -51,11 +54,37 @@ def test_yaml_writer_round_trips_every_generated_file(profile: str) -> None:
     assert yaml.safe_load(yamlout.dump(build_rules(cfg))) == build_rules(cfg)
 
 
-@pytest.mark.parametrize("value", [
-    "yes", "No", "on", "null", "true", "1h", "a: b", "#x", "- x", "", "é ü", 'quote " and \\',
-    "two\nlines\n", "two\nlines", "trailing space \nline", " leading\nspace", "tab\there",
-    "{{ $labels.x }}", "[1]", "*ref", "&a", "!tag", "%", "@", "`x`", "x\n\n",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "yes",
+        "No",
+        "on",
+        "null",
+        "true",
+        "1h",
+        "a: b",
+        "#x",
+        "- x",
+        "",
+        "é ü",
+        'quote " and \\',
+        "two\nlines\n",
+        "two\nlines",
+        "trailing space \nline",
+        " leading\nspace",
+        "tab\there",
+        "{{ $labels.x }}",
+        "[1]",
+        "*ref",
+        "&a",
+        "!tag",
+        "%",
+        "@",
+        "`x`",
+        "x\n\n",
+    ],
+)
 def test_yaml_writer_keeps_tricky_strings(value: str) -> None:
     data = {"key": value, "list": [value, {"inner": value}], value or "empty": 1}
     assert yaml.safe_load(yamlout.dump(data)) == data
@@ -63,26 +92,35 @@ def test_yaml_writer_keeps_tricky_strings(value: str) -> None:
 
 def test_durations_round_trip_and_bad_ones_are_named() -> None:
     assert [seconds(d) for d in ("90s", "1h30m", "2d", "1d2h3m4s")] == [90, 5400, 172800, 93784]
-    assert [duration(s) for s in (90, 5400, 172800, 93784, 0)] == ["1m30s", "1h30m", "2d", "1d2h3m4s", "0s"]
+    assert [duration(s) for s in (90, 5400, 172800, 93784, 0)] == [
+        "1m30s",
+        "1h30m",
+        "2d",
+        "1d2h3m4s",
+        "0s",
+    ]
     for bad in ("", "1x", "h", "1.5h", "-1h", "5m1h"):
         with pytest.raises(ValueError, match=f"duration={bad!r} is not a Prometheus duration"):
             seconds(bad)
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"namespace": "1x"}, "namespace='1x' is not a valid"),
-    ({"selector": "job=shop"}, "selector='job=shop' must be label matchers"),
-    ({"selector": 'job="a"}) or vector(1'}, "selector="),
-    ({"floor_window": "6h"}, "floor_window='6h' must be shorter than trend_window='6h'"),
-    ({"trend_window": "2h1s"}, "trend_window='2h1s' must be an even number of seconds"),
-    ({"leak_for": "soon"}, "leak_for='soon' is not a Prometheus duration"),
-    ({"leak_growth_per_hour": 0}, "leak_growth_per_hour=0 must be a positive number"),
-    ({"pool_saturation_ratio": 1.5}, "pool_saturation_ratio=1.5 must be at most 1"),
-    ({"leak_min_objects": -1}, "leak_min_objects=-1 must be a non-negative integer"),
-    ({"instance_labels": ()}, "instance_labels=() must be"),
-    ({"gc_oldest_generation": 2}, "gc_oldest_generation=2 must be like '2'"),
-    ({"dashboard_uid_prefix": "x" * 31}, "dashboard_uid_prefix='xxx"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"namespace": "1x"}, "namespace='1x' is not a valid"),
+        ({"selector": "job=shop"}, "selector='job=shop' must be label matchers"),
+        ({"selector": 'job="a"}) or vector(1'}, "selector="),
+        ({"floor_window": "6h"}, "floor_window='6h' must be shorter than trend_window='6h'"),
+        ({"trend_window": "2h1s"}, "trend_window='2h1s' must be an even number of seconds"),
+        ({"leak_for": "soon"}, "leak_for='soon' is not a Prometheus duration"),
+        ({"leak_growth_per_hour": 0}, "leak_growth_per_hour=0 must be a positive number"),
+        ({"pool_saturation_ratio": 1.5}, "pool_saturation_ratio=1.5 must be at most 1"),
+        ({"leak_min_objects": -1}, "leak_min_objects=-1 must be a non-negative integer"),
+        ({"instance_labels": ()}, "instance_labels=() must be"),
+        ({"gc_oldest_generation": 2}, "gc_oldest_generation=2 must be like '2'"),
+        ({"dashboard_uid_prefix": "x" * 31}, "dashboard_uid_prefix='xxx"),
+    ],
+)
 def test_invalid_config_raises_naming_the_value(changes: dict, message: str) -> None:
     with pytest.raises(ValueError) as error:
         MixinConfig(**changes)
@@ -101,8 +139,13 @@ def test_from_mapping_rejects_unknown_keys_and_profiles() -> None:
 def test_fast_profile_fires_a_steady_leak_within_two_minutes() -> None:
     fast = MixinConfig.fast()
     # warm-up guard + floor, then both halves of the young window rising + for: the demo's budget.
-    worst = (seconds(fast.warmup_window) + seconds(fast.floor_window) + seconds(fast.young_trend_window)
-             + seconds(fast.leak_for) + 30)
+    worst = (
+        seconds(fast.warmup_window)
+        + seconds(fast.floor_window)
+        + seconds(fast.young_trend_window)
+        + seconds(fast.leak_for)
+        + 30
+    )
     assert worst <= 120, worst
 
 
@@ -110,10 +153,18 @@ def test_fast_profile_keeps_the_guards_of_the_default_one() -> None:
     # Same clauses, same relative thresholds per window: only the time scale differs.
     default, fast = MixinConfig(), MixinConfig.fast()
     for cfg in (default, fast):
-        assert seconds(cfg.warmup_window) + seconds(cfg.floor_window) < seconds(cfg.floor_window) + seconds(cfg.trend_window)
+        assert seconds(cfg.warmup_window) + seconds(cfg.floor_window) < seconds(
+            cfg.floor_window
+        ) + seconds(cfg.trend_window)
         assert 2 * seconds(cfg.leak_for) > seconds(cfg.young_trend_window)
-    per_window = [(c.leak_growth_per_hour * seconds(c.trend_window), c.young_growth_per_hour * seconds(c.young_trend_window),
-                   c.leak_growth_per_hour * seconds(c.day_window)) for c in (default, fast)]
+    per_window = [
+        (
+            c.leak_growth_per_hour * seconds(c.trend_window),
+            c.young_growth_per_hour * seconds(c.young_trend_window),
+            c.leak_growth_per_hour * seconds(c.day_window),
+        )
+        for c in (default, fast)
+    ]
     for d, f in zip(*per_window):
         assert f >= d * 0.99, per_window
 
@@ -138,7 +189,10 @@ def test_narrowed_selector_reaches_every_series_of_rules_and_dashboards() -> Non
             seen += 1
             assert ("job", "=", "shop") in selector.matchers, (where, expr)
             assert ("env", "=~", "prod|stage") in selector.matchers, (where, expr)
-            assert selector.name == "up" or selector.name.startswith("shop_"), (where, selector.name)
+            assert selector.name == "up" or selector.name.startswith("shop_"), (
+                where,
+                selector.name,
+            )
     assert seen >= 70  # a walk that found next to nothing would prove nothing
 
 
@@ -151,36 +205,77 @@ def test_prometheus_rule_wraps_the_same_groups() -> None:
 
 def test_generate_command_writes_a_narrowed_mixin(tmp_path: Path) -> None:
     config = tmp_path / "mixin.toml"
-    config.write_text('selector = \'job="shop"\'\nrunbook_url = "https://runbooks.example/tornado.md"\n')
+    config.write_text(
+        'selector = \'job="shop"\'\nrunbook_url = "https://runbooks.example/tornado.md"\n'
+    )
     result = subprocess.run(
-        [sys.executable, "-m", "tornado_memory_exporter", "generate", "--config", str(config),
-         "--out", str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "tornado_memory_exporter",
+            "generate",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    expected = render_all(MixinConfig(selector='job="shop"', runbook_url="https://runbooks.example/tornado.md"))
-    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    expected = render_all(
+        MixinConfig(selector='job="shop"', runbook_url="https://runbooks.example/tornado.md")
+    )
+    written = sorted(
+        str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file()
+    )
     assert written == sorted(expected)
     assert result.stdout.splitlines() == [f"wrote {tmp_path / 'out' / name}" for name in expected]
     rules = yaml.safe_load((tmp_path / "out/alerts/tornado-memory.rules.yml").read_text())
     alert = rules["groups"][1]["rules"][0]
-    assert alert["annotations"]["runbook_url"] == "https://runbooks.example/tornado.md#tornadomemoryleaksuspected"
+    assert (
+        alert["annotations"]["runbook_url"]
+        == "https://runbooks.example/tornado.md#tornadomemoryleaksuspected"
+    )
     assert 'tornado_process_resident_memory_bytes{job="shop"}' in alert["expr"]
     overview = json.loads((tmp_path / "out/dashboards/tornado-memory-overview.json").read_text())
-    assert overview["templating"]["list"][1]["query"]["query"] == 'label_values(tornado_exporter_info{job="shop"}, job)'
+    assert (
+        overview["templating"]["list"][1]["query"]["query"]
+        == 'label_values(tornado_exporter_info{job="shop"}, job)'
+    )
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("selector = 'job=shop'\n", "selector='job=shop' must be label matchers"),
-    ("floor_window = 3\n", "floor_window=3 is not a Prometheus duration: pass a string"),
-    ("nope = 1\n", "unknown MixinConfig option(s) ['nope']"),
-    ("selector = \n", "is not valid TOML"),
-])
-def test_generate_command_rejects_a_bad_config_with_exit_2(tmp_path: Path, content: str, message: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("selector = 'job=shop'\n", "selector='job=shop' must be label matchers"),
+        ("floor_window = 3\n", "floor_window=3 is not a Prometheus duration: pass a string"),
+        ("nope = 1\n", "unknown MixinConfig option(s) ['nope']"),
+        ("selector = \n", "is not valid TOML"),
+    ],
+)
+def test_generate_command_rejects_a_bad_config_with_exit_2(
+    tmp_path: Path, content: str, message: str
+) -> None:
     config = tmp_path / "bad.toml"
     config.write_text(content)
     result = subprocess.run(
-        [sys.executable, "-m", "tornado_memory_exporter", "generate", "--config", str(config),
-         "--out", str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "tornado_memory_exporter",
+            "generate",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2, result
     assert message in result.stderr
@@ -190,14 +285,26 @@ def test_generate_command_rejects_a_bad_config_with_exit_2(tmp_path: Path, conte
 
 def test_generate_command_names_a_missing_config(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "tornado_memory_exporter", "generate", "--config", str(tmp_path / "none.toml")],
-        check=False, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "tornado_memory_exporter",
+            "generate",
+            "--config",
+            str(tmp_path / "none.toml"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert f"--config '{tmp_path / 'none.toml'}': No such file or directory" in result.stderr
 
 
-def test_regex_selectors_the_scenarios_cannot_express_skip_only_the_tests(tmp_path: Path, caplog) -> None:
+def test_regex_selectors_the_scenarios_cannot_express_skip_only_the_tests(
+    tmp_path: Path, caplog
+) -> None:
     cfg = MixinConfig(selector='job=~"shop.*"')
     written = {str(p.relative_to(tmp_path)) for p in write_all(cfg, tmp_path)}
     assert "alerts/tornado-memory.rules.yml" in written
@@ -205,14 +312,23 @@ def test_regex_selectors_the_scenarios_cannot_express_skip_only_the_tests(tmp_pa
     assert "cannot derive test series labels from 'job=~\"shop.*\"'" in caplog.text
 
 
-@pytest.mark.parametrize(("function", "value", "text"), [
-    (templating.humanize, 1234567, "1.235M"), (templating.humanize, 0.00123, "1.23m"),
-    (templating.humanize, 0, "0"), (templating.humanize1024, 268435456, "256Mi"),
-    (templating.humanize1024, 1, "1"), (templating.humanize1024, 1536, "1.5ki"),
-    (templating.humanize_duration, 0.9925, "992.5ms"), (templating.humanize_duration, 3725, "1h 2m 5s"),
-    (templating.humanize_duration, 90061, "1d 1h 1m 1s"), (templating.humanize_duration, 5, "5s"),
-    (templating.humanize_percentage, 0.5, "50%"), (templating.plain, 3.0, "3"),
-])
+@pytest.mark.parametrize(
+    ("function", "value", "text"),
+    [
+        (templating.humanize, 1234567, "1.235M"),
+        (templating.humanize, 0.00123, "1.23m"),
+        (templating.humanize, 0, "0"),
+        (templating.humanize1024, 268435456, "256Mi"),
+        (templating.humanize1024, 1, "1"),
+        (templating.humanize1024, 1536, "1.5ki"),
+        (templating.humanize_duration, 0.9925, "992.5ms"),
+        (templating.humanize_duration, 3725, "1h 2m 5s"),
+        (templating.humanize_duration, 90061, "1d 1h 1m 1s"),
+        (templating.humanize_duration, 5, "5s"),
+        (templating.humanize_percentage, 0.5, "50%"),
+        (templating.plain, 3.0, "3"),
+    ],
+)
 def test_template_twins_format_like_prometheus(function, value: float, text: str) -> None:
     # promtool asserts the same formatting in the committed tests (exact annotations).
     assert function(value) == text
@@ -222,20 +338,41 @@ def test_a_bad_value_names_its_key_with_generates_usage(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("trend_window = 12\n")
     result = subprocess.run(
-        [sys.executable, "-m", "tornado_memory_exporter", "generate", "--config", str(config),
-         "--out", str(tmp_path / "out")], check=False, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "tornado_memory_exporter",
+            "generate",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.startswith("usage: tornado-memory-exporter generate "), result.stderr
-    assert f"--config '{config}': trend_window=12 is not a Prometheus duration: pass a string" in result.stderr
+    assert (
+        f"--config '{config}': trend_window=12 is not a Prometheus duration: pass a string"
+        in result.stderr
+    )
 
 
 def test_without_out_generate_says_it_writes_into_the_current_directory(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "tornado_memory_exporter", "generate"]
-    helped = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60, check=True)
+    helped = subprocess.run(
+        [*command, "--help"], capture_output=True, text=True, timeout=60, check=True
+    )
     assert "(default: the current directory)" in " ".join(helped.stdout.split())
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    )
     assert f"writing into the current directory, {tmp_path}" in result.stderr
     # The runbook every runbook_url points into is written (and shipped in the package) too.
-    assert (tmp_path / "alerts" / "RUNBOOK.md").read_text() == (ROOT / "alerts" / "RUNBOOK.md").read_text()
+    assert (tmp_path / "alerts" / "RUNBOOK.md").read_text() == (
+        ROOT / "alerts" / "RUNBOOK.md"
+    ).read_text()
     assert "wrote alerts/RUNBOOK.md" in result.stdout.splitlines()

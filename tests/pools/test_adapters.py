@@ -13,6 +13,7 @@ import tornado.web
 from appserver import AppServer
 from realbin import wait_for
 from tornado.httpclient import AsyncHTTPClient
+
 from tornado_memory_exporter import ObjectPool
 from tornado_memory_exporter.pools.adapters import adapt
 

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from realbin import wait_for
+
 from tornado_memory_exporter import ObjectPool, PoolTimeout
 from tornado_memory_exporter.pools.pool import PoolSnapshot
 
@@ -37,8 +38,17 @@ class FakeClock:
 
 def counts(pool: ObjectPool) -> tuple:
     s = pool.pool_snapshot()
-    return (s.capacity, s.in_use, s.idle, s.waiting, s.acquires, s.created, s.discarded,
-            s.timeouts, s.leaked)
+    return (
+        s.capacity,
+        s.in_use,
+        s.idle,
+        s.waiting,
+        s.acquires,
+        s.created,
+        s.discarded,
+        s.timeouts,
+        s.leaked,
+    )
 
 
 def run(coro_fn):
@@ -390,8 +400,25 @@ def test_oldest_checkout_and_wait_time_use_the_pool_clock():
     assert pool.pool_snapshot().oldest_checkout_seconds == 12.0
     pool.put(second)
     assert pool.pool_snapshot().wait.cumulative() == (
-        [(le, 2) for le in ("0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
-                            "1.0", "2.5", "5.0", "10.0", "+Inf")], 0.0,
+        [
+            (le, 2)
+            for le in (
+                "0.001",
+                "0.005",
+                "0.01",
+                "0.025",
+                "0.05",
+                "0.1",
+                "0.25",
+                "0.5",
+                "1.0",
+                "2.5",
+                "5.0",
+                "10.0",
+                "+Inf",
+            )
+        ],
+        0.0,
     )
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from realbin import require_binary
+
 from tornado_memory_exporter import Config, ObjectPool, PoolSnapshot
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
 from tornado_memory_exporter.pools.registry import PoolRegistry
@@ -70,15 +71,29 @@ def test_an_object_pool_exports_every_family(pools, registry):
     values = {
         name: sample(registry, name, "db")
         for name in (
-            "pool_capacity", "pool_in_use", "pool_idle", "pool_waiting", "pool_acquires_total",
-            "pool_created_total", "pool_discarded_total", "pool_timeouts_total",
-            "pool_leaked_total", "pool_acquire_wait_seconds_count",
+            "pool_capacity",
+            "pool_in_use",
+            "pool_idle",
+            "pool_waiting",
+            "pool_acquires_total",
+            "pool_created_total",
+            "pool_discarded_total",
+            "pool_timeouts_total",
+            "pool_leaked_total",
+            "pool_acquire_wait_seconds_count",
         )
     }
     assert values == {
-        "pool_capacity": 4, "pool_in_use": 1, "pool_idle": 1, "pool_waiting": 0,
-        "pool_acquires_total": 2, "pool_created_total": 2, "pool_discarded_total": 0,
-        "pool_timeouts_total": 0, "pool_leaked_total": 0, "pool_acquire_wait_seconds_count": 2,
+        "pool_capacity": 4,
+        "pool_in_use": 1,
+        "pool_idle": 1,
+        "pool_waiting": 0,
+        "pool_acquires_total": 2,
+        "pool_created_total": 2,
+        "pool_discarded_total": 0,
+        "pool_timeouts_total": 0,
+        "pool_leaked_total": 0,
+        "pool_acquire_wait_seconds_count": 2,
     }
     assert sample(registry, "pool_acquire_wait_seconds_bucket", "db", le="0.5") == 2
     assert 0 <= sample(registry, "pool_oldest_checkout_seconds", "db") < 60
@@ -109,11 +124,19 @@ def test_an_unknown_target_is_refused_naming_it(pools):
 
 
 def test_a_pool_like_mapping_exports_what_it_gives(pools, registry):
-    pools.register("ext", PoolLike({"capacity": 8, "in_use": 5, "idle": 3, "waiting": 2,
-                                    "timeouts": 7}))
-    assert [sample(registry, n, "ext") for n in
-            ("pool_capacity", "pool_in_use", "pool_idle", "pool_waiting", "pool_timeouts_total")
-            ] == [8, 5, 3, 2, 7]
+    pools.register(
+        "ext", PoolLike({"capacity": 8, "in_use": 5, "idle": 3, "waiting": 2, "timeouts": 7})
+    )
+    assert [
+        sample(registry, n, "ext")
+        for n in (
+            "pool_capacity",
+            "pool_in_use",
+            "pool_idle",
+            "pool_waiting",
+            "pool_timeouts_total",
+        )
+    ] == [8, 5, 3, 2, 7]
     # fields it does not give are omitted, not invented
     assert sample(registry, "pool_acquires_total", "ext") is None
     assert sample(registry, "pool_acquire_wait_seconds_count", "ext") is None
@@ -189,10 +212,17 @@ def test_installed_exporter_serves_pools_and_passes_promtool(tmp_path):
         assert 'tornado_exporter_errors_total{collector="pools"} 0.0' in text
         pool.put(held)
         promtool = require_binary("promtool")
-        result = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
-                                text=True, timeout=30, check=False)
-        pool_findings = [line for line in (result.stdout + result.stderr).splitlines()
-                         if "pool" in line]
+        result = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        pool_findings = [
+            line for line in (result.stdout + result.stderr).splitlines() if "pool" in line
+        ]
         assert pool_findings == []
         exporter = server.exporter
     assert len(exporter.pools) == 0  # stop() unregistered every pool

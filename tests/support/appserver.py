@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import tornado.web
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter import Config, Exporter, install
 
 T = TypeVar("T")
@@ -67,7 +68,9 @@ class AppServer:
         future: Future[T] = asyncio.run_coroutine_threadsafe(_as_coro(coro_fn), self.loop)
         return future.result(timeout)
 
-    def get(self, path: str = "/metrics", headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    def get(
+        self, path: str = "/metrics", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict, bytes]:
         """(status, headers, body) of a GET; HTTP errors are returned, not raised."""
         request = urllib.request.Request(self.url + path, headers=headers or {})
         try:

@@ -8,6 +8,7 @@ import urllib.request
 from typing import Any
 
 from appserver import AppServer
+
 from tornado_memory_exporter import Config
 
 TOKEN = "s3cret-token"
@@ -43,4 +44,3 @@ def request(
 def api(server: AppServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     status, _, payload = request(server.url + API + path, method, body, AUTH)
     return status, json.loads(payload) if payload.startswith((b"{", b"[")) else payload
-

@@ -19,6 +19,7 @@ import tornado.netutil
 import tornado.process
 import tornado.web
 from prometheus_client import CollectorRegistry
+
 from tornado_memory_exporter import Config, install, start_metrics_server, worker_port
 from tornado_memory_exporter.workers import worker_id
 

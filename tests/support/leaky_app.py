@@ -77,6 +77,7 @@ def main(port: int, token: str) -> None:
     import asyncio
 
     from prometheus_client import CollectorRegistry
+
     from tornado_memory_exporter import Config, install
 
     async def serve() -> None:

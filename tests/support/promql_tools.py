@@ -37,11 +37,19 @@ def walk(expr: str) -> tuple[list[Selector], list[tuple[str, Any]]]:
         kind = type(node).__name__
         if kind == "VectorSelector":
             ops = {"Equal": "=", "NotEqual": "!=", "Re": "=~", "NotRe": "!~"}
-            selectors.append(Selector(node.name or "", tuple(
-                (m.name, ops[str(m.op).rsplit(".", 1)[-1]], m.value) for m in node.matchers.matchers
-            )))
+            selectors.append(
+                Selector(
+                    node.name or "",
+                    tuple(
+                        (m.name, ops[str(m.op).rsplit(".", 1)[-1]], m.value)
+                        for m in node.matchers.matchers
+                    ),
+                )
+            )
         elif kind == "Call":
-            arg_range = next((a.range for a in node.args if type(a).__name__ == "MatrixSelector"), None)
+            arg_range = next(
+                (a.range for a in node.args if type(a).__name__ == "MatrixSelector"), None
+            )
             calls.append((node.func.name, arg_range))
 
     promql_parser.walk(promql_parser.parse(expr), visit)

@@ -42,7 +42,8 @@ def require_binary(name: str) -> str:
     path = shutil.which(override or name)
     if path is None:
         message = (
-            f"{variable}={override} is not an executable" if override
+            f"{variable}={override} is not an executable"
+            if override
             else f"{name} is not installed (make test installs it through apt when run as root)"
         )
         if os.environ.get("CI") == "true":
@@ -58,7 +59,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.25) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], *, timeout: float, interval: float = 0.25
+) -> T:
     """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -90,7 +93,9 @@ class Daemon:
 
     def spawn(self, argv: list[str]) -> None:
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir)
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir
+            )
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -143,15 +148,19 @@ class Prometheus(Daemon):
             "rule_files": [str(Path(f).resolve()) for f in rule_files],
         }
         if alertmanager:
-            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
+            }
         (self.dir / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.spawn([
-            require_binary("prometheus"),
-            f"--config.file={self.dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--web.enable-lifecycle",
-        ])
+        self.spawn(
+            [
+                require_binary("prometheus"),
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+            ]
+        )
         wait_for("prometheus ready", self._ready, timeout=30)
 
     def _ready(self) -> bool:
@@ -178,8 +187,14 @@ class Prometheus(Daemon):
 class Alertmanager(Daemon):
     """A real Alertmanager with no gossip port, routing everything to ``webhook_url``."""
 
-    def __init__(self, webhook_url: str, *, group_wait: str = "1s", repeat_interval: str = "1h",
-                 config: dict | None = None) -> None:
+    def __init__(
+        self,
+        webhook_url: str,
+        *,
+        group_wait: str = "1s",
+        repeat_interval: str = "1h",
+        config: dict | None = None,
+    ) -> None:
         """``config``: a whole configuration instead of the route-everything-to-the-webhook one."""
         super().__init__("alertmanager")
         self.port = free_port()
@@ -192,18 +207,23 @@ class Alertmanager(Daemon):
                 "group_interval": "1s",
                 "repeat_interval": repeat_interval,
             },
-            "receivers": [{"name": "webhook", "webhook_configs": [
-                {"url": webhook_url, "send_resolved": True}
-            ]}],
+            "receivers": [
+                {
+                    "name": "webhook",
+                    "webhook_configs": [{"url": webhook_url, "send_resolved": True}],
+                }
+            ],
         }
         (self.dir / "alertmanager.yml").write_text(yaml.safe_dump(config))
-        self.spawn([
-            require_binary("prometheus-alertmanager"),
-            f"--config.file={self.dir / 'alertmanager.yml'}",
-            f"--storage.path={self.dir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--cluster.listen-address=",
-        ])
+        self.spawn(
+            [
+                require_binary("prometheus-alertmanager"),
+                f"--config.file={self.dir / 'alertmanager.yml'}",
+                f"--storage.path={self.dir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ]
+        )
         wait_for("alertmanager ready", self._ready, timeout=30)
 
     def _ready(self) -> bool:

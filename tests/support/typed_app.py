@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import tornado.web
+
 from tornado_memory_exporter import (
     CensusSnapshot,
     Config,

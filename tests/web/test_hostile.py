@@ -16,6 +16,7 @@ from appserver import AppServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Gauge
+
 from tornado_memory_exporter import Config, start_metrics_server
 from tornado_memory_exporter.faults import Faults
 from tornado_memory_exporter.web import credentials as auth

@@ -10,6 +10,7 @@ import tornado.testing
 import tornado.web
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
+
 from tornado_memory_exporter import Config, MetricsHandler, start_metrics_server
 
 
@@ -24,9 +25,15 @@ class HandlerTest(tornado.testing.AsyncHTTPTestCase):
     config = Config()
 
     def get_app(self):
-        return tornado.web.Application([
-            (r"/metrics", MetricsHandler, {"registry": sample_registry(), "config": self.config}),
-        ])
+        return tornado.web.Application(
+            [
+                (
+                    r"/metrics",
+                    MetricsHandler,
+                    {"registry": sample_registry(), "config": self.config},
+                ),
+            ]
+        )
 
     def test_text_format_by_default(self):
         response = self.fetch("/metrics")
@@ -36,15 +43,23 @@ class HandlerTest(tornado.testing.AsyncHTTPTestCase):
         assert families["orders"].samples[0].value == 3
 
     def test_openmetrics_when_asked(self):
-        response = self.fetch("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
-        assert response.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+        response = self.fetch(
+            "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+        )
+        assert response.headers["Content-Type"].startswith(
+            "application/openmetrics-text; version=1.0.0"
+        )
         assert response.body.endswith(b"# EOF\n")
 
     def test_gzip_when_accepted(self):
-        response = self.fetch("/metrics", headers={"Accept-Encoding": "gzip"}, decompress_response=False)
+        response = self.fetch(
+            "/metrics", headers={"Accept-Encoding": "gzip"}, decompress_response=False
+        )
         assert response.headers["Content-Encoding"] == "gzip"
         assert b"orders_total 3.0" in gzip.decompress(response.body)
-        plain = self.fetch("/metrics", headers={"Accept-Encoding": "gzip;q=0"}, decompress_response=False)
+        plain = self.fetch(
+            "/metrics", headers={"Accept-Encoding": "gzip;q=0"}, decompress_response=False
+        )
         assert "Content-Encoding" not in plain.headers
 
     def test_name_filter(self):
@@ -67,8 +82,12 @@ class HandlerTest(tornado.testing.AsyncHTTPTestCase):
 
     def test_other_methods_are_405(self):
         for method in ("POST", "PUT", "DELETE", "PATCH"):
-            response = self.fetch("/metrics", method=method, body=b"" if method != "DELETE" else None,
-                                  allow_nonstandard_methods=True)
+            response = self.fetch(
+                "/metrics",
+                method=method,
+                body=b"" if method != "DELETE" else None,
+                allow_nonstandard_methods=True,
+            )
             assert response.code == 405, method
             assert b"405" in response.body and b"Traceback" not in response.body
 
@@ -76,10 +95,16 @@ class HandlerTest(tornado.testing.AsyncHTTPTestCase):
         assert self.fetch("/nope").code == 404
 
     def test_malformed_accept_falls_back_to_text(self):
-        for accept in ("application/openmetrics-text; version=a.b.c", "text/plain; version=x", "," * 10000):
+        for accept in (
+            "application/openmetrics-text; version=a.b.c",
+            "text/plain; version=x",
+            "," * 10000,
+        ):
             response = self.fetch("/metrics", headers={"Accept": accept})
             assert response.code == 200, accept
-            assert response.headers["Content-Type"].startswith(("text/plain", "application/openmetrics"))
+            assert response.headers["Content-Type"].startswith(
+                ("text/plain", "application/openmetrics")
+            )
 
     def test_no_etag_revalidation(self):
         first = self.fetch("/metrics")
@@ -89,9 +114,11 @@ class HandlerTest(tornado.testing.AsyncHTTPTestCase):
 class TokenAuthTest(tornado.testing.AsyncHTTPTestCase):
     def get_app(self):
         config = Config(auth_token="s3cret", basic_auth=("prom", "pa:ss"))
-        return tornado.web.Application([
-            (r"/metrics", MetricsHandler, {"registry": sample_registry(), "config": config}),
-        ])
+        return tornado.web.Application(
+            [
+                (r"/metrics", MetricsHandler, {"registry": sample_registry(), "config": config}),
+            ]
+        )
 
     def test_missing_credentials_get_401_with_both_challenges(self):
         response = self.fetch("/metrics")
@@ -122,7 +149,9 @@ class TokenAuthTest(tornado.testing.AsyncHTTPTestCase):
 
 def _get(url, headers=None):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers or {}), timeout=5
+        ) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()

@@ -59,8 +59,14 @@ _TYPE_FLAGS = vars(type)["__flags__"]
 _HAVE_GC = 1 << 14
 _CODE = types.CodeType
 _CODE_PARTS = (
-    "co_consts", "co_names", "co_localsplusnames", "co_filename", "co_name", "co_qualname",
-    "co_linetable", "co_exceptiontable",
+    "co_consts",
+    "co_names",
+    "co_localsplusnames",
+    "co_filename",
+    "co_name",
+    "co_qualname",
+    "co_linetable",
+    "co_exceptiontable",
 )
 """What a code object stores (``co_code``, ``co_varnames``, ``co_lnotab`` are built on access)."""
 _GC_HEAD = sys.getsizeof([]) - [].__sizeof__()
@@ -77,7 +83,9 @@ _ARENAS = re.compile(r"^(\d+) arenas \* (\d+) bytes/arena")
 
 
 # ------------------------------------------------------------------------------ the process
-def main(write_fd: int, work: Callable[[], Any], *, parent: int, prctl: Callable[..., int] | None) -> NoReturn:
+def main(
+    write_fd: int, work: Callable[[], Any], *, parent: int, prctl: Callable[..., int] | None
+) -> NoReturn:
     """The child's whole life after ``os.fork()``: isolate, ``work()``, write, ``os._exit``."""
     status = 0
     try:
@@ -90,7 +98,7 @@ def main(write_fd: int, work: Callable[[], Any], *, parent: int, prctl: Callable
     try:
         view = memoryview(answer)
         while view:
-            view = view[os.write(write_fd, view):]
+            view = view[os.write(write_fd, view) :]
     except BaseException:  # noqa: BLE001 - the parent went away: nothing left to do
         status = 2
     finally:
@@ -160,7 +168,9 @@ def reachable_untracked(tracked: list[Any]) -> list[Any]:
         fresh = []
         append = fresh.append
         for start in range(0, len(frontier), WALK_CHUNK):
-            for obj in filterfalse(is_tracked, get_referents(*frontier[start : start + WALK_CHUNK])):
+            for obj in filterfalse(
+                is_tracked, get_referents(*frontier[start : start + WALK_CHUNK])
+            ):
                 key = id(obj)
                 if key not in seen:
                     add(key)
@@ -250,7 +260,9 @@ def census(
         "types": {name: (n, size) for name, (n, size) in types_.items()},
         "handlers": [(name, state, n) for (name, state), n in handlers.items()],
         "streams": (
-            streams.open, streams.write_buffer_bytes, streams.write_buffer_max_bytes,
+            streams.open,
+            streams.write_buffer_bytes,
+            streams.write_buffer_max_bytes,
             streams.read_buffer_bytes,
         ),
         "tracked": tracked,

@@ -70,6 +70,7 @@ def instance_dict(base: type) -> Any:
             return descriptor.__get__(obj)
         except TypeError:  # not an instance of base (a foreign protocol object, None...)
             return empty
+
     return read
 
 

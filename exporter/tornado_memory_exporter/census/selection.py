@@ -69,7 +69,9 @@ class TypeSelector:
         # per-name Python loop would alone take longer than one census slice.
         qualified = {name for name, _ in heapq.nlargest(self.top_n, counts.items(), key=_COUNT)}
         if sizes is not None:
-            qualified.update(name for name, _ in heapq.nlargest(self.top_n, sizes.items(), key=_COUNT))
+            qualified.update(
+                name for name, _ in heapq.nlargest(self.top_n, sizes.items(), key=_COUNT)
+            )
         if self.growth_n:
             growth = zip(counts, map(sub, counts.values(), map(baseline.get, counts, repeat(0))))
             grown = heapq.nlargest(self.growth_n, growth, key=_COUNT)

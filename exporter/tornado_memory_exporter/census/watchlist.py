@@ -147,5 +147,3 @@ def _items(obj: Any, start: int, count: int) -> tuple[int, list[Any]]:
         return len(pairs), list(chain.from_iterable(pairs))
     batch = list(islice(iter(obj), start, start + count))
     return len(batch), batch
-
-

@@ -29,7 +29,7 @@ def decode(data: bytes) -> tuple[str, Any]:
     if not data.startswith(_HEADER):
         raise ValueError(f"not a census answer ({len(data)} bytes, header {data[:5]!r})")
     try:
-        kind, value = marshal.loads(data[len(_HEADER):])
+        kind, value = marshal.loads(data[len(_HEADER) :])
     except (EOFError, ValueError, TypeError) as error:
         raise ValueError(f"truncated census answer ({len(data)} bytes): {error}") from None
     if kind not in (OK, ERROR):

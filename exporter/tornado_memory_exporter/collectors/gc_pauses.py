@@ -78,9 +78,7 @@ class GCPauseRecorder(Collector):
         new_failures = self.failures - self._reported_failures
         if new_failures:
             self._reported_failures += new_failures
-            self._faults.record(
-                "gc_pauses", RuntimeError("gc callback failed"), count=new_failures
-            )
+            self._faults.record("gc_pauses", RuntimeError("gc callback failed"), count=new_failures)
         family = self._family()
         for generation, state in enumerate(self._states):
             add_histogram(family, [str(generation)], state)

@@ -43,20 +43,33 @@ class GCStatsCollector(Collector):
             "count": GaugeMetricFamily(
                 f"{ns}_gc_generation_objects",
                 "Collection counter of each generation (gc.get_count()): allocations since the last "
-                "gen-0 collection, or collections of the younger generation since its own last one.", labels=gen),
+                "gen-0 collection, or collections of the younger generation since its own last one.",
+                labels=gen,
+            ),
             "threshold": GaugeMetricFamily(
-                f"{ns}_gc_threshold", "Collection threshold of each generation.", labels=gen),
+                f"{ns}_gc_threshold", "Collection threshold of each generation.", labels=gen
+            ),
             "collections": CounterMetricFamily(
-                f"{ns}_gc_collections", "Collections of each generation.", labels=gen),
+                f"{ns}_gc_collections", "Collections of each generation.", labels=gen
+            ),
             "collected": CounterMetricFamily(
-                f"{ns}_gc_collected_objects", "Objects freed by collections of each generation.", labels=gen),
+                f"{ns}_gc_collected_objects",
+                "Objects freed by collections of each generation.",
+                labels=gen,
+            ),
             "uncollectable": CounterMetricFamily(
                 f"{ns}_gc_uncollectable_objects",
-                "Objects found uncollectable by collections of each generation.", labels=gen),
+                "Objects found uncollectable by collections of each generation.",
+                labels=gen,
+            ),
             "garbage": GaugeMetricFamily(
-                f"{ns}_gc_garbage_objects", "Objects in gc.garbage (uncollectable, kept for inspection)."),
+                f"{ns}_gc_garbage_objects",
+                "Objects in gc.garbage (uncollectable, kept for inspection).",
+            ),
             "frozen": GaugeMetricFamily(
-                f"{ns}_gc_frozen_objects", "Objects moved to the permanent generation by gc.freeze()."),
+                f"{ns}_gc_frozen_objects",
+                "Objects moved to the permanent generation by gc.freeze().",
+            ),
         }
 
     def describe(self) -> Iterator[Metric]:

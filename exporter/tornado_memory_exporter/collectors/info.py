@@ -25,7 +25,8 @@ class InfoCollector(Collector):
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
-            self._name, "Versions of tornado-memory-exporter, Python and Tornado.",
+            self._name,
+            "Versions of tornado-memory-exporter, Python and Tornado.",
             labels=list(self._labels),
         )
 

@@ -74,7 +74,10 @@ class MemoryLimit:
             if controllers == "":  # cgroup v2 unified hierarchy
                 mount, files = _v2_mount(cgroup_fs), ("memory.max", "memory.current")
             elif "memory" in controllers.split(","):
-                mount, files = cgroup_fs / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes")
+                mount, files = (
+                    cgroup_fs / "memory",
+                    ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+                )
             else:
                 continue
             limits.extend(_limits_along(mount, path, files[0], files[1] if with_usage else None))

@@ -48,15 +48,24 @@ class ProcessCollector(Collector):
             ("resident_memory_bytes", "Resident set size (RSS) of the process."),
             ("virtual_memory_bytes", "Virtual memory size of the process."),
             ("resident_memory_peak_bytes", "Peak resident set size since the process started."),
-            ("memory_limit_bytes", "Memory the process may use: its cgroup limit, else the host's total."),
+            (
+                "memory_limit_bytes",
+                "Memory the process may use: its cgroup limit, else the host's total.",
+            ),
             ("open_fds", "Open file descriptors."),
             ("threads", "OS threads in the process."),
             ("start_time_seconds", "Start time of the process since the Unix epoch."),
         ]
         if self._full_memory:
             specs += [
-                ("unique_memory_bytes", "Unique set size (USS): memory freed if the process exited."),
-                ("proportional_memory_bytes", "Proportional set size (PSS): RSS with shared pages divided."),
+                (
+                    "unique_memory_bytes",
+                    "Unique set size (USS): memory freed if the process exited.",
+                ),
+                (
+                    "proportional_memory_bytes",
+                    "Proportional set size (PSS): RSS with shared pages divided.",
+                ),
                 ("swap_bytes", "Memory of the process swapped out."),
             ]
         gauges = {key: GaugeMetricFamily(f"{ns}_process_{key}", doc) for key, doc in specs}

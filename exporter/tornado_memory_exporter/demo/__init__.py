@@ -79,7 +79,11 @@ async def serve(
             ]
         elif stack:
             lines.append("(install prometheus and prometheus-alertmanager to get alerts too)")
-        lines += ["leak scenarios (name, alert, what):", describe_leaks(service.leaks), "Ctrl-C stops everything."]
+        lines += [
+            "leak scenarios (name, alert, what):",
+            describe_leaks(service.leaks),
+            "Ctrl-C stops everything.",
+        ]
         for line in lines:
             announce(line)
         await stopped.wait()

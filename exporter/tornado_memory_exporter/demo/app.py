@@ -89,13 +89,15 @@ class DemoHandler(tornado.web.RequestHandler):
 class IndexHandler(DemoHandler):
     def get(self) -> None:
         base = f"{self.request.protocol}://{self.request.host}"
-        self.write({
-            "metrics": f"{base}/metrics",
-            "leaks": f"{base}/leaks",
-            "switch": f"curl -X POST -d on {base}/leaks/<name>   (or -d off)",
-            "endpoints": sorted(LOAD_SCHEDULE) + ["/slow?seconds=1"],
-            "websockets": ["/chat", "/ticker"],
-        })
+        self.write(
+            {
+                "metrics": f"{base}/metrics",
+                "leaks": f"{base}/leaks",
+                "switch": f"curl -X POST -d on {base}/leaks/<name>   (or -d off)",
+                "endpoints": sorted(LOAD_SCHEDULE) + ["/slow?seconds=1"],
+                "websockets": ["/chat", "/ticker"],
+            }
+        )
 
 
 class ReportHandler(DemoHandler):
@@ -251,7 +253,9 @@ class LeaksHandler(DemoHandler):
         if name is None:
             raise tornado.web.HTTPError(405)
         leak = self._find(name)
-        state = (self.get_argument("state", None) or self.request.body.decode("utf-8", "replace")).strip()
+        state = (
+            self.get_argument("state", None) or self.request.body.decode("utf-8", "replace")
+        ).strip()
         if state not in ("on", "off"):
             raise tornado.web.HTTPError(400, reason=f"state {state[:20]!r} must be 'on' or 'off'")
         try:
@@ -288,20 +292,23 @@ class DemoService:
     def make_app(self) -> tornado.web.Application:
         """The demo application, without the exporter."""
         kwargs = {"service": self}
-        return tornado.web.Application([
-            (r"/", IndexHandler, kwargs),
-            (r"/report", ReportHandler, kwargs),
-            (r"/items", ItemsHandler, kwargs),
-            (r"/db", DbHandler, kwargs),
-            (r"/session", SessionHandler, kwargs),
-            (r"/compute", ComputeHandler, kwargs),
-            (r"/fanout", FanoutHandler, kwargs),
-            (r"/slow", SlowHandler, kwargs),
-            (r"/chat", ChatSocket, kwargs),
-            (r"/ticker", TickerSocket, kwargs),
-            (r"/leaks", LeaksHandler, kwargs),
-            (r"/leaks/([^/]+)", LeaksHandler, kwargs),
-        ], log_function=log_request)
+        return tornado.web.Application(
+            [
+                (r"/", IndexHandler, kwargs),
+                (r"/report", ReportHandler, kwargs),
+                (r"/items", ItemsHandler, kwargs),
+                (r"/db", DbHandler, kwargs),
+                (r"/session", SessionHandler, kwargs),
+                (r"/compute", ComputeHandler, kwargs),
+                (r"/fanout", FanoutHandler, kwargs),
+                (r"/slow", SlowHandler, kwargs),
+                (r"/chat", ChatSocket, kwargs),
+                (r"/ticker", TickerSocket, kwargs),
+                (r"/leaks", LeaksHandler, kwargs),
+                (r"/leaks/([^/]+)", LeaksHandler, kwargs),
+            ],
+            log_function=log_request,
+        )
 
     async def start(self, exporter: Exporter, base_url: str, *, load: bool = True) -> None:
         """Register the demo's pools and watched cache with ``exporter``; start the load."""
@@ -317,7 +324,9 @@ class DemoService:
         for leak in self.leaks.values():
             await self.switched(leak)
         if load:
-            self._load_client = AsyncHTTPClient(force_instance=True, max_clients=len(LOAD_SCHEDULE) + 2)
+            self._load_client = AsyncHTTPClient(
+                force_instance=True, max_clients=len(LOAD_SCHEDULE) + 2
+            )
             for path, period in LOAD_SCHEDULE.items():
                 self.spawn(self._load(path, period))
             for n in range(CHAT_MEMBERS):
@@ -345,18 +354,25 @@ class DemoService:
         """A WebSocket client that completes the handshake and then never reads again."""
         url = urllib.parse.urlsplit(self.base_url)
         sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window, as a phone on a bad link
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+        )  # a small window, as a phone on a bad link
         stream = tornado.iostream.IOStream(sock)
         await stream.connect((url.hostname, url.port))
-        await stream.write((
-            f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-            f"Sec-WebSocket-Version: 13\r\n{LOAD_HEADER}: 1\r\n\r\n").encode())
+        await stream.write(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{LOAD_HEADER}: 1\r\n\r\n"
+            ).encode()
+        )
         await stream.read_until(b"\r\n\r\n")
         return stream
 
     async def _ws(self, path: str) -> tornado.websocket.WebSocketClientConnection:
-        request = HTTPRequest(f"ws{self.base_url.removeprefix('http')}{path}", headers={LOAD_HEADER: "1"})
+        request = HTTPRequest(
+            f"ws{self.base_url.removeprefix('http')}{path}", headers={LOAD_HEADER: "1"}
+        )
         return await tornado.websocket.websocket_connect(request)
 
     async def _chat_member(self, n: int) -> None:
@@ -375,7 +391,11 @@ class DemoService:
                 client = await self._ws("/chat")
                 await client.write_message("a visitor says hello")
                 client.close()
-            except (OSError, tornado.httpclient.HTTPClientError, tornado.websocket.WebSocketClosedError):
+            except (
+                OSError,
+                tornado.httpclient.HTTPClientError,
+                tornado.websocket.WebSocketClosedError,
+            ):
                 pass  # a busy demo refused one visitor: the next one comes anyway
             await asyncio.sleep(VISITOR_PERIOD)
 
@@ -407,7 +427,8 @@ class DemoService:
         for n in itertools.count():
             url = f"{self.base_url}{path}" + (f"?id={n}" if path == "/items" else "")
             response = await self._load_client.fetch(
-                url, raise_error=False, request_timeout=10.0, headers={LOAD_HEADER: "1"})
+                url, raise_error=False, request_timeout=10.0, headers={LOAD_HEADER: "1"}
+            )
             self.load_responses[response.code] += 1
             await asyncio.sleep(period)
 
@@ -428,6 +449,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 def describe_leaks(leaks: dict[str, Leak]) -> str:
     """One line per scenario, for the banner the demo prints."""
     return "\n".join(
-        f"  {name:<13} {leak.alert:<28} {leak.what}" + ("" if leak.unavailable is None else " (unavailable)")
+        f"  {name:<13} {leak.alert:<28} {leak.what}"
+        + ("" if leak.unavailable is None else " (unavailable)")
         for name, leak in leaks.items()
     )

@@ -38,7 +38,8 @@ def find_binaries() -> tuple[str, str] | None:
     """
     prometheus = shutil.which(os.environ.get("TME_PROMETHEUS") or PROMETHEUS)
     alertmanager = (
-        shutil.which(os.environ["TME_ALERTMANAGER"]) if os.environ.get("TME_ALERTMANAGER")
+        shutil.which(os.environ["TME_ALERTMANAGER"])
+        if os.environ.get("TME_ALERTMANAGER")
         else shutil.which(ALERTMANAGER) or shutil.which("alertmanager")
     )
     return (prometheus, alertmanager) if prometheus and alertmanager else None
@@ -102,32 +103,49 @@ class Stack:
         rules = self.dir / "rules.yml"
         rules.write_text(json.dumps(fast_rules(), indent=1))
         am_host = self.alertmanager_url.removeprefix("http://")
-        (self.dir / "prometheus.yml").write_text(json.dumps(
-            prometheus_config(target=self._target, alertmanager=am_host, rule_file=str(rules)), indent=1))
+        (self.dir / "prometheus.yml").write_text(
+            json.dumps(
+                prometheus_config(target=self._target, alertmanager=am_host, rule_file=str(rules)),
+                indent=1,
+            )
+        )
         (self.dir / "alertmanager.yml").write_text(
-            json.dumps(alertmanager_config(webhook_url=self._webhook_url), indent=1))
-        self._spawn("alertmanager", [
-            alertmanager,
-            f"--config.file={self.dir / 'alertmanager.yml'}",
-            f"--storage.path={self.dir / 'alertmanager-data'}",
-            f"--web.listen-address={am_host}",
-            "--cluster.listen-address=",
-        ])
-        self._spawn("prometheus", [
-            prometheus,
-            f"--config.file={self.dir / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
-            f"--web.listen-address={self.prometheus_url.removeprefix('http://')}",
-        ])
+            json.dumps(alertmanager_config(webhook_url=self._webhook_url), indent=1)
+        )
+        self._spawn(
+            "alertmanager",
+            [
+                alertmanager,
+                f"--config.file={self.dir / 'alertmanager.yml'}",
+                f"--storage.path={self.dir / 'alertmanager-data'}",
+                f"--web.listen-address={am_host}",
+                "--cluster.listen-address=",
+            ],
+        )
+        self._spawn(
+            "prometheus",
+            [
+                prometheus,
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
+                f"--web.listen-address={self.prometheus_url.removeprefix('http://')}",
+            ],
+        )
         client = AsyncHTTPClient()
-        for name, url in (("alertmanager", self.alertmanager_url), ("prometheus", self.prometheus_url)):
+        for name, url in (
+            ("alertmanager", self.alertmanager_url),
+            ("prometheus", self.prometheus_url),
+        ):
             await self._wait_ready(client, name, f"{url}/-/ready")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         with (self.dir / f"{name}.log").open("wb") as out:
             process = subprocess.Popen(
-                _die_with_parent(argv), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=self.dir,
+                _die_with_parent(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.dir,
                 # own process group: Ctrl-C reaches the demo only, which then stops these in order
                 start_new_session=True,
             )
@@ -139,7 +157,9 @@ class Stack:
         process = dict(self._processes)[name]
         while loop.time() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{self.log_tail(name)}")
+                raise RuntimeError(
+                    f"{name} exited with {process.returncode}:\n{self.log_tail(name)}"
+                )
             try:
                 response = await client.fetch(url, raise_error=False, request_timeout=2.0)
             except OSError:  # not listening yet

@@ -43,7 +43,9 @@ class WebhookHandler(tornado.web.RequestHandler):
             if not isinstance(alerts, list):
                 raise TypeError("alerts is not a list")
         except (ValueError, KeyError, TypeError) as error:
-            raise tornado.web.HTTPError(400, reason=f"not an Alertmanager payload: {error}"[:200]) from None
+            raise tornado.web.HTTPError(
+                400, reason=f"not an Alertmanager payload: {error}"[:200]
+            ) from None
         self.received.append(payload)
         for alert in alerts:
             labels = alert.get("labels", {})

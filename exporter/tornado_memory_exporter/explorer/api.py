@@ -49,10 +49,6 @@ _CSP = (
 )
 
 
-
-
-
-
 def _page(name: str) -> bytes:
     return resources.files(__package__).joinpath("static", name).read_bytes()
 

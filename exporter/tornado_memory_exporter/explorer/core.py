@@ -45,7 +45,13 @@ MAX_ROOTS = 100
 OBSERVE_INTERVAL = 1.0
 """Seconds between looks for a new census snapshot (a reference comparison)."""
 _POOL_FIELDS = (
-    "capacity", "in_use", "idle", "waiting", "leaked", "timeouts", "oldest_checkout_seconds",
+    "capacity",
+    "in_use",
+    "idle",
+    "waiting",
+    "leaked",
+    "timeouts",
+    "oldest_checkout_seconds",
 )
 """The ``PoolSnapshot`` fields the explorer's pool table shows."""
 
@@ -165,7 +171,11 @@ class Explorer:
         if self._pools is None:
             return []
         rows = {
-            name: {field: value for field in _POOL_FIELDS if (value := getattr(snap, field)) is not None}
+            name: {
+                field: value
+                for field in _POOL_FIELDS
+                if (value := getattr(snap, field)) is not None
+            }
             for name, snap in self._pools.snapshots().items()
         }
         for name, pool in self._pools.object_pools().items():  # where checkouts came from
@@ -213,7 +223,9 @@ class Explorer:
                 self._faults.record("explorer", fallback)
         await self._walk_in_loop(name, samples, state)
 
-    async def _walk_in_child(self, forker: Any, name: str, samples: int, state: dict[str, Any]) -> None:
+    async def _walk_in_child(
+        self, forker: Any, name: str, samples: int, state: dict[str, Any]
+    ) -> None:
         """The whole walk in a forked child: the loop is held only for the fork. Other
         threads' stacks are taken here (the child has only the forking thread)."""
         frames = _other_threads_frames()

@@ -25,8 +25,8 @@ SETTINGS_KEY = "tornado_memory_exporter"
 class TornadoMemoryExporter(Configurable):
     """Options of the Jupyter Server extension, set like any Jupyter option::
 
-        c.TornadoMemoryExporter.path = "/tornado-memory/metrics"
-        c.TornadoMemoryExporter.options = {"census_interval": 30}
+    c.TornadoMemoryExporter.path = "/tornado-memory/metrics"
+    c.TornadoMemoryExporter.options = {"census_interval": 30}
     """
 
     path = Unicode(

@@ -29,11 +29,21 @@ def inhibit_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
     # `origin!="application"` also matches alerts without the label (RSS, Python heap).
     consequences = [f'alertname=~"{_names(CONSEQUENCES)}"', f'origin!="{APPLICATION}"']
     return [
-        {"source_matchers": [f'alertname=~"{_names(ROOT_CAUSES)}"'], "target_matchers": consequences, "equal": same},
-        {"source_matchers": ['alertname="TornadoObjectTypeGrowing"', f'origin="{APPLICATION}"'],
-         "target_matchers": consequences, "equal": same},
-        {"source_matchers": ['alertname="TornadoMemoryNearLimit"', 'severity="critical"'],
-         "target_matchers": ['alertname="TornadoMemoryNearLimit"', 'severity="warning"'], "equal": same},
+        {
+            "source_matchers": [f'alertname=~"{_names(ROOT_CAUSES)}"'],
+            "target_matchers": consequences,
+            "equal": same,
+        },
+        {
+            "source_matchers": ['alertname="TornadoObjectTypeGrowing"', f'origin="{APPLICATION}"'],
+            "target_matchers": consequences,
+            "equal": same,
+        },
+        {
+            "source_matchers": ['alertname="TornadoMemoryNearLimit"', 'severity="critical"'],
+            "target_matchers": ['alertname="TornadoMemoryNearLimit"', 'severity="warning"'],
+            "equal": same,
+        },
     ]
 
 
@@ -55,7 +65,9 @@ def build_alertmanager_fragment(cfg: MixinConfig) -> dict[str, Any]:
     return {"route": route(cfg), "inhibit_rules": inhibit_rules(cfg)}
 
 
-def alertmanager_config(cfg: MixinConfig, *, webhook_url: str, receiver: str = "webhook-logger") -> dict[str, Any]:
+def alertmanager_config(
+    cfg: MixinConfig, *, webhook_url: str, receiver: str = "webhook-logger"
+) -> dict[str, Any]:
     """A complete configuration: the fragment's route and inhibitions around one webhook receiver
     (resolved notifications included)."""
     return {
@@ -68,5 +80,7 @@ def alertmanager_config(cfg: MixinConfig, *, webhook_url: str, receiver: str = "
             "routes": [route(cfg, receiver)],
         },
         "inhibit_rules": inhibit_rules(cfg),
-        "receivers": [{"name": receiver, "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}],
+        "receivers": [
+            {"name": receiver, "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
+        ],
     }

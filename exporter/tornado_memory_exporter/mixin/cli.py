@@ -11,22 +11,28 @@ from typing import TextIO
 from .config import MixinConfig
 from .write import write_all
 
-EXAMPLE = '''example config (TOML; keys are MixinConfig fields):
+EXAMPLE = """example config (TOML; keys are MixinConfig fields):
   selector = 'job="shop"'
   runbook_url = "https://git.example.com/ops/runbooks/tornado.md"
   trend_window = "12h"
-'''
+"""
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
     """Register the ``generate`` subcommand."""
     generate = commands.add_parser(
-        "generate", help="write alert rules, PrometheusRule, promtool tests and Grafana dashboards",
-        epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "generate",
+        help="write alert rules, PrometheusRule, promtool tests and Grafana dashboards",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    generate.add_argument("--config", type=Path, help="TOML file of MixinConfig options (default: defaults)")
     generate.add_argument(
-        "--out", type=Path, default=None,
+        "--config", type=Path, help="TOML file of MixinConfig options (default: defaults)"
+    )
+    generate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
         help="directory to write alerts/ (rules, tests, RUNBOOK.md) and dashboards/ into "
         "(default: the current directory)",
     )

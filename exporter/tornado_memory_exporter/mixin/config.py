@@ -25,7 +25,9 @@ def seconds(duration: str, name: str = "duration") -> int:
         )
     match = _DURATION.match(duration)
     if not duration or match is None or not any(match.groups()):
-        raise ValueError(f"{name}={duration!r} is not a Prometheus duration like '90s', '1h30m' or '2d'")
+        raise ValueError(
+            f"{name}={duration!r} is not a Prometheus duration like '90s', '1h30m' or '2d'"
+        )
     return sum(int(n) * unit for n, (_, unit) in zip(match.groups(), _UNITS) if n)
 
 
@@ -97,9 +99,28 @@ class MixinConfig:
     """TornadoObjectTypeGrowing raises at most this many alerts (the fastest-growing types) per
     process and ``origin`` (application, library, builtin)."""
     library_modules: tuple[str, ...] = (
-        "tornado", "asyncio", "concurrent", "collections", "functools", "weakref", "threading",
-        "logging", "email", "http", "urllib", "json", "re", "ssl", "socket", "selectors", "typing",
-        "enum", "contextlib", "prometheus_client", "psutil", "pympler",
+        "tornado",
+        "asyncio",
+        "concurrent",
+        "collections",
+        "functools",
+        "weakref",
+        "threading",
+        "logging",
+        "email",
+        "http",
+        "urllib",
+        "json",
+        "re",
+        "ssl",
+        "socket",
+        "selectors",
+        "typing",
+        "enum",
+        "contextlib",
+        "prometheus_client",
+        "psutil",
+        "pympler",
     )
     """Type names starting with one of these modules (``tornado.``...) or with a private module
     (``_asyncio.``, ``_contextvars.``) get ``origin="library"``; names without a dot
@@ -197,9 +218,7 @@ class MixinConfig:
     (so the default selector does not page for unrelated jobs)."""
 
     # --- links and dashboards --------------------------------------------------------------
-    runbook_url: str = (
-        "https://github.com/tornado-memory-exporter/tornado-memory-exporter/blob/main/alerts/RUNBOOK.md"
-    )
+    runbook_url: str = "https://github.com/tornado-memory-exporter/tornado-memory-exporter/blob/main/alerts/RUNBOOK.md"
     """Base of every ``runbook_url`` annotation; the alert's anchor is appended."""
     explorer_url: str = "http://${__field.labels.instance}/debug/memory/"
     """Where the leak explorer of a scraped instance answers (the exporter's
@@ -230,32 +249,64 @@ class MixinConfig:
         if not isinstance(self.namespace, str) or not _NAME.match(self.namespace):
             raise ValueError(f"namespace={self.namespace!r} is not a valid Prometheus name prefix")
         if not isinstance(self.selector, str) or not _SELECTOR.match(self.selector):
-            raise ValueError(f'selector={self.selector!r} must be label matchers like \'job="shop"\'')
-        if not isinstance(self.instance_labels, tuple) or not self.instance_labels or not all(
-            isinstance(label, str) and _NAME.match(label) for label in self.instance_labels
+            raise ValueError(
+                f"selector={self.selector!r} must be label matchers like 'job=\"shop\"'"
+            )
+        if (
+            not isinstance(self.instance_labels, tuple)
+            or not self.instance_labels
+            or not all(
+                isinstance(label, str) and _NAME.match(label) for label in self.instance_labels
+            )
         ):
-            raise ValueError(f"instance_labels={self.instance_labels!r} must be a tuple of label names")
+            raise ValueError(
+                f"instance_labels={self.instance_labels!r} must be a tuple of label names"
+            )
         for field in fields(self):
             value = getattr(self, field.name)
             if field.type == "str" and (
-                field.name.endswith(("_window", "_for", "_horizon", "_after", "_lookback", "_wait", "_interval"))
+                field.name.endswith(
+                    ("_window", "_for", "_horizon", "_after", "_lookback", "_wait", "_interval")
+                )
             ):
                 seconds(value, field.name)
-        for name in ("leak_growth_per_hour", "young_growth_per_hour", "near_limit_warning_ratio",
-                     "near_limit_critical_ratio", "near_limit_min_growth", "restart_near_limit_ratio",
-                     "pool_saturation_ratio", "gc_pause_p99_seconds", "ioloop_lag_p99_seconds"):
+        for name in (
+            "leak_growth_per_hour",
+            "young_growth_per_hour",
+            "near_limit_warning_ratio",
+            "near_limit_critical_ratio",
+            "near_limit_min_growth",
+            "restart_near_limit_ratio",
+            "pool_saturation_ratio",
+            "gc_pause_p99_seconds",
+            "ioloop_lag_p99_seconds",
+        ):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1e9:
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not 0 < value < 1e9
+            ):
                 raise ValueError(f"{name}={value!r} must be a positive number")
-        for name in ("near_limit_warning_ratio", "near_limit_critical_ratio", "pool_saturation_ratio",
-                     "near_limit_min_growth", "restart_near_limit_ratio"):
+        for name in (
+            "near_limit_warning_ratio",
+            "near_limit_critical_ratio",
+            "pool_saturation_ratio",
+            "near_limit_min_growth",
+            "restart_near_limit_ratio",
+        ):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name}={getattr(self, name)!r} must be at most 1")
         for name in ("write_buffers_high_bytes", "write_buffers_growth_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name}={value!r} must be a positive integer (bytes)")
-        for name in ("leak_min_objects", "handlers_leak_min", "watched_leak_min", "allocator_free_growth_bytes"):
+        for name in (
+            "leak_min_objects",
+            "handlers_leak_min",
+            "watched_leak_min",
+            "allocator_free_growth_bytes",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name}={value!r} must be a non-negative integer")
@@ -263,30 +314,51 @@ class MixinConfig:
             raise ValueError(
                 f"floor_window={self.floor_window!r} must be shorter than trend_window={self.trend_window!r}"
             )
-        if not isinstance(self.object_type_alerts_per_origin, int) or isinstance(
-                self.object_type_alerts_per_origin, bool) or self.object_type_alerts_per_origin < 1:
-            raise ValueError(f"object_type_alerts_per_origin={self.object_type_alerts_per_origin!r} "
-                             "must be a positive integer")
+        if (
+            not isinstance(self.object_type_alerts_per_origin, int)
+            or isinstance(self.object_type_alerts_per_origin, bool)
+            or self.object_type_alerts_per_origin < 1
+        ):
+            raise ValueError(
+                f"object_type_alerts_per_origin={self.object_type_alerts_per_origin!r} "
+                "must be a positive integer"
+            )
         if not isinstance(self.library_modules, tuple) or not all(
-            isinstance(m, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", m)
+            isinstance(m, str)
+            and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", m)
             for m in self.library_modules
         ):
-            raise ValueError(f"library_modules={self.library_modules!r} must be a tuple of module names")
+            raise ValueError(
+                f"library_modules={self.library_modules!r} must be a tuple of module names"
+            )
         if 2 * seconds(self.leak_for) <= seconds(self.young_trend_window):
             raise ValueError(
                 f"leak_for={self.leak_for!r} must be longer than half of "
                 f"young_trend_window={self.young_trend_window!r} (else a warm-up's tail fires)"
             )
         if seconds(self.young_trend_window) % 2:
-            raise ValueError(f"young_trend_window={self.young_trend_window!r} must be an even number of seconds")
+            raise ValueError(
+                f"young_trend_window={self.young_trend_window!r} must be an even number of seconds"
+            )
         if seconds(self.trend_window) % 2:
-            raise ValueError(f"trend_window={self.trend_window!r} must be an even number of seconds")
-        if not isinstance(self.gc_oldest_generation, str) or not self.gc_oldest_generation.isdigit():
+            raise ValueError(
+                f"trend_window={self.trend_window!r} must be an even number of seconds"
+            )
+        if (
+            not isinstance(self.gc_oldest_generation, str)
+            or not self.gc_oldest_generation.isdigit()
+        ):
             raise ValueError(f"gc_oldest_generation={self.gc_oldest_generation!r} must be like '2'")
         if self.rule_interval is not None:
             seconds(self.rule_interval, "rule_interval")
-        for name in ("runbook_url", "dashboard_uid_prefix", "datasource_url", "dashboard_refresh",
-                     "dashboard_time_from", "explorer_url"):
+        for name in (
+            "runbook_url",
+            "dashboard_uid_prefix",
+            "datasource_url",
+            "dashboard_refresh",
+            "dashboard_time_from",
+            "explorer_url",
+        ):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"{name}={getattr(self, name)!r} must be a non-empty string")
         if not re.match(r"^[a-zA-Z0-9_-]{1,30}$", self.dashboard_uid_prefix):
@@ -309,26 +381,52 @@ class MixinConfig:
         # The young window spans four demo censuses (every 5 s): both halves see one. group_wait
         # lets a root cause that fires a few evaluations after its consequences inhibit them.
         profile: dict[str, Any] = {
-            "floor_window": "20s", "trend_window": "60s", "leak_for": "15s",
-            "leak_growth_per_hour": 3.6, "warmup_window": "30s", "young_trend_window": "20s",
-            "young_growth_per_hour": 18.0, "day_window": "4m",
+            "floor_window": "20s",
+            "trend_window": "60s",
+            "leak_for": "15s",
+            "leak_growth_per_hour": 3.6,
+            "warmup_window": "30s",
+            "young_trend_window": "20s",
+            "young_growth_per_hour": 18.0,
+            "day_window": "4m",
             # builtin types of the idle demo move by ~100 in a minute; a watched cache is explicit
-            "leak_min_objects": 250, "handlers_leak_min": 10, "watched_leak_min": 100,
-            "near_limit_warning_horizon": "4m", "near_limit_critical_horizon": "40s",
-            "near_limit_window": "20s", "near_limit_for": "10s",
-            "restart_window": "4m", "restart_lookback": "10s", "restart_loop_for": "5s",
-            "write_buffers_high_bytes": 8 << 20, "write_buffers_growth_bytes": 2 << 20,
-            "write_buffers_window": "20s", "write_buffers_for": "20s",
-            "uncollectable_window": "1m", "uncollectable_for": "5s",
+            "leak_min_objects": 250,
+            "handlers_leak_min": 10,
+            "watched_leak_min": 100,
+            "near_limit_warning_horizon": "4m",
+            "near_limit_critical_horizon": "40s",
+            "near_limit_window": "20s",
+            "near_limit_for": "10s",
+            "restart_window": "4m",
+            "restart_lookback": "10s",
+            "restart_loop_for": "5s",
+            "write_buffers_high_bytes": 8 << 20,
+            "write_buffers_growth_bytes": 2 << 20,
+            "write_buffers_window": "20s",
+            "write_buffers_for": "20s",
+            "uncollectable_window": "1m",
+            "uncollectable_for": "5s",
             # a shared machine's CPU contention stretches pauses and loop lag past 0.1 s for
             # seconds (measured: both fired with no leak on); the blocking leak's 0.5 s still fires
-            "gc_pause_window": "1m", "gc_pause_for": "30s", "gc_pause_p99_seconds": 0.25,
-            "ioloop_lag_window": "30s", "ioloop_lag_for": "30s", "ioloop_lag_p99_seconds": 0.2,
-            "pool_saturated_for": "15s", "pool_window": "30s", "pool_exhausted_for": "10s", "pool_leak_for": "5s",
-            "census_stale_after": "1m", "census_stale_for": "10s",
-            "exporter_down_for": "15s", "exporter_down_lookback": "1h",
-            "alert_group_wait": "10s", "alert_group_interval": "5s", "alert_repeat_interval": "1h",
-            "dashboard_refresh": "5s", "dashboard_time_from": "now-15m",
+            "gc_pause_window": "1m",
+            "gc_pause_for": "30s",
+            "gc_pause_p99_seconds": 0.25,
+            "ioloop_lag_window": "30s",
+            "ioloop_lag_for": "30s",
+            "ioloop_lag_p99_seconds": 0.2,
+            "pool_saturated_for": "15s",
+            "pool_window": "30s",
+            "pool_exhausted_for": "10s",
+            "pool_leak_for": "5s",
+            "census_stale_after": "1m",
+            "census_stale_for": "10s",
+            "exporter_down_for": "15s",
+            "exporter_down_lookback": "1h",
+            "alert_group_wait": "10s",
+            "alert_group_interval": "5s",
+            "alert_repeat_interval": "1h",
+            "dashboard_refresh": "5s",
+            "dashboard_time_from": "now-15m",
         }
         profile.update(overrides)
         return cls(**profile)

@@ -27,18 +27,38 @@ def filters(cfg: MixinConfig, *extra: str, worker: bool = True) -> tuple[str, ..
 
 
 def datasource_variable() -> dict[str, Any]:
-    return {"type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
-            "hide": 0, "refresh": 1, "regex": "", "options": [], "includeAll": False,
-            "multi": False}
+    return {
+        "type": "datasource",
+        "name": "datasource",
+        "label": "Data source",
+        "query": "prometheus",
+        "hide": 0,
+        "refresh": 1,
+        "regex": "",
+        "options": [],
+        "includeAll": False,
+        "multi": False,
+    }
 
 
-def query_variable(name: str, query: str, *, all_value: str = ".+", label: str | None = None) -> dict[str, Any]:
+def query_variable(
+    name: str, query: str, *, all_value: str = ".+", label: str | None = None
+) -> dict[str, Any]:
     """A multi-value ``label_values`` variable with an "All" option matching ``all_value``."""
     return {
-        "type": "query", "name": name, "label": label or name, "datasource": DATASOURCE,
+        "type": "query",
+        "name": name,
+        "label": label or name,
+        "datasource": DATASOURCE,
         "query": {"query": query, "refId": "StandardVariableQuery"},
-        "refresh": 2, "includeAll": True, "multi": True, "allValue": all_value,
-        "sort": 1, "hide": 0, "options": [], "regex": "",
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "allValue": all_value,
+        "sort": 1,
+        "hide": 0,
+        "options": [],
+        "regex": "",
     }
 
 
@@ -65,28 +85,50 @@ class Panel:
     def model(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         targets = []
         for ref, target in zip("ABCDEFGHIJ", self.targets):
-            targets.append({
-                "refId": ref, "datasource": DATASOURCE, "expr": target.expr,
-                "legendFormat": target.legend or "__auto", "range": not target.instant,
-                "instant": target.instant,
-            })
+            targets.append(
+                {
+                    "refId": ref,
+                    "datasource": DATASOURCE,
+                    "expr": target.expr,
+                    "legendFormat": target.legend or "__auto",
+                    "range": not target.instant,
+                    "instant": target.instant,
+                }
+            )
         defaults: dict[str, Any] = {"unit": self.unit}
         if self.links:
             defaults["links"] = self.links
         options: dict[str, Any]
         if self.kind == "timeseries":
-            defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10,
-                                  "showPoints": "never", "spanNulls": False}
-            options = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                       "tooltip": {"mode": "multi", "sort": "desc"}}
+            defaults["custom"] = {
+                "drawStyle": "line",
+                "lineWidth": 1,
+                "fillOpacity": 10,
+                "showPoints": "never",
+                "spanNulls": False,
+            }
+            options = {
+                "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                "tooltip": {"mode": "multi", "sort": "desc"},
+            }
         else:  # bargauge: one bar per series of an instant query
-            options = {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
-                       "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+            options = {
+                "displayMode": "gradient",
+                "orientation": "horizontal",
+                "showUnfilled": True,
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            }
         options.update(self.options)
         return {
-            "id": panel_id, "type": self.kind, "title": self.title, "description": self.description,
-            "datasource": DATASOURCE, "gridPos": {"x": x, "y": y, "w": self.width, "h": self.height},
-            "fieldConfig": {"defaults": defaults, "overrides": []}, "options": options, "targets": targets,
+            "id": panel_id,
+            "type": self.kind,
+            "title": self.title,
+            "description": self.description,
+            "datasource": DATASOURCE,
+            "gridPos": {"x": x, "y": y, "w": self.width, "h": self.height},
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": options,
+            "targets": targets,
         }
 
 
@@ -104,8 +146,16 @@ def layout(items: list[Panel | Row]) -> list[dict[str, Any]]:
         if isinstance(item, Row):
             if x:
                 y, x = y + row_height, 0
-            panels.append({"id": panel_id, "type": "row", "title": item.title, "collapsed": False,
-                           "gridPos": {"x": 0, "y": y, "w": WIDTH, "h": 1}, "panels": []})
+            panels.append(
+                {
+                    "id": panel_id,
+                    "type": "row",
+                    "title": item.title,
+                    "collapsed": False,
+                    "gridPos": {"x": 0, "y": y, "w": WIDTH, "h": 1},
+                    "panels": [],
+                }
+            )
             y += 1
             row_height = 0
             continue
@@ -117,18 +167,46 @@ def layout(items: list[Panel | Row]) -> list[dict[str, Any]]:
     return panels
 
 
-def dashboard(cfg: MixinConfig, *, uid: str, title: str, description: str,
-              variables: list[dict[str, Any]], items: list[Panel | Row]) -> dict[str, Any]:
+def dashboard(
+    cfg: MixinConfig,
+    *,
+    uid: str,
+    title: str,
+    description: str,
+    variables: list[dict[str, Any]],
+    items: list[Panel | Row],
+) -> dict[str, Any]:
     return {
-        "uid": uid, "id": None, "title": title, "description": description,
-        "tags": list(cfg.dashboard_tags), "timezone": "browser", "editable": True,
-        "graphTooltip": 1, "schemaVersion": SCHEMA_VERSION, "version": 1,
-        "time": {"from": cfg.dashboard_time_from, "to": "now"}, "refresh": cfg.dashboard_refresh,
-        "fiscalYearStartMonth": 0, "liveNow": False, "weekStart": "",
+        "uid": uid,
+        "id": None,
+        "title": title,
+        "description": description,
+        "tags": list(cfg.dashboard_tags),
+        "timezone": "browser",
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": SCHEMA_VERSION,
+        "version": 1,
+        "time": {"from": cfg.dashboard_time_from, "to": "now"},
+        "refresh": cfg.dashboard_refresh,
+        "fiscalYearStartMonth": 0,
+        "liveNow": False,
+        "weekStart": "",
         "annotations": {"list": []},
-        "links": [{"type": "dashboards", "title": "Tornado memory", "tags": list(cfg.dashboard_tags),
-                   "asDropdown": False, "includeVars": True, "keepTime": True, "icon": "external link",
-                   "targetBlank": False, "tooltip": "", "url": ""}],
+        "links": [
+            {
+                "type": "dashboards",
+                "title": "Tornado memory",
+                "tags": list(cfg.dashboard_tags),
+                "asDropdown": False,
+                "includeVars": True,
+                "keepTime": True,
+                "icon": "external link",
+                "targetBlank": False,
+                "tooltip": "",
+                "url": "",
+            }
+        ],
         "templating": {"list": variables},
         "panels": layout(items),
     }

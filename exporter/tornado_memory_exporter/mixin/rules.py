@@ -60,11 +60,18 @@ TARGET_LABELS = ("job", "instance")
 # Alerts that name a cause, and those that only show its consequences (Alertmanager inhibits
 # the second on the same process while the first fires; see alertmanager.py).
 ROOT_CAUSES = (
-    "TornadoHandlersLeaking", "TornadoWatchedObjectGrowing", "TornadoPoolLeak",
+    "TornadoHandlersLeaking",
+    "TornadoWatchedObjectGrowing",
+    "TornadoPoolLeak",
     # RSS that slow consumers' queues or the allocators' free lists hold is not a second problem
-    "TornadoWriteBuffersGrowing", "TornadoAllocatorRetention",
+    "TornadoWriteBuffersGrowing",
+    "TornadoAllocatorRetention",
 )
-CONSEQUENCES = ("TornadoMemoryLeakSuspected", "TornadoPythonHeapGrowing", "TornadoObjectTypeGrowing")
+CONSEQUENCES = (
+    "TornadoMemoryLeakSuspected",
+    "TornadoPythonHeapGrowing",
+    "TornadoObjectTypeGrowing",
+)
 APPLICATION = "application"
 
 
@@ -76,6 +83,8 @@ def floor_name(cfg: MixinConfig, metric: str) -> str:
 # Handlers alive after their work ended: finished HTTP handlers and closed WebSockets (an open
 # WebSocket is a live connection, finished by Tornado at the upgrade: never a leak).
 LEAKED_HANDLERS = 'state=~"finished|closed"'
+
+
 def restart_peak_name(cfg: MixinConfig) -> str:
     """Recording rule: RSS / limit peak around a restart, present only just after one."""
     return f"instance:{cfg.namespace}_process_restarts:peak_memory_ratio"
@@ -99,11 +108,15 @@ def recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
             "expr": f"min_over_time({m(metric, *matchers)}[{cfg.floor_window}])",
         }
         for metric, matchers in FLOORED.items()
-    ] + [{
-        "record": restart_peak_name(cfg),
-        "expr": (f"max_over_time({m(RSS)}[{lookback}]) / max_over_time({m('process_memory_limit_bytes')}[{lookback}])\n"
-                 f"  and changes({m('process_start_time_seconds')}[{lookback}]) > 0\n"),
-    }]
+    ] + [
+        {
+            "record": restart_peak_name(cfg),
+            "expr": (
+                f"max_over_time({m(RSS)}[{lookback}]) / max_over_time({m('process_memory_limit_bytes')}[{lookback}])\n"
+                f"  and changes({m('process_start_time_seconds')}[{lookback}]) > 0\n"
+            ),
+        }
+    ]
 
 
 def _age(cfg: MixinConfig, op: str, older_than: int) -> str:
@@ -115,7 +128,9 @@ def growing(cfg: MixinConfig, floor: str, *, minimum: int = 0) -> str:
     f, g = floor, cfg.leak_growth_per_hour
     floor_s, trend_s = seconds(cfg.floor_window), seconds(cfg.trend_window)
     half, trend = duration(trend_s // 2), cfg.trend_window
-    half_min = f"{g * trend_s / 2 / 3600 / 2:.6g} * {f}"  # each half grows at half the rate at least
+    half_min = (
+        f"{g * trend_s / 2 / 3600 / 2:.6g} * {f}"  # each half grows at half the rate at least
+    )
     day_s = seconds(cfg.day_window)
     old = [
         f"deriv({f}[{trend}]) * 3600 > {g:g} * {f}",
@@ -139,8 +154,13 @@ def growing(cfg: MixinConfig, floor: str, *, minimum: int = 0) -> str:
         _age(cfg, ">", seconds(cfg.warmup_window) + floor_s),
         _age(cfg, "<=", floor_s + trend_s),
     ]
-    return ("(\n  (\n    " + "\n    and ".join(old) + "\n  )\n  or\n  (\n    "
-            + "\n    and ".join(young) + "\n  )\n  )")
+    return (
+        "(\n  (\n    "
+        + "\n    and ".join(old)
+        + "\n  )\n  or\n  (\n    "
+        + "\n    and ".join(young)
+        + "\n  )\n  )"
+    )
 
 
 def allocator_free(cfg: MixinConfig) -> str:
@@ -157,12 +177,16 @@ def allocator_retention(cfg: MixinConfig) -> Alert:
     """TornadoAllocatorRetention: the RSS floor grows steadily (as for TornadoMemoryLeakSuspected)
     while the Python heap's floor does not, and the floor of the allocators' free bytes grew by
     ``allocator_free_growth_bytes`` over the trend window: memory Python freed, kept by malloc."""
-    rss, blocks = floor_name(cfg, "process_resident_memory_bytes"), floor_name(cfg, "python_allocated_blocks")
+    rss, blocks = (
+        floor_name(cfg, "process_resident_memory_bytes"),
+        floor_name(cfg, "python_allocated_blocks"),
+    )
     free = allocator_free(cfg)
     floor, trend = cfg.floor_window, cfg.trend_window
     who = "{{ $labels.instance }} (job {{ $labels.job }})"
     return Alert(
-        "TornadoAllocatorRetention", "warning",
+        "TornadoAllocatorRetention",
+        "warning",
         _all(
             cfg.metric(RSS),
             growing(cfg, rss),
@@ -209,10 +233,12 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
     limit = m("process_memory_limit_bytes")
     start = m("process_start_time_seconds")
     oldest = f'generation="{cfg.gc_oldest_generation}"'
-    growth = (f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the last "
-              f"{cfg.trend_window} (in a process younger than {duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))}: "
-              f"{_pct(cfg.young_growth_per_hour)} per hour through the last {cfg.young_trend_window}, after its "
-              f"{cfg.warmup_window} warm-up)")
+    growth = (
+        f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the last "
+        f"{cfg.trend_window} (in a process younger than {duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))}: "
+        f"{_pct(cfg.young_growth_per_hour)} per hour through the last {cfg.young_trend_window}, after its "
+        f"{cfg.warmup_window} warm-up)"
+    )
     who = "{{ $labels.instance }} (job {{ $labels.job }})"
     lag = seconds(cfg.floor_window)
     finished = m("handlers_alive", LEAKED_HANDLERS)
@@ -220,14 +246,18 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
     census_off = f"on({cfg.on}) ({m('census_interval_seconds')} == 0)"
     out = [
         Alert(
-            "TornadoMemoryLeakSuspected", "warning", f"{m(RSS)}\n  and\n  {growing(cfg, rss)}\n", cfg.leak_for,
+            "TornadoMemoryLeakSuspected",
+            "warning",
+            f"{m(RSS)}\n  and\n  {growing(cfg, rss)}\n",
+            cfg.leak_for,
             "Resident memory of a Tornado process has been growing steadily.",
             f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B and its floor (minimum over "
             f"{cfg.floor_window}) grew {growth}. If the Python heap (allocated blocks) stays flat meanwhile, "
             "this is allocator retention, not leaking Python objects.",
         ),
         Alert(
-            "TornadoMemoryNearLimit", "warning",
+            "TornadoMemoryNearLimit",
+            "warning",
             _all(
                 m(RSS),
                 f"{rss} > {cfg.near_limit_warning_ratio:g} * {limit}",
@@ -241,7 +271,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             f"reaches the limit within {cfg.near_limit_warning_horizon}.",
         ),
         Alert(
-            "TornadoMemoryNearLimit", "critical",
+            "TornadoMemoryNearLimit",
+            "critical",
             _all(
                 m(RSS),
                 f"{rss} > {cfg.near_limit_critical_ratio:g} * {limit}",
@@ -257,7 +288,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             f"the limit within {cfg.near_limit_critical_horizon}, whatever the process age.",
         ),
         Alert(
-            "TornadoMemoryRestartLoop", "critical",
+            "TornadoMemoryRestartLoop",
+            "critical",
             _all(
                 f"changes({start}[{cfg.restart_window}]) > 0",
                 f"min_over_time({restart_peak_name(cfg)}[{cfg.restart_window}]) > {cfg.restart_near_limit_ratio:g}",
@@ -271,18 +303,24 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             "again or is back there: an OOM restart loop (the leak trend alerts never see a process this old).",
         ),
         Alert(
-            "TornadoPythonHeapGrowing", "warning",
-            f"{m('python_allocated_blocks')}\n  and\n  {growing(cfg, blocks)}\n", cfg.leak_for,
+            "TornadoPythonHeapGrowing",
+            "warning",
+            f"{m('python_allocated_blocks')}\n  and\n  {growing(cfg, blocks)}\n",
+            cfg.leak_for,
             "Python's own heap of a Tornado process has been growing steadily.",
             f"Python's allocated blocks of {who} are {{{{ $value | humanize }}}} and their floor grew "
             f"{growth}: live Python objects accumulate. The leak-hunt dashboard shows which types grow.",
         ),
         Alert(
-            "TornadoObjectTypeGrowing", "warning",
+            "TornadoObjectTypeGrowing",
+            "warning",
             origin(cfg, m("objects", 'type!="other"')) + "\n  and\n"
             f"  topk by ({cfg.on}, origin) ({cfg.object_type_alerts_per_origin},\n    "
-            + origin(cfg, f"\n    deriv({objects}[{cfg.trend_window}]) * 3600\n  and\n  "
-                          f"{growing(cfg, objects, minimum=cfg.leak_min_objects)}\n  ")
+            + origin(
+                cfg,
+                f"\n    deriv({objects}[{cfg.trend_window}]) * 3600\n  and\n  "
+                f"{growing(cfg, objects, minimum=cfg.leak_min_objects)}\n  ",
+            )
             + "\n  )\n",
             cfg.leak_for,
             "Live objects of one type keep accumulating in a Tornado process.",
@@ -291,7 +329,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             "Builtin and library types that grow with it are consequences (inhibited in Alertmanager).",
         ),
         Alert(
-            "TornadoHandlersLeaking", "warning",
+            "TornadoHandlersLeaking",
+            "warning",
             f"{finished}\n  and\n  {growing(cfg, handlers, minimum=cfg.handlers_leak_min)}\n",
             cfg.leak_for,
             "Finished Tornado request handlers are kept alive and accumulating.",
@@ -300,7 +339,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             "something still references them after their request ended.",
         ),
         Alert(
-            "TornadoWatchedObjectGrowing", "warning",
+            "TornadoWatchedObjectGrowing",
+            "warning",
             f"{m('watched_object_items')}\n  and\n  {growing(cfg, watched, minimum=cfg.watched_leak_min)}\n",
             cfg.leak_for,
             "A watched cache or registry of a Tornado process grows without bound.",
@@ -308,7 +348,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             f"and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
         ),
         Alert(
-            "TornadoGCUncollectable", "warning",
+            "TornadoGCUncollectable",
+            "warning",
             f"sum without (generation) (increase({m('gc_uncollectable_objects_total')}[{cfg.uncollectable_window}])) > 0\n",
             cfg.uncollectable_for,
             "The garbage collector found objects it cannot free.",
@@ -316,7 +357,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             f"{cfg.uncollectable_window}; they stay in gc.garbage and are never freed.",
         ),
         Alert(
-            "TornadoGCPauseHigh", "warning",
+            "TornadoGCPauseHigh",
+            "warning",
             f"histogram_quantile(0.99, rate({m('gc_pause_seconds_bucket', oldest)}[{cfg.gc_pause_window}]))\n"
             f"  > {cfg.gc_pause_p99_seconds:g}\n",
             cfg.gc_pause_for,
@@ -326,7 +368,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             f"{cfg.gc_pause_p99_seconds:g}s: the IOLoop serves nothing meanwhile.",
         ),
         Alert(
-            "TornadoIOLoopBlocked", "warning",
+            "TornadoIOLoopBlocked",
+            "warning",
             f"histogram_quantile(0.99, rate({m('ioloop_lag_seconds_bucket')}[{cfg.ioloop_lag_window}]))\n"
             f"  > {cfg.ioloop_lag_p99_seconds:g}\n",
             cfg.ioloop_lag_for,
@@ -336,7 +379,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             "something runs on the loop without yielding.",
         ),
         Alert(
-            "TornadoPoolSaturated", "warning",
+            "TornadoPoolSaturated",
+            "warning",
             _all(
                 f"{m('pool_in_use')} / {m('pool_capacity')} >= {cfg.pool_saturation_ratio:g}",
                 f"{m('pool_capacity')} > 0",
@@ -347,7 +391,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             f"capacity in use, at least {_pct(cfg.pool_saturation_ratio)} for {cfg.pool_saturated_for}.",
         ),
         Alert(
-            "TornadoPoolExhausted", "critical",
+            "TornadoPoolExhausted",
+            "critical",
             _all(
                 f"max_over_time({m('pool_waiting')}[{cfg.pool_window}]) > 0",
                 f"increase({m('pool_timeouts_total')}[{cfg.pool_window}]) > 0",
@@ -358,7 +403,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             f"last {cfg.pool_window}, and acquisitions timed out.",
         ),
         Alert(
-            "TornadoPoolLeak", "critical",
+            "TornadoPoolLeak",
+            "critical",
             f"increase({m('pool_leaked_total')}[{cfg.pool_window}]) > 0\n",
             cfg.pool_leak_for,
             "Pool objects were garbage-collected while still checked out.",
@@ -367,7 +413,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             "logs the acquisition site.",
         ),
         Alert(
-            "TornadoCensusStale", "warning",
+            "TornadoCensusStale",
+            "warning",
             f"time() - {m('census_last_success_timestamp_seconds')} > {seconds(cfg.census_stale_after)}\n"
             f"  unless {census_off}\n",
             cfg.census_stale_for,
@@ -378,7 +425,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         # Its twin for a census that never succeeded (no timestamp at all) while the exporter is
         # scraped and counts census errors; a disabled census (interval 0) counts none.
         Alert(
-            "TornadoCensusStale", "warning",
+            "TornadoCensusStale",
+            "warning",
             f"sum without (collector) (increase({census}[{cfg.census_stale_after}])) > 0\n"
             f"  and on({cfg.on}) {census}\n"
             f"  unless on({cfg.on}) {m('census_last_success_timestamp_seconds')}\n"
@@ -390,7 +438,8 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             labels=(("census", "never_succeeded"),),
         ),
         Alert(
-            "TornadoMemoryExporterDown", "warning",
+            "TornadoMemoryExporterDown",
+            "warning",
             _all(
                 f"{cfg.raw('up')} == 0",
                 f"on({', '.join(TARGET_LABELS)}) last_over_time({m('exporter_info')}[{cfg.exporter_down_lookback}])",
@@ -416,7 +465,8 @@ def write_buffers_alert(cfg: MixinConfig) -> Alert:
     queued = cfg.metric("iostream_write_buffer_bytes")
     window = cfg.write_buffers_window
     return Alert(
-        "TornadoWriteBuffersGrowing", "warning",
+        "TornadoWriteBuffersGrowing",
+        "warning",
         f"{queued} > {cfg.write_buffers_high_bytes}\n"
         f"  or\n{queued} and ({queued} - {queued} offset {window} > {cfg.write_buffers_growth_bytes})\n",
         cfg.write_buffers_for,
@@ -442,20 +492,26 @@ ALERTING_GROUP = "tornado-memory.alerts"
 
 def build_rules(cfg: MixinConfig) -> dict[str, Any]:
     """The Prometheus rule file (``rule_files:``) as a dict: recording rules, then alerts."""
-    return {"groups": [
-        _group(RECORDING_GROUP, recording_rules(cfg), cfg),
-        _group(ALERTING_GROUP, [alert.rule(cfg) for alert in alerts(cfg)], cfg),
-    ]}
+    return {
+        "groups": [
+            _group(RECORDING_GROUP, recording_rules(cfg), cfg),
+            _group(ALERTING_GROUP, [alert.rule(cfg) for alert in alerts(cfg)], cfg),
+        ]
+    }
 
 
-def build_prometheus_rule(cfg: MixinConfig, *, name: str = "tornado-memory", labels: dict[str, str] | None = None) -> dict[str, Any]:
+def build_prometheus_rule(
+    cfg: MixinConfig, *, name: str = "tornado-memory", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The same rules as a prometheus-operator ``PrometheusRule`` (Kubernetes CRD)."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {
             "name": name,
-            "labels": labels if labels is not None else {"app.kubernetes.io/name": "tornado-memory-exporter"},
+            "labels": labels
+            if labels is not None
+            else {"app.kubernetes.io/name": "tornado-memory-exporter"},
         },
         "spec": build_rules(cfg),
     }

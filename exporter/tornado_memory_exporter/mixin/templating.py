@@ -48,7 +48,12 @@ def humanize_duration(value: float) -> str:
     if abs(value) >= 1:
         sign = "-" if value < 0 else ""
         total = int(abs(value))
-        seconds, minutes, hours, days = total % 60, total // 60 % 60, total // 3600 % 24, total // 86400
+        seconds, minutes, hours, days = (
+            total % 60,
+            total // 60 % 60,
+            total // 3600 % 24,
+            total // 86400,
+        )
         if days:
             return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
         if hours:

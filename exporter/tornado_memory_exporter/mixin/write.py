@@ -27,15 +27,37 @@ GRAFANA_DASHBOARDS_PATH = "/var/lib/grafana/dashboards/tornado-memory"
 def provisioning(cfg: MixinConfig) -> dict[str, dict[str, Any]]:
     """Grafana provisioning: the Prometheus datasource (uid ``prometheus``) and a file provider."""
     return {
-        "datasources/tornado-memory.yml": {"apiVersion": 1, "datasources": [{
-            "name": "Prometheus", "uid": "prometheus", "type": "prometheus", "access": "proxy",
-            "url": cfg.datasource_url, "isDefault": True, "editable": False,
-        }]},
-        "dashboards/tornado-memory.yml": {"apiVersion": 1, "providers": [{
-            "name": "tornado-memory", "folder": "Tornado", "type": "file", "disableDeletion": False,
-            "allowUiUpdates": False, "updateIntervalSeconds": 30,
-            "options": {"path": GRAFANA_DASHBOARDS_PATH, "foldersFromFilesStructure": False},
-        }]},
+        "datasources/tornado-memory.yml": {
+            "apiVersion": 1,
+            "datasources": [
+                {
+                    "name": "Prometheus",
+                    "uid": "prometheus",
+                    "type": "prometheus",
+                    "access": "proxy",
+                    "url": cfg.datasource_url,
+                    "isDefault": True,
+                    "editable": False,
+                }
+            ],
+        },
+        "dashboards/tornado-memory.yml": {
+            "apiVersion": 1,
+            "providers": [
+                {
+                    "name": "tornado-memory",
+                    "folder": "Tornado",
+                    "type": "file",
+                    "disableDeletion": False,
+                    "allowUiUpdates": False,
+                    "updateIntervalSeconds": 30,
+                    "options": {
+                        "path": GRAFANA_DASHBOARDS_PATH,
+                        "foldersFromFilesStructure": False,
+                    },
+                }
+            ],
+        },
     }
 
 
@@ -52,10 +74,12 @@ def render_all(cfg: MixinConfig) -> dict[str, str]:
         "alerts/RUNBOOK.md": runbook(),
         f"alerts/{RULES_FILE}": HEADER + yamlout.dump(build_rules(cfg)),
         f"alerts/{PROMETHEUS_RULE_FILE}": HEADER + yamlout.dump(build_prometheus_rule(cfg)),
-        f"alerts/{ALERTMANAGER_FILE}": HEADER + (
+        f"alerts/{ALERTMANAGER_FILE}": HEADER
+        + (
             "# Alertmanager: put `route` under your top-level route's `routes:` (rename its receiver)\n"
             "# and append `inhibit_rules` to yours: one leak, one page.\n"
-        ) + yamlout.dump(build_alertmanager_fragment(cfg)),
+        )
+        + yamlout.dump(build_alertmanager_fragment(cfg)),
     }
     try:
         for name, tests in build_rule_tests(cfg).items():

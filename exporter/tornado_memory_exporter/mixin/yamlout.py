@@ -39,8 +39,11 @@ def _key(key: str) -> str:
 
 
 def _is_block(value: Any) -> bool:
-    return isinstance(value, str) and "\n" in value.rstrip("\n") and not value.startswith(" ") and all(
-        line == line.rstrip() for line in value.split("\n")
+    return (
+        isinstance(value, str)
+        and "\n" in value.rstrip("\n")
+        and not value.startswith(" ")
+        and all(line == line.rstrip() for line in value.split("\n"))
     )
 
 

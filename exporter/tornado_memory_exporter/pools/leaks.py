@@ -68,5 +68,9 @@ class LeakLog:
         log.warning(
             "pool %r: %d object(s) garbage-collected without being returned (%d leaked in total; "
             "slots reclaimed; logged at most every %gs); acquired at %s",
-            self.pool, len(sites), leaked_total, self.interval, where or "unknown",
+            self.pool,
+            len(sites),
+            leaked_total,
+            self.interval,
+            where or "unknown",
         )

@@ -268,9 +268,15 @@ class ObjectPool(PoolCore[T]):
             idle = len(self._idle)
             oldest = min((r.since for r in records), default=now)
             snap = PoolSnapshot(
-                capacity=self.max_size, in_use=self._size - idle, idle=idle,
-                waiting=len(self._waiters), acquires=sum(wait.counts), created=self.created,
-                discarded=self.discarded, timeouts=self.timeouts, leaked=self.leaked,
+                capacity=self.max_size,
+                in_use=self._size - idle,
+                idle=idle,
+                waiting=len(self._waiters),
+                acquires=sum(wait.counts),
+                created=self.created,
+                discarded=self.discarded,
+                timeouts=self.timeouts,
+                leaked=self.leaked,
                 oldest_checkout_seconds=max(0.0, now - oldest),
                 wait=wait,
             )

@@ -45,8 +45,11 @@ _GAUGES = (
     ("in_use", "pool_in_use", "Objects checked out of the pool."),
     ("idle", "pool_idle", "Objects in the pool ready to be handed out."),
     ("waiting", "pool_waiting", "Acquirers waiting for an object."),
-    ("oldest_checkout_seconds", "pool_oldest_checkout_seconds",
-     "Age of the longest-held checked-out object, 0 when none is out."),
+    (
+        "oldest_checkout_seconds",
+        "pool_oldest_checkout_seconds",
+        "Age of the longest-held checked-out object, 0 when none is out.",
+    ),
 )
 _COUNTERS = (
     ("acquires", "pool_acquires", "Objects handed out."),

@@ -32,7 +32,9 @@ _VERSION = re.compile(r"version=([^;]*)")
 
 def literal(path: str) -> str:
     """A Tornado route pattern matching exactly ``path`` (``+``, ``(``, ``$``... as themselves)."""
-    return re.escape(path) + "$"  # our own "$": Tornado adds none when the escaped path ends with one
+    return (
+        re.escape(path) + "$"
+    )  # our own "$": Tornado adds none when the escaped path ends with one
 
 
 def negotiate(accept: str | None) -> tuple[Callable[[Collector], bytes], str]:
@@ -75,8 +77,13 @@ class Renderer:
         self._bodies: dict[tuple[int, str, bool], tuple[float, Collector, bytes]] = {}
 
     async def render(
-        self, registry: Collector, encoder: Callable[[Collector], bytes], content_type: str,
-        *, gzipped: bool, cacheable: bool = True,
+        self,
+        registry: Collector,
+        encoder: Callable[[Collector], bytes],
+        content_type: str,
+        *,
+        gzipped: bool,
+        cacheable: bool = True,
     ) -> bytes:
         """The body of ``registry`` in the format of ``encoder``, gzipped if asked."""
         key = (id(registry), content_type, gzipped)

@@ -27,13 +27,22 @@ TEST_FILE = "tornado-memory.rules.test.yml"
 TRAPS_TEST_FILE = "tornado-memory.traps.test.yml"  # the shapes that must stay silent
 # Scenarios of days (daily traffic, a staircase), evaluated at a third of the leak resolution.
 LONG_TEST_FILE = "tornado-memory.days.test.yml"
-_LEAK_DURATIONS = ("floor_window", "leak_for", "near_limit_for", "young_trend_window", "warmup_window",
-                   "near_limit_window", "restart_loop_for", "restart_lookback")
+_LEAK_DURATIONS = (
+    "floor_window",
+    "leak_for",
+    "near_limit_for",
+    "young_trend_window",
+    "warmup_window",
+    "near_limit_window",
+    "restart_loop_for",
+    "restart_lookback",
+)
 
 
 # --- growth alerts: a linear leak from process start (a bad deploy) at 10% of its starting
 # --- value per hour; the warm-up guard is the last condition to become true, so the onset is
 # --- the first evaluation after `warmup + floor` windows.
+
 
 def _leak_rate(plan: Plan, base: float, minimum: int = 0) -> float:
     """Growth per step of a leak from process start: 10% of ``base`` per (profile) hour, or more
@@ -49,7 +58,9 @@ def _leak_rate(plan: Plan, base: float, minimum: int = 0) -> float:
             f"start undetected before trend_window={cfg.trend_window!r} takes over"
         )
     per_hour = max(0.1 * base * 3600 / plan.hour, margin * gy * base / denominator)
-    return max(math.ceil(per_hour * plan.step / 3600), math.ceil(2 * minimum * plan.step / young), 1)
+    return max(
+        math.ceil(per_hour * plan.step / 3600), math.ceil(2 * minimum * plan.step / young), 1
+    )
 
 
 def _young_onset(plan: Plan) -> int:
@@ -58,19 +69,33 @@ def _young_onset(plan: Plan) -> int:
     return (guard // plan.step + 1) * plan.step
 
 
-def _growth_group(plan: Plan, title: str, alert_name: str, metric: str, base: float,
-                  labels: dict[str, str], others: list[tuple[dict[str, str], bool]],
-                  minimum: int = 0, silent: Iterable[str] = (), extra: Iterable[dict[str, str]] = (),
-                  fired: dict[str, str] | None = None, start_labels: Iterable[dict[str, str]] = ({},)) -> dict[str, Any]:
+def _growth_group(
+    plan: Plan,
+    title: str,
+    alert_name: str,
+    metric: str,
+    base: float,
+    labels: dict[str, str],
+    others: list[tuple[dict[str, str], bool]],
+    minimum: int = 0,
+    silent: Iterable[str] = (),
+    extra: Iterable[dict[str, str]] = (),
+    fired: dict[str, str] | None = None,
+    start_labels: Iterable[dict[str, str]] = ({},),
+) -> dict[str, Any]:
     cfg = plan.cfg
     alert = find_alert(cfg, alert_name)
     onset = _young_onset(plan)
     end = onset + seconds(alert.for_) + plan.step
     rate = _leak_rate(plan, base, minimum)
-    series = [plan.series("process_start_time_seconds", plan.const(0, end), **sl) for sl in start_labels]
+    series = [
+        plan.series("process_start_time_seconds", plan.const(0, end), **sl) for sl in start_labels
+    ]
     series.append(plan.series(metric, plan.ramp(base, rate, end), **labels))
     for other_labels, grows in others:  # decoys the rule must leave alone
-        series.append(plan.series(metric, plan.ramp(base, rate if grows else 0, end), **other_labels))
+        series.append(
+            plan.series(metric, plan.ramp(base, rate if grows else 0, end), **other_labels)
+        )
     value = base + rate * plan.n(onset + seconds(alert.for_))
     shown = {**plan.labels, **labels, **(fired or {})}
     tests = timed(plan, alert_name, onset, [(alert, shown, value)], silent)
@@ -92,23 +117,43 @@ def _allocator_groups(plan: Plan) -> list[dict[str, Any]]:
     flat_free = plan.series("malloc_heap_bytes", plan.const(8 * MiB, end), state="free")
     in_use = plan.series("malloc_heap_bytes", plan.const(64 * MiB, end), state="in_use")
     retention = _growth_group(
-        plan, "allocator retention: RSS grows, Python heap flat, malloc's free bytes grow",
-        "TornadoAllocatorRetention", "process_resident_memory_bytes", 256 * MiB, {}, [],
-        silent=["TornadoPythonHeapGrowing"], extra=[blocks, growing_free, in_use],
+        plan,
+        "allocator retention: RSS grows, Python heap flat, malloc's free bytes grow",
+        "TornadoAllocatorRetention",
+        "process_resident_memory_bytes",
+        256 * MiB,
+        {},
+        [],
+        silent=["TornadoPythonHeapGrowing"],
+        extra=[blocks, growing_free, in_use],
     )
     native = _growth_group(
-        plan, "native leak: RSS grows, Python heap and free bytes flat (no allocator retention)",
-        "TornadoMemoryLeakSuspected", "process_resident_memory_bytes", 256 * MiB, {}, [],
-        silent=["TornadoAllocatorRetention", "TornadoPythonHeapGrowing"], extra=[blocks, flat_free, in_use],
+        plan,
+        "native leak: RSS grows, Python heap and free bytes flat (no allocator retention)",
+        "TornadoMemoryLeakSuspected",
+        "process_resident_memory_bytes",
+        256 * MiB,
+        {},
+        [],
+        silent=["TornadoAllocatorRetention", "TornadoPythonHeapGrowing"],
+        extra=[blocks, flat_free, in_use],
     )
     return [retention, native]
+
+
 def _worker_group(plan: Plan) -> dict[str, Any]:
     """Three workers of one instance, one leaking: only that worker's alert fires."""
     workers = [{"worker": w} for w in ("0", "1", "2")]
     return _growth_group(
-        plan, "a leak in worker 1 of three alerts on worker 1 only", "TornadoMemoryLeakSuspected",
-        "process_resident_memory_bytes", 256 * MiB, workers[1], [(workers[0], False), (workers[2], False)],
-        start_labels=workers)
+        plan,
+        "a leak in worker 1 of three alerts on worker 1 only",
+        "TornadoMemoryLeakSuspected",
+        "process_resident_memory_bytes",
+        256 * MiB,
+        workers[1],
+        [(workers[0], False), (workers[2], False)],
+        start_labels=workers,
+    )
 
 
 def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
@@ -125,7 +170,9 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
     rate = math.ceil((limit - base) / (1.375 * span) * plan.step)
     reach = (limit - base) / rate * plan.step  # seconds from start to the limit
     # an hour before the limit (or what the horizon leaves after `for:` in a shorter profile)
-    hour = min(3600, seconds(cfg.near_limit_critical_horizon) - seconds(critical.for_) - 2 * plan.step)
+    hour = min(
+        3600, seconds(cfg.near_limit_critical_horizon) - seconds(critical.for_) - 2 * plan.step
+    )
     fire_by = int(reach - hour) // plan.step * plan.step
     end = int(reach) + plan.step
     values = plan.ramp(base, rate, end)
@@ -137,11 +184,21 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
     early = max(plan.step, fire_by - hour)  # an hour earlier still: nothing predicted yet
     tests = [
         {"eval_time": duration(early), "alertname": critical.name, "exp_alerts": []},
-        {"eval_time": duration(fire_by), "alertname": critical.name,
-         "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])]},
+        {
+            "eval_time": duration(fire_by),
+            "alertname": critical.name,
+            "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])],
+        },
     ]
-    groups.append(group(plan, f"near limit: a leak from process start reaching its limit at {duration(int(reach))} "
-                        "pages an hour before", series, tests))
+    groups.append(
+        group(
+            plan,
+            f"near limit: a leak from process start reaching its limit at {duration(int(reach))} "
+            "pages an hour before",
+            series,
+            tests,
+        )
+    )
     # The warning twin: a leak from start like the growth scenarios, far below a limit it would
     # reach within the warning horizon.
     base = 256 * MiB
@@ -151,14 +208,18 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
     end = fire_at + plan.step
     values = plan.ramp(base, rate, end)
     floor_at_onset = base + rate * plan.n(onset - plan.floor)
-    limit = math.floor(floor_at_onset / (cfg.near_limit_warning_ratio + 0.05))  # beyond the critical horizon
+    limit = math.floor(
+        floor_at_onset / (cfg.near_limit_warning_ratio + 0.05)
+    )  # beyond the critical horizon
     series = [
         plan.series("process_start_time_seconds", plan.const(0, end)),
         plan.series("process_memory_limit_bytes", plan.const(limit, end)),
         plan.series("process_resident_memory_bytes", values),
     ]
     tests = timed(plan, warning.name, onset, [(warning, plan.labels, values[plan.n(fire_at)])])
-    groups.append(group(plan, "near limit: warning twin only, on a leak far from its limit", series, tests))
+    groups.append(
+        group(plan, "near limit: warning twin only, on a leak far from its limit", series, tests)
+    )
     return groups
 
 
@@ -168,7 +229,11 @@ def _restart_loop_group(plan: Plan) -> dict[str, Any]:
     cfg = plan.cfg
     alert = find_alert(cfg, "TornadoMemoryRestartLoop")
     limit, base = 1024 * MiB, 200 * MiB
-    period = max(plan.n(min(seconds(cfg.restart_window) // 3, plan.trend)), plan.n(20 * seconds(alert.for_)), 20)
+    period = max(
+        plan.n(min(seconds(cfg.restart_window) // 3, plan.trend)),
+        plan.n(20 * seconds(alert.for_)),
+        20,
+    )
     rate = math.ceil((0.99 * limit - base) / (period - 1))
     n_total = 3 * period
     rss = [base + rate * (i % period) for i in range(n_total)]
@@ -179,7 +244,9 @@ def _restart_loop_group(plan: Plan) -> dict[str, Any]:
     onset = onset_i * plan.step
     fire_at = onset + seconds(alert.for_)
     if fire_at >= 2 * period * plan.step:
-        raise ValueError(f"restart_loop_for={cfg.restart_loop_for!r} is too long to test before the second restart")
+        raise ValueError(
+            f"restart_loop_for={cfg.restart_loop_for!r} is too long to test before the second restart"
+        )
     series = [
         plan.series("process_start_time_seconds", start),
         plan.series("process_memory_limit_bytes", [limit] * n_total),
@@ -187,10 +254,20 @@ def _restart_loop_group(plan: Plan) -> dict[str, Any]:
     ]
     tests = timed(plan, alert.name, onset, [(alert, plan.labels, 1)])
     # after the second restart it keeps firing: two near-limit restarts in the window
-    tests.append({"eval_time": duration((2 * period + 2) * plan.step), "alertname": alert.name,
-                  "exp_alerts": [expected(cfg, alert, plan.labels, 2)]})
-    return group(plan, f"OOM restart loop: killed at its limit at {duration(period * plan.step)} and "
-                 f"{duration(2 * period * plan.step)}, fires before the second restart", series, tests)
+    tests.append(
+        {
+            "eval_time": duration((2 * period + 2) * plan.step),
+            "alertname": alert.name,
+            "exp_alerts": [expected(cfg, alert, plan.labels, 2)],
+        }
+    )
+    return group(
+        plan,
+        f"OOM restart loop: killed at its limit at {duration(period * plan.step)} and "
+        f"{duration(2 * period * plan.step)}, fires before the second restart",
+        series,
+        tests,
+    )
 
 
 def _staircase_group(plan: Plan) -> dict[str, Any]:
@@ -204,9 +281,17 @@ def _staircase_group(plan: Plan) -> dict[str, Any]:
     n = plan.n(check) + 1
     tooth = max(2, plan.n(plan.floor * 13 // 60))
     rss = [base + step_size * (i // every) + (base // 20 // tooth) * (i % tooth) for i in range(n)]
-    series = [plan.series("process_start_time_seconds", [0] * n), plan.series("process_resident_memory_bytes", rss)]
-    tests = [{"eval_time": duration(check), "alertname": alert.name,
-              "exp_alerts": [expected(cfg, alert, plan.labels, rss[-1])]}]
+    series = [
+        plan.series("process_start_time_seconds", [0] * n),
+        plan.series("process_resident_memory_bytes", rss),
+    ]
+    tests = [
+        {
+            "eval_time": duration(check),
+            "alertname": alert.name,
+            "exp_alerts": [expected(cfg, alert, plan.labels, rss[-1])],
+        }
+    ]
     return group(plan, "staircase leak: steps that never come back", series, tests)
 
 
@@ -221,9 +306,13 @@ def _object_types_group(plan: Plan) -> dict[str, Any]:
     base = 20_000
     rate = _leak_rate(plan, base, cfg.leak_min_objects)
     types = {  # type -> (origin, growth factor)
-        "myapp.Session": ("application", 3), "myapp.Cart": ("application", 2),
-        "tornado.httputil.HTTPHeaders": ("library", 2), "asyncio.Future": ("library", 1),
-        "dict": ("builtin", 3), "list": ("builtin", 2), "function": ("builtin", 1),
+        "myapp.Session": ("application", 3),
+        "myapp.Cart": ("application", 2),
+        "tornado.httputil.HTTPHeaders": ("library", 2),
+        "asyncio.Future": ("library", 1),
+        "dict": ("builtin", 3),
+        "list": ("builtin", 2),
+        "function": ("builtin", 1),
     }
     series = [plan.series("process_start_time_seconds", plan.const(0, end))]
     fires = []
@@ -231,10 +320,16 @@ def _object_types_group(plan: Plan) -> dict[str, Any]:
         values = plan.ramp(base, rate * factor, end)
         series.append(plan.series("objects", values, type=name))
         if factor == max(f for k, f in types.values() if k == kind):
-            fires.append((alert, {**plan.labels, "type": name, "origin": kind}, values[plan.n(fire_at)]))
+            fires.append(
+                (alert, {**plan.labels, "type": name, "origin": kind}, values[plan.n(fire_at)])
+            )
     fires.sort(key=lambda fire: sorted(fire[1].items()))
-    return group(plan, "many growing types: one alert per origin, the fastest-growing", series,
-                 timed(plan, alert.name, onset, fires))
+    return group(
+        plan,
+        "many growing types: one alert per origin, the fastest-growing",
+        series,
+        timed(plan, alert.name, onset, fires),
+    )
 
 
 def _census_never_group(plan: Plan) -> dict[str, Any]:
@@ -254,64 +349,113 @@ def _census_never_group(plan: Plan) -> dict[str, Any]:
         plan.series("census_interval_seconds", [0] * len(errors), **off),
     ]
     fire_at = onset + seconds(alert.for_)
-    return group(plan, "census never succeeded (a disabled one stays silent)", series,
-                 timed(plan, alert.name, onset, [(alert, plan.labels, errors[plan.n(fire_at)])]))
+    return group(
+        plan,
+        "census never succeeded (a disabled one stays silent)",
+        series,
+        timed(plan, alert.name, onset, [(alert, plan.labels, errors[plan.n(fire_at)])]),
+    )
 
 
 # --- the other alerts: a step change at `onset` --------------------------------------------
+
 
 def _step_groups(plan: Plan) -> list[dict[str, Any]]:
     cfg, p = plan.cfg, plan
     groups = []
 
-    def at(onset: int, alert: Alert, end_extra: int = 0) -> tuple[int, Callable[[float, float], Values]]:
+    def at(
+        onset: int, alert: Alert, end_extra: int = 0
+    ) -> tuple[int, Callable[[float, float], Values]]:
         end = onset + seconds(alert.for_) + p.step + end_extra
 
         def switch(before: float, after: float, per_step: float = 0) -> Values:
-            return [before if i < p.n(onset) else after + per_step * (i - p.n(onset)) for i in range(p.n(end) + 1)]
+            return [
+                before if i < p.n(onset) else after + per_step * (i - p.n(onset))
+                for i in range(p.n(end) + 1)
+            ]
+
         return end, switch  # type: ignore[return-value]
 
     onset = 4 * p.step
     a = find_alert(cfg, "TornadoGCUncollectable")
     end, switch = at(onset, a)
-    series = [p.series("gc_uncollectable_objects_total", switch(0, 0), generation=g) for g in ("0", "1")]
+    series = [
+        p.series("gc_uncollectable_objects_total", switch(0, 0), generation=g) for g in ("0", "1")
+    ]
     series.append(p.series("gc_uncollectable_objects_total", switch(0, 3), generation="2"))
     groups.append(group(p, "gc uncollectable", series, timed(p, a.name, onset, [(a, p.labels, 0)])))
 
     for title, alert_name, metric, threshold, extra in (
-        ("gc pause", "TornadoGCPauseHigh", "gc_pause_seconds_bucket", cfg.gc_pause_p99_seconds,
-         {"generation": cfg.gc_oldest_generation}),
-        ("ioloop lag", "TornadoIOLoopBlocked", "ioloop_lag_seconds_bucket", cfg.ioloop_lag_p99_seconds, {}),
+        (
+            "gc pause",
+            "TornadoGCPauseHigh",
+            "gc_pause_seconds_bucket",
+            cfg.gc_pause_p99_seconds,
+            {"generation": cfg.gc_oldest_generation},
+        ),
+        (
+            "ioloop lag",
+            "TornadoIOLoopBlocked",
+            "ioloop_lag_seconds_bucket",
+            cfg.ioloop_lag_p99_seconds,
+            {},
+        ),
     ):
         a = find_alert(cfg, alert_name)
         end, switch = at(onset, a)
         # Every observation from the onset falls between `threshold` and 10x it.
         buckets = {f"{threshold:g}": 0, f"{10 * threshold:g}": 2, "+Inf": 2}
-        series = [p.series(metric, switch(0, per_step, per_step), le=le, **extra) for le, per_step in buckets.items()]
+        series = [
+            p.series(metric, switch(0, per_step, per_step), le=le, **extra)
+            for le, per_step in buckets.items()
+        ]
         p99 = threshold + 9 * threshold * 0.99
-        if alert_name == "TornadoGCPauseHigh":  # a younger generation's long pauses are not full ones
+        if (
+            alert_name == "TornadoGCPauseHigh"
+        ):  # a younger generation's long pauses are not full ones
             series.append(p.series(metric, switch(0, 2, 2), le="+Inf", generation="0"))
             series.append(p.series(metric, switch(0, 0, 0), le=f"{threshold:g}", generation="0"))
-        groups.append(group(p, title, series, timed(p, alert_name, onset, [(a, {**p.labels, **extra}, p99)])))
+        groups.append(
+            group(p, title, series, timed(p, alert_name, onset, [(a, {**p.labels, **extra}, p99)]))
+        )
 
     pool = {"pool": "db"}
     a = find_alert(cfg, "TornadoPoolSaturated")
     end, switch = at(onset, a)
-    series = [p.series("pool_capacity", switch(10, 10), **pool), p.series("pool_in_use", switch(2, 10), **pool),
-              p.series("pool_capacity", switch(0, 0), pool="empty"), p.series("pool_in_use", switch(0, 0), pool="empty")]
-    groups.append(group(p, "pool saturated", series, timed(p, a.name, onset, [(a, {**p.labels, **pool}, 1.0)])))
+    series = [
+        p.series("pool_capacity", switch(10, 10), **pool),
+        p.series("pool_in_use", switch(2, 10), **pool),
+        p.series("pool_capacity", switch(0, 0), pool="empty"),
+        p.series("pool_in_use", switch(0, 0), pool="empty"),
+    ]
+    groups.append(
+        group(
+            p, "pool saturated", series, timed(p, a.name, onset, [(a, {**p.labels, **pool}, 1.0)])
+        )
+    )
 
     a = find_alert(cfg, "TornadoPoolExhausted")
     end, switch = at(onset, a)
-    series = [p.series("pool_waiting", switch(0, 3), **pool), p.series("pool_timeouts_total", switch(0, 1, 1), **pool),
-              p.series("pool_waiting", switch(0, 2), pool="busy"),  # waiting but never timing out
-              p.series("pool_timeouts_total", switch(0, 0), pool="busy")]
-    groups.append(group(p, "pool exhausted", series, timed(p, a.name, onset, [(a, {**p.labels, **pool}, 3)])))
+    series = [
+        p.series("pool_waiting", switch(0, 3), **pool),
+        p.series("pool_timeouts_total", switch(0, 1, 1), **pool),
+        p.series("pool_waiting", switch(0, 2), pool="busy"),  # waiting but never timing out
+        p.series("pool_timeouts_total", switch(0, 0), pool="busy"),
+    ]
+    groups.append(
+        group(p, "pool exhausted", series, timed(p, a.name, onset, [(a, {**p.labels, **pool}, 3)]))
+    )
 
     a = find_alert(cfg, "TornadoPoolLeak")
     end, switch = at(onset, a)
-    series = [p.series("pool_leaked_total", switch(0, 1), **pool), p.series("pool_leaked_total", switch(2, 2), pool="old")]
-    groups.append(group(p, "pool leak", series, timed(p, a.name, onset, [(a, {**p.labels, **pool}, 0)])))
+    series = [
+        p.series("pool_leaked_total", switch(0, 1), **pool),
+        p.series("pool_leaked_total", switch(2, 2), pool="old"),
+    ]
+    groups.append(
+        group(p, "pool leak", series, timed(p, a.name, onset, [(a, {**p.labels, **pool}, 0)]))
+    )
 
     a = find_alert(cfg, "TornadoCensusStale")  # the twin without the `census` label
     stale_after = seconds(cfg.census_stale_after)
@@ -321,7 +465,9 @@ def _step_groups(plan: Plan) -> list[dict[str, Any]]:
     stamps = [min(i * p.step, frozen) for i in range(p.n(end) + 1)]
     series = [p.series("census_last_success_timestamp_seconds", stamps)]
     fire_at = onset + seconds(a.for_)
-    groups.append(group(p, "census stale", series, timed(p, a.name, onset, [(a, p.labels, fire_at - frozen)])))
+    groups.append(
+        group(p, "census stale", series, timed(p, a.name, onset, [(a, p.labels, fire_at - frozen)]))
+    )
     groups.append(_census_never_group(p))
 
     a = find_alert(cfg, "TornadoMemoryExporterDown")
@@ -329,23 +475,36 @@ def _step_groups(plan: Plan) -> list[dict[str, Any]]:
     end = onset + seconds(a.for_) + p.step
     up = [1 if i < p.n(onset) else 0 for i in range(p.n(end) + 1)]
     # the failed scrape writes a staleness marker, as in Prometheus; then no samples at all
-    info = [1 if i < p.n(onset) else STALE if i == p.n(onset) else None for i in range(p.n(end) + 1)]
+    info = [
+        1 if i < p.n(onset) else STALE if i == p.n(onset) else None for i in range(p.n(end) + 1)
+    ]
     series = [
         p.series("up", up),
         {"series": 'up{job="unrelated",instance="db:5432"}', "values": compress([0] * len(up))},
         p.series("exporter_info", info, version="1.0.0", python="3.11.2", tornado="6.4"),
     ]
-    groups.append(group(p, "exporter down (an unrelated down target stays silent)", series,
-                         timed(p, a.name, onset, [(a, p.labels, 0)])))
+    groups.append(
+        group(
+            p,
+            "exporter down (an unrelated down target stays silent)",
+            series,
+            timed(p, a.name, onset, [(a, p.labels, 0)]),
+        )
+    )
     return groups
 
 
 # --- slow consumers: queued bytes above the threshold, or a queue that never drains --------
 
+
 def _write_buffer_groups(plan: Plan) -> list[dict[str, Any]]:
     cfg, p = plan.cfg, plan
     a = find_alert(cfg, "TornadoWriteBuffersGrowing")
-    metric, high, growth = "iostream_write_buffer_bytes", cfg.write_buffers_high_bytes, cfg.write_buffers_growth_bytes
+    metric, high, growth = (
+        "iostream_write_buffer_bytes",
+        cfg.write_buffers_high_bytes,
+        cfg.write_buffers_growth_bytes,
+    )
     window, hold = seconds(cfg.write_buffers_window), seconds(a.for_)
     onset = 4 * p.step
     end = onset + hold + p.step
@@ -353,20 +512,32 @@ def _write_buffer_groups(plan: Plan) -> list[dict[str, Any]]:
     # Broadcast bursts above the threshold that drain before `for:` ends, on another instance.
     burst = max(1, p.n(hold) // 2)
     bursts = [0 if i % (burst + 1) == burst else 2 * high for i in range(p.n(end) + 1)]
-    groups = [group(p, "slow consumer above the threshold (bursts that drain stay silent)",
-                    [p.series(metric, above), p.series(metric, bursts, instance="app:8889")],
-                    timed(p, a.name, onset, [(a, p.labels, 2 * high)]))]
+    groups = [
+        group(
+            p,
+            "slow consumer above the threshold (bursts that drain stay silent)",
+            [p.series(metric, above), p.series(metric, bursts, instance="app:8889")],
+            timed(p, a.name, onset, [(a, p.labels, 2 * high)]),
+        )
+    ]
     # Below the threshold, growing by 1.5x the growth margin per window from the start: the
     # comparison with `window` earlier exists from `window` on (nothing before the first sample).
     rate = math.ceil(1.5 * growth / p.n(window))
     end = window + hold + p.step
     fire_value = rate * p.n(window + hold)
     if fire_value >= high:
-        raise ValueError(f"write_buffers_growth_bytes={growth!r} is too close to write_buffers_high_bytes={high!r} "
-                         "to test the growth branch alone")
-    groups.append(group(p, "a queue below the threshold that never drains",
-                        [p.series(metric, p.ramp(0, rate, end))],
-                        timed(p, a.name, window, [(a, p.labels, fire_value)])))
+        raise ValueError(
+            f"write_buffers_growth_bytes={growth!r} is too close to write_buffers_high_bytes={high!r} "
+            "to test the growth branch alone"
+        )
+    groups.append(
+        group(
+            p,
+            "a queue below the threshold that never drains",
+            [p.series(metric, p.ramp(0, rate, end))],
+            timed(p, a.name, window, [(a, p.labels, fire_value)]),
+        )
+    )
     return groups
 
 
@@ -384,25 +555,67 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
     as ``rules_file`` next to it. ``ValueError`` when the config leaves no room for a scenario."""
     plan = Plan.of(cfg, _LEAK_DURATIONS)
     leaks = [
-        _growth_group(plan, "RSS leak from process start, flat Python heap: allocator retention or native leak",
-                      "TornadoMemoryLeakSuspected", "process_resident_memory_bytes", 256 * MiB, {}, [],
-                      silent=["TornadoPythonHeapGrowing", "TornadoMemoryNearLimit"],
-                      extra=[plan.series("python_allocated_blocks", plan.const(2_000_000, plan.age * 2))]),
-        _growth_group(plan, "Python heap leak", "TornadoPythonHeapGrowing", "python_allocated_blocks",
-                      2_000_000, {}, []),
-        _growth_group(plan, "object type leak (type=other and flat types stay silent)",
-                      "TornadoObjectTypeGrowing", "objects", 20_000, {"type": "myapp.Session"},
-                      [({"type": "other"}, True), ({"type": "dict"}, False)], minimum=cfg.leak_min_objects,
-                      fired={"origin": "application"}),
-        _growth_group(plan, "finished handlers kept alive (active ones may grow)", "TornadoHandlersLeaking",
-                      "handlers_alive", 10, {"handler": "myapp.ChatHandler", "state": "finished"},
-                      [({"handler": "myapp.ChatHandler", "state": "active"}, True)], minimum=cfg.handlers_leak_min),
-        _growth_group(plan, "closed WebSockets kept alive (open ones growing as steadily stay silent)",
-                      "TornadoHandlersLeaking", "handlers_alive", 10, {"handler": "myapp.ChatSocket", "state": "closed"},
-                      [({"handler": "myapp.ChatSocket", "state": "open"}, True)], minimum=cfg.handlers_leak_min),
-        _growth_group(plan, "watched cache grows without bound", "TornadoWatchedObjectGrowing",
-                      "watched_object_items", 5_000, {"name": "sessions"}, [({"name": "config"}, False)],
-                      minimum=cfg.watched_leak_min),
+        _growth_group(
+            plan,
+            "RSS leak from process start, flat Python heap: allocator retention or native leak",
+            "TornadoMemoryLeakSuspected",
+            "process_resident_memory_bytes",
+            256 * MiB,
+            {},
+            [],
+            silent=["TornadoPythonHeapGrowing", "TornadoMemoryNearLimit"],
+            extra=[plan.series("python_allocated_blocks", plan.const(2_000_000, plan.age * 2))],
+        ),
+        _growth_group(
+            plan,
+            "Python heap leak",
+            "TornadoPythonHeapGrowing",
+            "python_allocated_blocks",
+            2_000_000,
+            {},
+            [],
+        ),
+        _growth_group(
+            plan,
+            "object type leak (type=other and flat types stay silent)",
+            "TornadoObjectTypeGrowing",
+            "objects",
+            20_000,
+            {"type": "myapp.Session"},
+            [({"type": "other"}, True), ({"type": "dict"}, False)],
+            minimum=cfg.leak_min_objects,
+            fired={"origin": "application"},
+        ),
+        _growth_group(
+            plan,
+            "finished handlers kept alive (active ones may grow)",
+            "TornadoHandlersLeaking",
+            "handlers_alive",
+            10,
+            {"handler": "myapp.ChatHandler", "state": "finished"},
+            [({"handler": "myapp.ChatHandler", "state": "active"}, True)],
+            minimum=cfg.handlers_leak_min,
+        ),
+        _growth_group(
+            plan,
+            "closed WebSockets kept alive (open ones growing as steadily stay silent)",
+            "TornadoHandlersLeaking",
+            "handlers_alive",
+            10,
+            {"handler": "myapp.ChatSocket", "state": "closed"},
+            [({"handler": "myapp.ChatSocket", "state": "open"}, True)],
+            minimum=cfg.handlers_leak_min,
+        ),
+        _growth_group(
+            plan,
+            "watched cache grows without bound",
+            "TornadoWatchedObjectGrowing",
+            "watched_object_items",
+            5_000,
+            {"name": "sessions"},
+            [({"name": "config"}, False)],
+            minimum=cfg.watched_leak_min,
+        ),
         _worker_group(plan),
         _object_types_group(plan),
         *_limit_groups(plan),
@@ -429,13 +642,28 @@ def time_to_fire(cfg: MixinConfig) -> list[tuple[str, str, str]]:
             firing = [c for c in scenario.get("alert_rule_test", []) if c["exp_alerts"]]
             if firing:
                 first = min(firing, key=lambda c: seconds(c["eval_time"]))
-                names = sorted({c["alertname"] for c in firing if c["eval_time"] == first["eval_time"]})
-                severities = sorted({a["exp_labels"]["severity"] for c in firing for a in c["exp_alerts"]
-                                     if c["eval_time"] == first["eval_time"]})
-                rows.append((scenario["name"], ", ".join(names) + f" ({'/'.join(severities)})",
-                             f"firing at {first['eval_time']}"))
+                names = sorted(
+                    {c["alertname"] for c in firing if c["eval_time"] == first["eval_time"]}
+                )
+                severities = sorted(
+                    {
+                        a["exp_labels"]["severity"]
+                        for c in firing
+                        for a in c["exp_alerts"]
+                        if c["eval_time"] == first["eval_time"]
+                    }
+                )
+                rows.append(
+                    (
+                        scenario["name"],
+                        ", ".join(names) + f" ({'/'.join(severities)})",
+                        f"firing at {first['eval_time']}",
+                    )
+                )
             else:
                 (check,) = [c for c in scenario["promql_expr_test"] if "ALERTS" in c["expr"]]
                 window = check["expr"].rsplit("[", 1)[1].split("]")[0]
-                rows.append((scenario["name"], "none", f"silent for {window} (until {check['eval_time']})"))
+                rows.append(
+                    (scenario["name"], "none", f"silent for {window} (until {check['eval_time']})")
+                )
     return rows

@@ -25,13 +25,17 @@ def target_labels(cfg: MixinConfig) -> dict[str, str]:
     labels = {"job": "tornado", "instance": INSTANCE}
     for part in filter(str.strip, cfg.selector.split(",")) if cfg.selector else ():
         match = _EQ.fullmatch(part)
-        literal = match and (match.group(2) == "=" or re.fullmatch(r"[\w:.\-]+(\|[\w:.\-]+)*", match.group(3)))
+        literal = match and (
+            match.group(2) == "=" or re.fullmatch(r"[\w:.\-]+(\|[\w:.\-]+)*", match.group(3))
+        )
         if not literal:
             raise ValueError(
                 f"selector={cfg.selector!r}: cannot derive test series labels from {part.strip()!r} "
-                "(only `label=\"value\"` and `label=~\"a|b\"` matchers)"
+                '(only `label="value"` and `label=~"a|b"` matchers)'
             )
-        labels[match.group(1)] = match.group(3).split("|")[0] if match.group(2) == "=~" else match.group(3)
+        labels[match.group(1)] = (
+            match.group(3).split("|")[0] if match.group(2) == "=~" else match.group(3)
+        )
     return labels
 
 
@@ -39,7 +43,11 @@ def step_for(cfg: MixinConfig, names: tuple[str, ...] | None = None) -> int:
     """Series and evaluation interval: divides every duration in ``names`` (default: all windows
     and `for:`s) and half the trend window, with at least 30 samples per floor window."""
     if names is None:
-        names = tuple(f for f in cfg.__dataclass_fields__ if f.endswith(("_window", "_for", "_after", "_horizon")))
+        names = tuple(
+            f
+            for f in cfg.__dataclass_fields__
+            if f.endswith(("_window", "_for", "_after", "_horizon"))
+        )
     g = 0
     for name in names:
         g = math.gcd(g, seconds(getattr(cfg, name)))
@@ -61,8 +69,11 @@ def compress(values: Values) -> str:
         j = i + 1
         if j < len(values) and isinstance(values[j], (int, float)):
             diff = values[j] - v  # type: ignore[operator]
-            while (j + 1 < len(values) and isinstance(values[j + 1], (int, float))
-                   and values[j + 1] - values[j] == diff):  # type: ignore[operator]
+            while (
+                j + 1 < len(values)
+                and isinstance(values[j + 1], (int, float))
+                and values[j + 1] - values[j] == diff
+            ):  # type: ignore[operator]
                 j += 1
             if j - i >= 2:
                 sign = "+" if diff >= 0 else "-"
@@ -90,7 +101,13 @@ class Plan:
 
     @classmethod
     def of(cls, cfg: MixinConfig, names: tuple[str, ...] | None = None) -> Plan:
-        return cls(cfg, step_for(cfg, names), seconds(cfg.floor_window), seconds(cfg.trend_window), target_labels(cfg))
+        return cls(
+            cfg,
+            step_for(cfg, names),
+            seconds(cfg.floor_window),
+            seconds(cfg.trend_window),
+            target_labels(cfg),
+        )
 
     @property
     def hour(self) -> int:
@@ -108,8 +125,12 @@ class Plan:
     def series(self, name: str, values: Values, /, **extra: str) -> dict[str, str]:
         labels = {**self.labels, **extra}
         inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
-        return {"series": f"{self.cfg.namespace}_{name}{{{inner}}}" if name != "up" else f"up{{{inner}}}",
-                "values": compress(values)}
+        return {
+            "series": f"{self.cfg.namespace}_{name}{{{inner}}}"
+            if name != "up"
+            else f"up{{{inner}}}",
+            "values": compress(values),
+        }
 
     def ramp(self, base: float, per_step: float, until: int, start: int = 0) -> Values:
         """``base`` until ``start``, then growing by ``per_step`` each step, through ``until``."""
@@ -121,11 +142,16 @@ class Plan:
 
 def find_alert(cfg: MixinConfig, name: str, severity: str | None = None, **labels: str) -> Alert:
     """The alert ``name`` (of ``severity``, with static ``labels``: twins differ by them)."""
-    return next(a for a in alerts(cfg) if a.name == name and severity in (None, a.severity)
-                and dict(a.labels) == labels)
+    return next(
+        a
+        for a in alerts(cfg)
+        if a.name == name and severity in (None, a.severity) and dict(a.labels) == labels
+    )
 
 
-def expected(cfg: MixinConfig, alert: Alert, labels: dict[str, str], value: float) -> dict[str, Any]:
+def expected(
+    cfg: MixinConfig, alert: Alert, labels: dict[str, str], value: float
+) -> dict[str, Any]:
     full = {**labels, "severity": alert.severity, **dict(alert.labels)}
     return {
         "exp_labels": full,
@@ -137,21 +163,37 @@ def expected(cfg: MixinConfig, alert: Alert, labels: dict[str, str], value: floa
     }
 
 
-def timed(plan: Plan, name: str, onset: int, fires: list[tuple[Alert, dict[str, str], float]],
-           also_silent: Iterable[str] = ()) -> list[dict[str, Any]]:
+def timed(
+    plan: Plan,
+    name: str,
+    onset: int,
+    fires: list[tuple[Alert, dict[str, str], float]],
+    also_silent: Iterable[str] = (),
+) -> list[dict[str, Any]]:
     """Silent one step before ``onset + for``, exactly ``fires`` at ``onset + for``."""
     fire_at = onset + seconds(fires[0][0].for_)
     tests = [
         {"eval_time": duration(fire_at - plan.step), "alertname": name, "exp_alerts": []},
-        {"eval_time": duration(fire_at), "alertname": name,
-         "exp_alerts": [expected(plan.cfg, a, labels, value) for a, labels, value in fires]},
+        {
+            "eval_time": duration(fire_at),
+            "alertname": name,
+            "exp_alerts": [expected(plan.cfg, a, labels, value) for a, labels, value in fires],
+        },
     ]
-    tests += [{"eval_time": duration(fire_at), "alertname": other, "exp_alerts": []} for other in also_silent]
+    tests += [
+        {"eval_time": duration(fire_at), "alertname": other, "exp_alerts": []}
+        for other in also_silent
+    ]
     return tests
 
 
-def group(plan: Plan, name: str, series: list[dict[str, str]], alert_tests: list[dict[str, Any]],
-           expr_tests: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def group(
+    plan: Plan,
+    name: str,
+    series: list[dict[str, str]],
+    alert_tests: list[dict[str, Any]],
+    expr_tests: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     group: dict[str, Any] = {"name": name, "interval": duration(plan.step), "input_series": series}
     if alert_tests:
         group["alert_rule_test"] = alert_tests

@@ -45,7 +45,9 @@ def traps(plan: Plan) -> dict[str, Trap]:
         "sawtooth-floor": (old, sawtooth(plan, scale, scale * 6 // 10, f, end), 0.85),
     }
     restart = plan.n(plan.age)
-    warm = max(1, plan.n(min(t // 3, seconds(plan.cfg.warmup_window))))  # a warm-up of up to the window
+    warm = max(
+        1, plan.n(min(t // 3, seconds(plan.cfg.warmup_window)))
+    )  # a warm-up of up to the window
     start = [0 if i < restart else restart * plan.step for i in range(n)]
     rss = []
     for i in range(n):
@@ -58,14 +60,30 @@ def traps(plan: Plan) -> dict[str, Trap]:
     shapes["restart-warmup"] = (start, rss, 0.5)
     # A deploy: the process starts with the series and warms up for the whole warm-up window.
     deploy = max(1, plan.n(seconds(plan.cfg.warmup_window)))
-    shapes["deploy-warmup"] = (old, [scale // 2 + min(i, deploy) * (scale // 2) // deploy + v - scale
-                                     for i, v in enumerate(small)], 0.6)
+    shapes["deploy-warmup"] = (
+        old,
+        [
+            scale // 2 + min(i, deploy) * (scale // 2) // deploy + v - scale
+            for i, v in enumerate(small)
+        ],
+        0.6,
+    )
     # ...and one that slows down as caches fill (95% done after the warm-up window).
     tau = deploy / 3
-    shapes["deploy-warmup-slowing"] = (old, [scale // 2 + int(scale // 2 * (1 - math.exp(-i / tau))) + v - scale
-                                             for i, v in enumerate(small)], 0.6)
+    shapes["deploy-warmup-slowing"] = (
+        old,
+        [
+            scale // 2 + int(scale // 2 * (1 - math.exp(-i / tau))) + v - scale
+            for i, v in enumerate(small)
+        ],
+        0.6,
+    )
     burst_len, every = max(1, plan.n(f // 2)), max(2, plan.n(t // 2))
-    shapes["short-burst"] = (old, [v + (scale if i % every >= every - burst_len else 0) for i, v in enumerate(small)], 0.85)
+    shapes["short-burst"] = (
+        old,
+        [v + (scale if i % every >= every - burst_len else 0) for i, v in enumerate(small)],
+        0.85,
+    )
     cycle = plan.n(t)
     rise, hold = cycle // 3, cycle // 6
 
@@ -82,13 +100,21 @@ def traps(plan: Plan) -> dict[str, Trap]:
         if k < 2 * rise + hold:
             return scale // 2 - scale // 2 * (k - rise - hold) // rise
         return 0
+
     shapes["traffic-ramp"] = (old, [v + traffic(i) for i, v in enumerate(small)], 0.6)
     # A reload in an old process: memory steps up once by 20% and stays there.
     step_at = plan.n(plan.age + t // 4)
-    shapes["one-time-step"] = (old, [v + (scale // 5 if i >= step_at else 0) for i, v in enumerate(small)], 0.5)
+    shapes["one-time-step"] = (
+        old,
+        [v + (scale // 5 if i >= step_at else 0) for i, v in enumerate(small)],
+        0.5,
+    )
     # Two deploys (restarts) with memory far from the limit: no restart loop.
     first, second = plan.n(t // 2), plan.n(t)
-    deploys = [0 if i < first else first * plan.step if i < second else second * plan.step for i in range(n)]
+    deploys = [
+        0 if i < first else first * plan.step if i < second else second * plan.step
+        for i in range(n)
+    ]
     shapes["deploy-restarts"] = (deploys, small, 0.85)
     return shapes
 
@@ -110,7 +136,11 @@ def trap_series(plan: Plan) -> list[dict[str, str]]:
         series += [
             plan.series("process_start_time_seconds", start, **labels),
             plan.series("process_resident_memory_bytes", [256 * v for v in shape], **labels),  # type: ignore[operator]
-            plan.series("process_memory_limit_bytes", plan.const(int(256 * (1 << 20) * limit), end), **labels),
+            plan.series(
+                "process_memory_limit_bytes",
+                plan.const(int(256 * (1 << 20) * limit), end),
+                **labels,
+            ),
             plan.series("python_allocated_blocks", [v * 2 for v in shape], **labels),  # type: ignore[operator]
             plan.series("objects", [v // 16 for v in shape], type="myapp.Session", **labels),  # type: ignore[operator]
         ]
@@ -125,8 +155,12 @@ def daily_cycle_series(plan: Plan) -> tuple[list[dict[str, str]], int, int]:
     n = plan.n(until) + 1
     scale = 1 << 20
     tooth = sawtooth(plan, 0, scale // 10, plan.floor * 13 // 60, until)
-    rss = [scale + int(0.3 * scale * (1 - math.cos(2 * math.pi * (i * plan.step % day) / day)))
-           + tooth[i] for i in range(n)]  # type: ignore[operator]
+    rss = [
+        scale
+        + int(0.3 * scale * (1 - math.cos(2 * math.pi * (i * plan.step % day) / day)))
+        + tooth[i]
+        for i in range(n)
+    ]  # type: ignore[operator]
     labels = {"instance": "daily-cycle"}
     series = [
         plan.series("process_start_time_seconds", [0] * n, **labels),
@@ -158,7 +192,7 @@ def slow_leak_series(plan: Plan) -> tuple[list[dict[str, str]], int, float, floa
 
 def _never_fires(since: int, until: int) -> dict[str, Any]:
     return {
-        "expr": f"count_over_time(ALERTS{{alertstate=\"firing\"}}[{duration(until - since)}])",
+        "expr": f'count_over_time(ALERTS{{alertstate="firing"}}[{duration(until - since)}])',
         "eval_time": duration(until),
         "exp_samples": [],
     }
@@ -173,14 +207,32 @@ def noise_groups(plan: Plan) -> list[dict[str, Any]]:
         "eval_time": duration(end),
         "exp_samples": [{"labels": "{}", "value": len(traps(plan))}],
     }
-    groups = [group(plan, "traps: sawtooth, restart + warm-up, deploy warm-up, short burst, traffic ramp, "
-                    "one-time step, deploy restarts stay silent", trap_series(plan), [], [floors, _never_fires(0, end)])]
+    groups = [
+        group(
+            plan,
+            "traps: sawtooth, restart + warm-up, deploy warm-up, short burst, traffic ramp, "
+            "one-time step, deploy restarts stay silent",
+            trap_series(plan),
+            [],
+            [floors, _never_fires(0, end)],
+        )
+    ]
     series, check, rss, blocks = slow_leak_series(plan)
     fires = [
-        {"eval_time": duration(check), "alertname": "TornadoMemoryLeakSuspected",
-         "exp_alerts": [expected(cfg, find_alert(cfg, "TornadoMemoryLeakSuspected"), plan.labels, rss)]},
-        {"eval_time": duration(check), "alertname": "TornadoPythonHeapGrowing",
-         "exp_alerts": [expected(cfg, find_alert(cfg, "TornadoPythonHeapGrowing"), plan.labels, blocks)]},
+        {
+            "eval_time": duration(check),
+            "alertname": "TornadoMemoryLeakSuspected",
+            "exp_alerts": [
+                expected(cfg, find_alert(cfg, "TornadoMemoryLeakSuspected"), plan.labels, rss)
+            ],
+        },
+        {
+            "eval_time": duration(check),
+            "alertname": "TornadoPythonHeapGrowing",
+            "exp_alerts": [
+                expected(cfg, find_alert(cfg, "TornadoPythonHeapGrowing"), plan.labels, blocks)
+            ],
+        },
     ]
     groups.append(group(plan, "a slow leak under a long GC sawtooth fires", series, fires))
     return groups
@@ -189,5 +241,12 @@ def noise_groups(plan: Plan) -> list[dict[str, Any]]:
 def long_groups(plan: Plan) -> list[dict[str, Any]]:
     """The daily traffic cycle trap (two days of series)."""
     series, since, until = daily_cycle_series(plan)
-    return [group(plan, "traps: a daily traffic cycle in a process older than a day stays silent",
-                  series, [], [_never_fires(since, until)])]
+    return [
+        group(
+            plan,
+            "traps: a daily traffic cycle in a process older than a day stays silent",
+            series,
+            [],
+            [_never_fires(since, until)],
+        )
+    ]
