@@ -30,7 +30,7 @@ from time import perf_counter_ns, thread_time
 
 from bench import median
 from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
-from tornado_memory_exporter.config import DEFAULT_GC_PAUSE_BUCKETS
+from tornado_memory_exporter.buckets import GC_PAUSE_BUCKETS
 from tornado_memory_exporter.faults import Faults
 
 VARIANTS = ("none", "none again", "empty", "hook")
@@ -66,7 +66,7 @@ def time_rounds(
 ) -> tuple[dict[str, list[float]], list[int]]:
     """CPU seconds of ``allocate(rows)`` per variant and round, and the collections (by
     generation) of the last round (the same in every variant: the hook allocates nothing tracked)."""
-    recorder = GCPauseRecorder("bench", Faults(), buckets=DEFAULT_GC_PAUSE_BUCKETS)
+    recorder = GCPauseRecorder("bench", Faults(), buckets=GC_PAUSE_BUCKETS)
     callbacks: dict[str, GcCallback | None] = {
         "none": None,
         "none again": None,
@@ -122,7 +122,7 @@ def run(*, rounds: int = 301, rows: int = 5000) -> dict[str, float]:
     seconds, collections = time_rounds(rounds=rounds, rows=rows)
     base = seconds["none"]
     ratios = {name: median([v / b for v, b in zip(seconds[name], base)]) for name in VARIANTS[1:]}
-    recorder = GCPauseRecorder("bench", Faults(), buckets=DEFAULT_GC_PAUSE_BUCKETS)
+    recorder = GCPauseRecorder("bench", Faults(), buckets=GC_PAUSE_BUCKETS)
     per_call = {
         "empty": time_calls_in_gc(_empty, batches=20, rows=rows),
         "hook": time_calls_in_gc(recorder._on_gc, batches=20, rows=rows),

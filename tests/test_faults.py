@@ -28,7 +28,7 @@ from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 from tornado_memory_exporter.collectors.gc_stats import GCStatsCollector
 from tornado_memory_exporter.collectors.memory_limit import MemoryLimit
 from tornado_memory_exporter.collectors.process import ProcessCollector
-from tornado_memory_exporter.config import DEFAULT_GC_PAUSE_BUCKETS
+from tornado_memory_exporter.buckets import GC_PAUSE_BUCKETS
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
 from tornado_memory_exporter.pools.pool import PoolSnapshot
 
@@ -227,7 +227,7 @@ def gc_disabled():
 def test_a_failing_gc_callback(caplog):
     faults = Faults(log_interval=60)
     # Told there is one generation, the callback fails (IndexError) on every gen-1/2 collection.
-    recorder = GCPauseRecorder("tornado", faults, buckets=DEFAULT_GC_PAUSE_BUCKETS, generations=1)
+    recorder = GCPauseRecorder("tornado", faults, buckets=GC_PAUSE_BUCKETS, generations=1)
     with (
         caplog.at_level(logging.WARNING, logger=LOGGER),
         serving(faults, gc_pauses=recorder) as get,

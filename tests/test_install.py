@@ -17,9 +17,23 @@ class CatchAll(tornado.web.RequestHandler):
 
 
 def catch_all_app():
-    app = tornado.web.Application([(r"/(.*)", CatchAll)])
-    app.add_handlers(r".*$", [(r"/(.*)", CatchAll)])  # an earlier add_handlers catch-all too
-    return app
+    return tornado.web.Application([(r"/(.*)", CatchAll)])
+
+
+def test_a_catch_all_added_earlier_through_add_handlers_is_refused_by_name_leaving_nothing():
+    # Tornado has no public way to put a rule ahead of one add_handlers() added before ours.
+    app = catch_all_app()
+    app.add_handlers(r".*$", [(r"/(.*)", CatchAll)])
+    rules = list(app.default_router.rules)
+    registry = CollectorRegistry()
+
+    async def attempt() -> None:
+        with pytest.raises(ValueError, match=r"routes '/metrics' to test_install\.CatchAll ahead"):
+            install(app, config=Config(census_interval=0), registry=registry)
+
+    asyncio.run(attempt())
+    assert app.default_router.rules == rules
+    assert list(registry.collect()) == []
 
 
 def test_route_goes_ahead_of_catch_all_routes_and_stop_removes_it():

@@ -8,6 +8,11 @@ from collections.abc import Sequence
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.utils import floatToGoString
 
+# Bucket bounds are fixed, not options: the dashboards' and alerts' quantiles and thresholds
+# (0.1 s gen-2 pause, 0.1 s loop lag) sit on these boundaries.
+GC_PAUSE_BUCKETS = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+LOOP_LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
 
 class BucketCounts:
     """Non-cumulative bucket counts plus a sum; turned into a cumulative histogram when read.

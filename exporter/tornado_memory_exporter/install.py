@@ -1,349 +1,25 @@
-"""``install()``: wire every source into a registry and a route, and undo it with ``stop()``."""
+"""The three ways to start: ``install()`` on an app's running loop, ``start_in_thread()`` for
+code that has no loop to hand out, and ``start_metrics_server()`` for a bare registry."""
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-import weakref
-from typing import Any
+import concurrent.futures
+import threading
 
-import psutil
 import tornado.httpserver
 import tornado.web
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.registry import Collector
-from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
-from tornado.routing import DefaultHostMatches, HostMatches, Matcher, Rule, RuleRouter
 
 from . import validate
-from .census.fork import Forker
-from .census.heap import HeapCensus
-from .census.selection import TypeSelector
-from .census.snapshot import CensusSnapshot
-from .census.watchlist import Watchlist
-from .collectors.allocator import AllocatorCollector
-from .collectors.census import CensusCollector
-from .collectors.gc_pauses import GCPauseRecorder
-from .collectors.gc_stats import GCStatsCollector
-from .collectors.handlers import HandlersCollector
-from .collectors.info import InfoCollector
-from .collectors.iostreams import IOStreamsCollector
-from .collectors.loop_lag import IOLoopProbe
-from .collectors.memory_limit import MemoryLimit
-from .collectors.process import ProcessCollector
-from .collectors.watch import WatchCollector
 from .config import Config
-from .explorer import Explorer, explorer_routes
-from .faults import Faults, FaultsCollector, GuardedCollector
-from .pools.registry import PoolRegistry
+from .exporter import Exporter
 from .web.credentials import Credentials
 from .web.exposure import require_safe_exposure
-from .web.metrics import MetricsHandler, Renderer, literal, render_thread
-from .workers import SnapshotWriter, WorkerView, worker_id
-
-# One exporter per registry: a second would publish every series twice.
-_installed: weakref.WeakKeyDictionary[CollectorRegistry, Exporter] = weakref.WeakKeyDictionary()
-
-
-class Exporter:
-    """What ``install()`` returns: the running collectors of one registry.
-
-    ``stop()`` stops the timers, unhooks the gc callback, unregisters every collector and
-    removes the route; ``install()`` may then be called again.
-    """
-
-    def __init__(
-        self,
-        *,
-        config: Config,
-        registry: CollectorRegistry,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
-        self.config = config
-        self.registry = registry
-        self.loop = loop
-        self.faults = Faults(log_interval=config.error_log_interval)
-        ns = config.namespace
-        self._gc_pauses = GCPauseRecorder(ns, self.faults, buckets=config.gc_pause_buckets)
-        self._ioloop = IOLoopProbe(
-            ns, loop=loop, interval=config.ioloop_probe_interval, buckets=config.ioloop_lag_buckets
-        )
-        sources: dict[str, Collector] = {
-            "process": ProcessCollector(ns, self.faults, full_memory=config.process_full_memory),
-            "gc": GCStatsCollector(ns),
-            "gc_pauses": self._gc_pauses,
-            "ioloop": self._ioloop,
-            "info": InfoCollector(ns),
-        }
-        self.pools = PoolRegistry(
-            ns, self.faults, limit=config.pool_limit, snapshot_timeout=config.pool_snapshot_timeout
-        )
-        """Pools exported as ``<ns>_pool_*{pool}``: ``exporter.pools.register("db", pool)``."""
-        sources["pools"] = self.pools
-        self._watchlist = Watchlist(self.faults)
-        forker = None
-        if config.census_mode != "inloop":
-            process = psutil.Process()
-            forker = Forker(
-                loop=loop,
-                mode=config.census_mode,
-                deadline=config.census_fork_deadline,
-                headroom=config.census_fork_headroom,
-                available=MemoryLimit().available,
-                rss=lambda: process.memory_info().rss,
-            )
-        self._census = HeapCensus(
-            loop=loop,
-            selector=TypeSelector(
-                top_n=config.census_top_n,
-                growth_n=config.census_growth_n,
-                allowlist=config.census_allowlist,
-                hold=config.census_hold,
-            ),
-            faults=self.faults,
-            interval=config.census_interval,
-            slice_budget=config.census_slice_budget,
-            watchlist=self._watchlist,
-            forker=forker,
-        )
-        latest = lambda: self._census.snapshot  # noqa: E731
-        sources["census"] = CensusCollector(
-            ns, latest, lambda: self._census.fallbacks, interval=config.census_interval
-        )
-        sources["allocator"] = AllocatorCollector(
-            ns,
-            self.faults,
-            lambda: s.pymalloc if (s := self._census.snapshot) is not None else None,
-        )
-        sources["handlers"] = HandlersCollector(ns, latest)
-        sources["iostreams"] = IOStreamsCollector(ns, latest)
-        sources["watch"] = WatchCollector(ns, self._watchlist)
-        self._collectors: list[Collector] = [
-            GuardedCollector(name, source, self.faults) for name, source in sources.items()
-        ]
-        self._collectors.append(FaultsCollector(ns, self.faults))
-        self._writer: SnapshotWriter | None = None
-        self.served: Collector = registry
-        """What the route serves: the registry, or with ``worker_label`` its worker view (pass it
-        to ``start_metrics_server(registry=...)`` too)."""
-        if config.worker_label:
-            view = WorkerView(
-                registry,
-                worker=worker_id(),
-                faults=self.faults,
-                directory=config.worker_dir,
-                stale_after=3 * config.worker_interval,
-            )
-            self.served = view
-            if config.worker_dir is not None:
-                self._writer = SnapshotWriter(
-                    view, interval=config.worker_interval, faults=self.faults
-                )
-        self.explorer: Explorer | None = None
-        """The leak explorer (``Config.explorer_enabled``), served beside the metrics route;
-        pass it to ``start_metrics_server(explorer=...)`` to serve it there instead."""
-        if config.explorer_enabled:
-            self.explorer = Explorer(
-                config=config,
-                loop=loop,
-                faults=self.faults,
-                census=self._census,
-                watchlist=self._watchlist,
-                pools=self.pools,
-            )
-        self._app: tornado.web.Application | None = None
-        self._route: Rule | None = None
-        self._renderer: Renderer | None = None
-        self._running = False
-
-    @property
-    def running(self) -> bool:
-        """Whether the exporter is installed (between ``start`` and ``stop``)."""
-        return self._running
-
-    def _start(self) -> None:
-        if self.registry in _installed:
-            raise RuntimeError(
-                "an Exporter is already installed on this registry; call its stop() first "
-                "or pass registry=CollectorRegistry()"
-            )
-        registered: list[Collector] = []
-        try:
-            for collector in self._collectors:
-                self.registry.register(collector)
-                registered.append(collector)
-        except ValueError:
-            for collector in registered:
-                self.registry.unregister(collector)
-            raise
-        _installed[self.registry] = self
-        self._running = True
-        try:
-            self._gc_pauses.start()
-            self._ioloop.start()
-            self._census.start()
-            if self.explorer is not None:
-                self.explorer.start()
-            if self._writer is not None:
-                self._writer.start()
-        except BaseException:
-            self.stop()  # every stop() is safe on a part that never started
-            raise
-
-    def census_now(self) -> asyncio.Task[CensusSnapshot]:
-        """Run one heap census now (after the one in progress, if any); awaiting the result
-        returns its snapshot once it is published::
-
-            await exporter.census_now()
-
-        Call it on the IOLoop's thread. With ``Config(census_interval=0)`` this is the only way
-        censuses (and ``watch()`` measurements) run.
-        """
-        if not self._running:
-            raise RuntimeError("census_now() on a stopped exporter")
-        return self._census.run_now()
-
-    def watch(self, name: str, obj: object) -> None:
-        """Export ``len(obj)`` and its deep size as ``<ns>_watched_object_items{name}`` and
-        ``<ns>_watched_object_bytes{name}``, measured at each census (see ``watch.py`` for the
-        accuracy). Held by weak reference where the type allows it."""
-        self._watchlist.watch(name, obj)
-        if self.explorer is not None:  # a named app object ends the explorer's chains too
-            self.explorer.add_root(f"watched {name}", obj)
-
-    def unwatch(self, name: str) -> None:
-        """Stop exporting the object watched as ``name``."""
-        self._watchlist.unwatch(name)
-        if self.explorer is not None:
-            self.explorer.remove_root(f"watched {name}")
-
-    def _add_route(
-        self, app: tornado.web.Application, path: str, handler_class: type[MetricsHandler]
-    ) -> None:
-        credentials = Credentials.of(self.config)
-        self._renderer = render_thread(self.config.scrape_cache_seconds)
-        handler = (
-            literal(path),
-            handler_class,
-            {"registry": self.served, "credentials": credentials, "renderer": self._renderer},
-        )
-        rules = app.default_router.rules
-        before = set(map(id, rules))
-        explorer: list = []
-        if self.explorer is not None:
-            explorer = explorer_routes(self.explorer, credentials)
-            self.explorer.add_root("application", app)
-        app.add_handlers(r".*$", [handler, *explorer])
-        # add_handlers puts the new host rule just before the app's own handlers but after any
-        # rule added earlier; move it first so that no earlier catch-all route shadows it.
-        (rule,) = [r for r in rules if id(r) not in before]
-        rules.remove(rule)
-        rules.insert(0, rule)
-        rule.matcher = _PathPrefixes((path, self.config.explorer_path) if explorer else (path,))
-        self._app, self._route = app, rule
-
-    def stop(self) -> None:
-        """Undo ``install()``: timers, gc hook, collectors and route (safe to call twice)."""
-        if not self._running:
-            return
-        self._running = False
-        if self._writer is not None:
-            self._writer.stop()
-        self._census.stop()
-        if self.explorer is not None:
-            self.explorer.stop()
-        self._ioloop.stop()
-        self._gc_pauses.stop()
-        self.pools.clear()  # adapters unhook from the executors / engines they wrap
-        for collector in self._collectors:
-            self.registry.unregister(collector)
-        if _installed.get(self.registry) is self:
-            del _installed[self.registry]
-        if self._app is not None and self._route in self._app.default_router.rules:
-            self._app.default_router.rules.remove(self._route)
-        self._app = self._route = None
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
-
-
-class _PathPrefixes(Matcher):
-    """Lets a request into our routes only when its path starts with one of ``prefixes``.
-
-    Our rule comes first, so every request of the app passes it. Matching any host and then
-    asking the nested router cost each app request ~7 us (``Application.find_handler`` of a
-    hello-world app, median: 9.8 us against 3.0 us bare, a few % of a small request); one
-    ``str.startswith`` costs ~0.25 us.
-    """
-
-    def __init__(self, prefixes: tuple[str, ...]) -> None:
-        self.prefixes = prefixes
-
-    def match(self, request: HTTPServerRequest) -> dict[str, Any] | None:
-        return {} if request.path.startswith(self.prefixes) else None
-
-
-def route_owner(app: tornado.web.Application, path: str) -> str | None:
-    """``module.Class`` of the handler ``app`` routes ``path`` to on any host, or ``None``.
-
-    Host rules count as matching (a route for another host is still the app's route); a rule
-    that also takes a random path of no app (a catch-all such as a 404 page or a fallback
-    proxy) does not count as routing ``path``.
-    """
-    rule = _serving_rule(app.default_router, _probe(path))
-    if rule is None or rule is _serving_rule(
-        app.default_router, _probe("/" + secrets.token_hex(16))
-    ):
-        return None
-    target = rule.target
-    cls = target if isinstance(target, type) else type(target)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _probe(path: str) -> HTTPServerRequest:
-    line = RequestStartLine("GET", path, "HTTP/1.1")
-    return HTTPServerRequest(start_line=line, headers=HTTPHeaders({"Host": "localhost"}))
-
-
-def _serving_rule(router: RuleRouter, request: HTTPServerRequest) -> Rule | None:
-    for rule in router.rules:
-        if not isinstance(rule.matcher, (HostMatches, DefaultHostMatches)):
-            try:
-                if rule.matcher.match(request) is None:
-                    continue
-            except Exception:  # noqa: BLE001 - a matcher that cannot read a bare request
-                continue
-        if isinstance(rule.target, RuleRouter):  # a host's (or a prefix's) own rules
-            found = _serving_rule(rule.target, request)
-            if found is not None:
-                return found
-            continue
-        return rule
-    return None
-
-
-def _check_arguments(
-    app: object, path: object, config: object, registry: object, handler: object, replace: object
-) -> None:
-    if isinstance(app, tornado.httpserver.HTTPServer):
-        raise TypeError(
-            "app is an HTTPServer: pass the tornado.web.Application it serves, "
-            "install(app) with app = tornado.web.Application([...])"
-        )
-    if app is not None and not isinstance(app, tornado.web.Application):
-        raise TypeError(f"app={app!r} must be a tornado.web.Application (or None with path=None)")
-    if config is not None and not isinstance(config, Config):
-        hint = "Config(**{...})" if isinstance(config, dict) else "Config(...)"
-        raise TypeError(f"config={config!r} must be a Config: pass config={hint}")
-    if registry is not None and not isinstance(registry, CollectorRegistry):
-        raise TypeError(f"registry={registry!r} must be a prometheus_client CollectorRegistry")
-    if not (isinstance(handler, type) and issubclass(handler, MetricsHandler)):
-        raise TypeError(f"handler={handler!r} must be MetricsHandler or a subclass of it")
-    validate.flag("replace", replace)
-    if path is not None:
-        validate.url_path("path", path)
-        if app is None:
-            raise ValueError("app=None needs path=None (no route to add)")
+from .web.metrics import MetricsHandler, literal, render_thread
+from .web.routes import route_owner
+from .web.server import MetricsServer
 
 
 def install(
@@ -365,8 +41,8 @@ def install(
         exporter.stop()
 
     ``registry`` defaults to prometheus_client's global one (our names never clash with its
-    default ``process_*``/``python_gc_*`` collectors). Pass ``path=None`` to add no route, for
-    example when serving from ``start_metrics_server()`` instead.
+    default ``process_*``/``python_gc_*`` collectors). ``path=None`` adds no route: the series
+    are published through a registry the app already serves, or by ``exporter.serve(port)``.
 
     ``path`` is literal (any URL path character: ``/user/alice@example.com/metrics``). A path
     the app already routes is refused (``ValueError`` naming its handler) unless
@@ -374,7 +50,21 @@ def install(
     one behind the app's own login. Any failure leaves nothing installed, so a corrected call
     works.
     """
-    _check_arguments(app, path, config, registry, handler, replace)
+    if isinstance(app, tornado.httpserver.HTTPServer):
+        raise TypeError(
+            "app is an HTTPServer: pass the tornado.web.Application it serves, "
+            "install(app) with app = tornado.web.Application([...])"
+        )
+    validate.instance("app", app, tornado.web.Application, "a tornado.web.Application or None")
+    config = _config(config)
+    registry = _registry(registry)
+    validate.flag("replace", replace)
+    if not (isinstance(handler, type) and issubclass(handler, MetricsHandler)):
+        raise TypeError(f"handler={handler!r} must be MetricsHandler or a subclass of it")
+    if path is not None:
+        validate.url_path("path", path)
+        if app is None:
+            raise ValueError("app=None needs path=None (no route to add)")
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -382,35 +72,143 @@ def install(
             "install() must be called from inside the running IOLoop, e.g. in `async def main()` "
             "run by asyncio.run(main()); without access to the loop, use start_in_thread()"
         ) from None
-    config = config if config is not None else Config()
-    registry = registry if registry is not None else REGISTRY
-    if registry in _installed:
-        raise RuntimeError(
-            "an Exporter is already installed on this registry; call its stop() first "
-            "or pass registry=CollectorRegistry()"
-        )
-    if path is not None and app is not None:
+    if app is not None and path is not None:
         if config.explorer_enabled:  # the app's addresses are not known here
             require_safe_exposure(Credentials.of(config), None)
         if not replace:
             _refuse_takeover(app, path, config)
     exporter = Exporter(config=config, registry=registry, loop=loop)
-    exporter._start()
-    if path is not None and app is not None:
+    exporter.start()
+    if app is not None and path is not None:
         try:
-            exporter._add_route(app, path, handler)
+            exporter.route(app, path, handler=handler)
         except BaseException:
             exporter.stop()
             raise
     return exporter
 
 
+def start_in_thread(
+    port: int | None = 9464,
+    address: str = "127.0.0.1",
+    *,
+    config: Config | None = None,
+    registry: CollectorRegistry | None = None,
+    path: str = "/metrics",
+) -> Exporter:
+    """The exporter for code that holds no running loop it can hand out (Streamlit, WSGI apps,
+    scripts, ``celery flower``): a daemon thread runs it on an event loop of its own and serves
+    it on ``http://address:port/metrics``. Call it from plain synchronous code, once a process::
+
+        exporter = start_in_thread(port=9464, config=Config(census_interval=30))
+        exporter.watch("cache", cache)     # watch(), pools, census_now() work from any thread
+        ...
+        exporter.stop()                    # also ends the thread
+
+    ``port=None`` serves nothing (an app that already serves the registry publishes the
+    series). Errors (a bad option, a taken port) are raised here, with nothing left running.
+    The loop lag metrics then describe the exporter's own loop, not the application's.
+    """
+    if port is not None:
+        validate.port("port", port)
+    validate.url_path("path", path)
+    config, registry = _config(config), _registry(registry)
+    ready: concurrent.futures.Future[Exporter] = concurrent.futures.Future()
+    loop = asyncio.new_event_loop()
+
+    async def start() -> Exporter:
+        exporter = install(None, None, config=config, registry=registry)
+        if port is not None:
+            try:
+                exporter.serve(port, address, path=path)
+            except BaseException:
+                exporter.stop()
+                raise
+        return exporter
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            exporter = loop.run_until_complete(start())
+        except BaseException as error:  # noqa: BLE001 - handed to the caller
+            ready.set_exception(error)
+            loop.close()
+            return
+        ready.set_result(exporter)
+        try:
+            loop.run_forever()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name="tornado-memory-exporter", daemon=True)
+    thread.start()
+    exporter = ready.result()
+
+    def end_thread() -> None:
+        loop.call_soon_threadsafe(loop.stop)
+        if threading.current_thread() is not thread:
+            thread.join(_JOIN_TIMEOUT)
+
+    exporter.on_stop(end_thread)
+    return exporter
+
+
+# stop() waits this long for the thread of start_in_thread() to end (its loop stops at once).
+_JOIN_TIMEOUT = 5.0
+
+
+def start_metrics_server(
+    port: int = 9464,
+    address: str = "127.0.0.1",
+    registry: Collector | None = None,
+    config: Config | None = None,
+    *,
+    path: str = "/metrics",
+) -> MetricsServer:
+    """Serve a registry (by default prometheus_client's global one) on
+    ``http://address:port/metrics`` from a thread of its own, with ``config``'s credentials.
+    For an exporter, ``exporter.serve(port)`` also serves its explorer and worker view."""
+    validate.port("port", port)
+    validate.url_path("path", path)
+    config = _config(config)
+    renderer = render_thread(config.scrape_cache_seconds)
+    handler = {
+        "registry": registry if registry is not None else REGISTRY,
+        "credentials": Credentials.of(config),
+        "renderer": renderer,
+    }
+    try:
+        return MetricsServer(
+            port=port,
+            address=address,
+            routes=[(literal(path), MetricsHandler, handler)],
+            on_stop=renderer.close,
+        )
+    except BaseException:
+        renderer.close()
+        raise
+
+
+def _config(config: Config | None) -> Config:
+    if config is None:
+        return Config()
+    hint = "config=Config(**{...})" if isinstance(config, dict) else "config=Config(...)"
+    return validate.instance("config", config, Config, f"a Config: pass {hint}")
+
+
+def _registry(registry: CollectorRegistry | None) -> CollectorRegistry:
+    if registry is None:
+        return REGISTRY
+    return validate.instance(
+        "registry", registry, CollectorRegistry, "a prometheus_client CollectorRegistry"
+    )
+
+
 def _refuse_takeover(app: tornado.web.Application, path: str, config: Config) -> None:
     probes = [("path", path)]
     if config.explorer_enabled:
-        probes += [
-            ("explorer_path", config.explorer_path + suffix) for suffix in ("/", "/api/summary")
-        ]
+        explorer = config.explorer_path
+        probes += [("explorer_path", explorer + suffix) for suffix in ("/", "/api/summary")]
     for option, probe in probes:
         owner = route_owner(app, probe)
         if owner is not None:

@@ -9,7 +9,9 @@ the message: ``OptionTypeError`` for a value of the wrong type (it is a ``TypeEr
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class OptionTypeError(TypeError, ValueError):
@@ -47,6 +49,13 @@ def number(
     ok = ok and (value > minimum if above else value >= minimum)
     if not ok or (maximum is not None and value > maximum):
         raise ValueError(f"{name}={value!r} must be {kind} {bound}")
+    return value
+
+
+def instance(name: str, value: object, cls: type[T], what: str) -> T | None:
+    """``value`` if it is ``None`` or a ``cls``; ``what`` says what to pass instead."""
+    if value is not None and not isinstance(value, cls):
+        raise OptionTypeError(f"{name}={value!r} must be {what}")
     return value
 
 

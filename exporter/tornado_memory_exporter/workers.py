@@ -57,7 +57,7 @@ def worker_port(base: int) -> int:
     Each worker then serves only its own series, and Prometheus scrapes one target per worker::
 
         exporter = install(app, path=None, config=Config(worker_label=True))
-        start_metrics_server(port=worker_port(9464), registry=exporter.served)
+        exporter.serve(worker_port(9464))
     """
     validate.port("base", base, minimum=1)
     port = base + int(worker_id())

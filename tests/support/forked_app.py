@@ -20,7 +20,8 @@ import tornado.process
 import tornado.web
 from prometheus_client import CollectorRegistry
 
-from tornado_memory_exporter import Config, install, start_metrics_server, worker_port
+from tornado_memory_exporter import Config, install
+from tornado_memory_exporter.workers import worker_port
 from tornado_memory_exporter.workers import worker_id
 
 
@@ -46,7 +47,7 @@ async def serve(args: argparse.Namespace, sockets: list) -> None:
     if args.crash_after_write:
         os._exit(1)  # a crash right after the first snapshot: fork_processes restarts the task id
     if args.worker_port:
-        start_metrics_server(port=worker_port(args.worker_port), registry=exporter.served)
+        exporter.serve(worker_port(args.worker_port))
     server = tornado.httpserver.HTTPServer(app)
     server.add_sockets(sockets)
     parent = os.getppid()

@@ -7,16 +7,9 @@ import asyncio
 
 import tornado.web
 
-from tornado_memory_exporter import (
-    CensusSnapshot,
-    Config,
-    Exporter,
-    MixinConfig,
-    ObjectPool,
-    install,
-    start_in_thread,
-    start_metrics_server,
-)
+from tornado_memory_exporter import Config, Exporter, ObjectPool, install, start_in_thread
+from tornado_memory_exporter.census import CensusSnapshot
+from tornado_memory_exporter.mixin import MixinConfig
 
 
 class Connection:
@@ -50,15 +43,17 @@ async def main() -> None:
     exporter.pools.register("db", pool)
     snapshot: CensusSnapshot = await exporter.census_now()
     print(snapshot.objects.get("dict", 0))
-    server = start_metrics_server(port=0, registry=exporter.served)
-    server.stop()
+    url: str = exporter.serve(port=0)
+    print(url)
     exporter.stop()
 
 
 def hidden_loop() -> None:
-    running = start_in_thread(port=0, config=Config(census_interval=30))
-    print(running.url, MixinConfig().namespace)
-    running.stop()
+    exporter = start_in_thread(port=0, config=Config(census_interval=30))
+    exporter.watch("settings", {"debug": False})
+    snapshot: CensusSnapshot = exporter.census_now().result(timeout=60)
+    print(exporter.url, snapshot.objects.get("dict", 0), MixinConfig().namespace)
+    exporter.stop()
 
 
 if __name__ == "__main__":

@@ -5,3 +5,7 @@
 ``watchlist`` are what the census measures besides types; ``snapshot`` is what it publishes.
 Scrapes never come here: the collectors read the published snapshot.
 """
+
+from .snapshot import CensusSnapshot
+
+__all__ = ["CensusSnapshot"]

@@ -2,8 +2,8 @@
 
 ``tracemalloc`` slows every allocation while it traces (measured and reported with each
 window) and its snapshot is one C call proportional to the traces kept, so it runs only inside a
-window a user asks for, capped in length (``Config.explorer_tracemalloc_max_seconds``) and in
-stack depth (``Config.explorer_tracemalloc_max_frames``). At the end of the window:
+window a user asks for, capped in length (``MAX_SECONDS``) and in
+stack depth (``MAX_FRAMES``). At the end of the window:
 
 1. one snapshot is taken (its stall is reported);
 2. for the types of interest (the growing ones, and any asked for) the live instances allocated
@@ -32,6 +32,11 @@ from ..about import PACKAGE_DIR
 from ..census.slicer import HeapPass, Slicer, chunks
 from ..census.typenames import type_name
 from ..faults import Faults
+
+# Longest allocation-tracing window a user may start, and the deepest stack it records:
+# tracing slows every allocation (about 2x at 10 frames), so a window must end by itself.
+MAX_SECONDS = 60.0
+MAX_FRAMES = 10
 
 TOP_SITES = 20
 """Allocation sites reported per window."""
@@ -132,8 +137,8 @@ class AllocationWindow:
         *,
         loop: asyncio.AbstractEventLoop,
         faults: Faults,
-        max_seconds: float,
-        max_frames: int,
+        max_seconds: float = MAX_SECONDS,
+        max_frames: int = MAX_FRAMES,
         slice_budget: float,
         interesting: Callable[[], list[str]] = list,
         get_objects: Callable[[], list[Any]] = gc.get_objects,

@@ -22,7 +22,7 @@ import tornado.ioloop
 from .. import validate
 from ..census import child
 from ..census.fork import Fallback
-from ..census.slicer import HeapPass, Slicer
+from ..census.slicer import SLICE_BUDGET, HeapPass, Slicer
 from ..census.typenames import type_name
 from ..collectors import allocator
 from ..config import Config
@@ -85,9 +85,7 @@ class Explorer:
         self.allocations = AllocationWindow(
             loop=loop,
             faults=faults,
-            max_seconds=config.explorer_tracemalloc_max_seconds,
-            max_frames=config.explorer_tracemalloc_max_frames,
-            slice_budget=config.census_slice_budget,
+            slice_budget=SLICE_BUDGET,
             interesting=self._growing,
             get_objects=get_objects,
         )
@@ -257,7 +255,7 @@ class Explorer:
         )
 
     async def _walk_in_loop(self, name: str, samples: int, state: dict[str, Any]) -> None:
-        heap = HeapPass(self.config.census_slice_budget, get_objects=self._get_objects)
+        heap = HeapPass(SLICE_BUDGET, get_objects=self._get_objects)
         frames = _other_threads_frames()
         try:
             async with heap:

@@ -140,7 +140,7 @@ class PoolRegistry(Collector):
             if len(self._pools) >= self.limit:
                 raise ValueError(
                     f"cannot register pool {name!r}: the limit of {self.limit} pools is reached "
-                    "(Config.pool_limit bounds the `pool` label's cardinality)"
+                    "(the limit bounds the `pool` label's cardinality)"
                 )
             if isinstance(target, ObjectPool):
                 reader: Any = target

@@ -37,5 +37,5 @@ def require_safe_exposure(credentials: Credentials, address: str | None) -> None
     raise ValueError(
         f"explorer_enabled=True on {where} needs Config(auth_token=...) or basic_auth=...: the "
         "explorer shows what the process holds. Without credentials it is served only from "
-        "start_metrics_server(address='127.0.0.1')."
+        "exporter.serve(port, address='127.0.0.1')."
     )
