@@ -97,6 +97,11 @@ def run(
         raise RuntimeError(f"{argv[0]} {' '.join(argv[1:3])}... exited {code} (log {log}):\n{tail}")
 
 
+def first_line(detail: str) -> str:
+    """The first line of a leg's detail, cut to fit a report line."""
+    return detail.splitlines()[0][:110] if detail else ""
+
+
 def stop_group(process: subprocess.Popen) -> None:
     """SIGTERM the process group of a child we started, then wait (SIGKILL after 20 s)."""
     try:
@@ -390,7 +395,7 @@ class SidRoot:
         run(["chroot", str(self.path), *inner], log, timeout=timeout)
 
     def venv(self, version: str, spec: str, log: Path) -> str:
-        """/opt/venv-<version> with ``spec`` installed from /src (rebuilt when pyproject changes)."""
+        """/opt/venv-<version> with ``spec`` installed from /src (rebuilt on a pyproject change)."""
         venv = f"/opt/venv-{version}"
         key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
         stamp = self.path / venv.lstrip("/") / ".tme-installed"
@@ -470,7 +475,7 @@ class Legs:
                 self.results[name] = ("FAILED", time.monotonic() - started, str(error))
             status, seconds, detail = self.results[name]
             print(
-                f"leg {name}: {status} in {seconds:.0f}s {detail.splitlines()[0][:110] if detail else ''}",
+                f"leg {name}: {status} in {seconds:.0f}s {first_line(detail)}",
                 flush=True,
             )
 
@@ -682,9 +687,7 @@ def main() -> int:
     print(f"\n{'leg':<12} {'result':<8} {'seconds':>7}  detail")
     for name in selected:
         status, seconds, detail = legs.results.get(name, ("FAILED", 0.0, "did not run"))
-        print(
-            f"{name:<12} {status:<8} {seconds:>7.0f}  {detail.splitlines()[0][:110] if detail else ''}"
-        )
+        print(f"{name:<12} {status:<8} {seconds:>7.0f}  {first_line(detail)}")
     print(f"{'total':<12} {'':<8} {total:>7.0f}  wall time, legs overlapping; logs in {LOGS}")
     failed = [n for n in selected if legs.results.get(n, ("FAILED",))[0] == "FAILED"]
     for name in failed:

@@ -1,4 +1,4 @@
-"""Benchmarks, not part of the test run: ``python -m bench [name ...]`` runs them all, or the named ones.
+"""Benchmarks, not part of the test run: ``python -m bench [name ...]`` runs all or the named ones.
 
 These machines are noisy (two cores shared with other work), so a lone absolute time means little:
 every bench measures its subject side by side with a peer in the same run, interleaving the two,
@@ -18,7 +18,8 @@ from multiprocessing.connection import Connection
 # What Prometheus 2.42 (the Debian 12 package) sends with every scrape: it asks for OpenMetrics
 # first and accepts gzip, so a scrape timed with these headers costs what production scrapes cost.
 PROMETHEUS_HEADERS = {
-    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;"
+    "Accept": "application/openmetrics-text;version=1.0.0,"
+    "application/openmetrics-text;version=0.0.1;"
     "q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
     "Accept-Encoding": "gzip",
     "User-Agent": "Prometheus/2.42.0",
@@ -27,7 +28,7 @@ PROMETHEUS_HEADERS = {
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100) of ``values``: always one of the measured values."""
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``: always a measured value."""
     if not values:
         raise ValueError("percentile() of no values")
     ordered = sorted(values)
@@ -54,7 +55,7 @@ class ChildServer:
     the bench's client never share a GIL.
 
     ``factory`` is ``"module:function"``, an ``async def`` taking ``kwargs`` and returning the
-    ``tornado.web.Application`` to serve (it runs on the child's loop, so it may call ``install()``)::
+    ``tornado.web.Application`` to serve (on the child's loop, so it may call ``install()``)::
 
         with ChildServer("bench.wrk:hello_app", exporter=True) as server:
             urlopen(f"{server.url}/")

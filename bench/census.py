@@ -485,7 +485,7 @@ def bench_wrk(
             "bench.census:wrk_app", census=True, size=size, mode=mode, interval=interval
         ) as censused,
     ):
-        servers = dict(zip(variants, (plain, control, censused)))
+        servers = dict(zip(variants, (plain, control, censused), strict=False))
         for i in range(rounds):
             for variant in variants[i % 3 :] + variants[: i % 3]:
                 histogram, count = _wrk_round(

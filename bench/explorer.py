@@ -130,7 +130,8 @@ async def main(size: int, rounds: int) -> None:
     med = {name: (median([r[0] for r in v]), median([r[1] for r in v])) for name, v in rows.items()}
     for name, (total, stall) in med.items():
         print(
-            f"median {name:9s} total {fmt_seconds(total):>9s}  longest stall {fmt_seconds(stall):>9s}"
+            f"median {name:9s} total {fmt_seconds(total):>9s}  "
+            f"longest stall {fmt_seconds(stall):>9s}"
         )
     ratio = med["ours"][1] / med["floor"][1]
     print(f"ours/floor: longest stall x{ratio:.2f} (floor: gc.get_objects())")

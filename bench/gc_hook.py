@@ -29,8 +29,8 @@ from contextlib import contextmanager
 from time import perf_counter_ns, thread_time
 
 from bench import median
-from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 from tornado_memory_exporter.buckets import GC_PAUSE_BUCKETS
+from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 from tornado_memory_exporter.faults import Faults
 
 VARIANTS = ("none", "none again", "empty", "hook")
@@ -65,7 +65,8 @@ def time_rounds(
     *, rounds: int, rows: int, seed: int = 2
 ) -> tuple[dict[str, list[float]], list[int]]:
     """CPU seconds of ``allocate(rows)`` per variant and round, and the collections (by
-    generation) of the last round (the same in every variant: the hook allocates nothing tracked)."""
+    generation) of the last round (the same in every variant: the hook allocates nothing tracked).
+    """
     recorder = GCPauseRecorder("bench", Faults(), buckets=GC_PAUSE_BUCKETS)
     callbacks: dict[str, GcCallback | None] = {
         "none": None,
@@ -89,7 +90,7 @@ def time_rounds(
                 after = [s["collections"] for s in gc.get_stats()]
             if r:
                 seconds[name].append(elapsed)
-            collections = [b - a for a, b in zip(before, after)]
+            collections = [b - a for a, b in zip(before, after, strict=False)]
     if recorder.failures:
         raise RuntimeError(f"the gc hook failed {recorder.failures} times")
     return seconds, collections
@@ -121,7 +122,10 @@ def run(*, rounds: int = 301, rows: int = 5000) -> dict[str, float]:
     gc.freeze()
     seconds, collections = time_rounds(rounds=rounds, rows=rows)
     base = seconds["none"]
-    ratios = {name: median([v / b for v, b in zip(seconds[name], base)]) for name in VARIANTS[1:]}
+    ratios = {
+        name: median([v / b for v, b in zip(seconds[name], base, strict=True)])
+        for name in VARIANTS[1:]
+    }
     recorder = GCPauseRecorder("bench", Faults(), buckets=GC_PAUSE_BUCKETS)
     per_call = {
         "empty": time_calls_in_gc(_empty, batches=20, rows=rows),

@@ -169,7 +169,8 @@ async def run(connections: int, rounds: int) -> int:
         f"slice budget {fmt_seconds(config.census_slice_budget)}; medians of {rounds} censuses"
     )
     print(
-        "longest slice: of the whole census, the unsliceable gc.get_objects() included; counting: longest"
+        "longest slice: of the whole census, the unsliceable gc.get_objects() included; "
+        "counting: longest"
     )
     print("slice of the sliced counting pass alone, looking into handlers/streams and not looking")
     print(
@@ -185,7 +186,8 @@ async def run(connections: int, rounds: int) -> int:
     print(line_with)
     print(line_without)
     print(
-        f"{'ratio with/without':<28}{'':>11}{wall_with / wall_without:>11.2f}x{stall_with / stall_without:>13.2f}x"
+        f"{'ratio with/without':<28}{'':>11}{wall_with / wall_without:>11.2f}x"
+        f"{stall_with / stall_without:>13.2f}x"
     )
     return 0
 

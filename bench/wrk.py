@@ -14,7 +14,8 @@ CPU the exporter costs the app per second at idle while scraped once a second (a
 from /proc/<pid>/task/*/schedstat; a bare app idles at zero), i.e. the share of a core that it
 takes from a fully loaded app, before any per-request cost.
 
-    .venv/bin/python -m bench.wrk [--rounds 8] [--duration 4] [--connections 16] [--warmup 2] [--idle 10]
+    .venv/bin/python -m bench.wrk [--rounds 8] [--duration 4] [--connections 16] [--warmup 2]
+        [--idle 10]
 """
 
 from __future__ import annotations
@@ -177,7 +178,9 @@ def started(*, connections: int) -> Iterator[Bench]:
         children = [
             ChildServer("bench.wrk:hello_app", exporter=e).start() for e in SERVERS.values()
         ]
-        servers = {name: stack.enter_context(child) for name, child in zip(SERVERS, children)}
+        servers = {
+            name: stack.enter_context(child) for name, child in zip(SERVERS, children, strict=True)
+        }
         if server_cpus:
             for server in servers.values():
                 os.sched_setaffinity(server.pid, server_cpus)
@@ -224,7 +227,7 @@ def ratio(figures: Figures, name: str, base: str, index: int) -> tuple[float, fl
     is requests/second, 1 requests per CPU-second."""
     a = [f[index] for f in figures[name]]
     b = [f[index] for f in figures[base]]
-    return median(a) / median(b), median([x / y for x, y in zip(a, b)])
+    return median(a) / median(b), median([x / y for x, y in zip(a, b, strict=False)])
 
 
 def run(
@@ -261,7 +264,8 @@ def run(
             )
     ratios["idle cpu share"] = idle
     print(
-        f"    at idle, scraped once a second, the exporter costs the app {idle * 1e3:.1f} ms CPU per "
+        f"    at idle, scraped once a second, the exporter costs the app "
+        f"{idle * 1e3:.1f} ms CPU per "
         f"second (all threads): {idle * 100:.2f}% of a core"
     )
     return ratios

@@ -1,4 +1,5 @@
-"""Shared fixtures. Helpers that are not tests live in support/ (on the path: ``from realbin import ...``): real
+"""Shared fixtures. Helpers that are not tests live in support/ (on the path:
+``from realbin import ...``): real
 binaries in realbin.py, the threaded app server in appserver.py, the apps tests run in children."""
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tornado_memory_exporter import Config, start_metrics_server
+from tornado_memory_exporter.buckets import GC_PAUSE_BUCKETS
 from tornado_memory_exporter.census.heap import HeapCensus
 from tornado_memory_exporter.census.selection import TypeSelector
 from tornado_memory_exporter.collectors.census import CensusCollector
@@ -28,7 +29,6 @@ from tornado_memory_exporter.collectors.gc_pauses import GCPauseRecorder
 from tornado_memory_exporter.collectors.gc_stats import GCStatsCollector
 from tornado_memory_exporter.collectors.memory_limit import MemoryLimit
 from tornado_memory_exporter.collectors.process import ProcessCollector
-from tornado_memory_exporter.buckets import GC_PAUSE_BUCKETS
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
 from tornado_memory_exporter.pools.pool import PoolSnapshot
 

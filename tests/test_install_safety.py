@@ -1,4 +1,4 @@
-"""install() in an application it did not write: no route takeover, atomic failures, literal paths."""
+"""install() in an app it did not write: no route takeover, atomic failures, literal paths."""
 
 from __future__ import annotations
 

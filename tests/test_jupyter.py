@@ -1,4 +1,5 @@
-"""The Jupyter Server extension in a real ``jupyter server`` on 127.0.0.1: Jupyter's own /metrics keeps
+"""The Jupyter Server extension in a real ``jupyter server`` on 127.0.0.1: Jupyter's own
+/metrics keeps
 its protection, ours answers with Jupyter's token only, on its own registry, and the census sees
 Jupyter's handler classes."""
 

@@ -72,7 +72,7 @@ def test_the_sdist_leaves_the_repository_suite_out(dist: Path) -> None:
         "pyproject.toml",
         f"exporter/{PACKAGE}/mixin/RUNBOOK.md",
     } <= names
-    # The suite needs alerts/, dashboards/, deploy/ and real binaries: none of it ships, tests neither.
+    # The suite needs alerts/, dashboards/, deploy/ and real binaries: none of it ships, nor tests.
     assert not {
         n for n in names if n.split("/")[0] in ("tests", "bench", "alerts", "dashboards", "deploy")
     }

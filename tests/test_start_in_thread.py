@@ -1,4 +1,4 @@
-"""start_in_thread(): the same Exporter for code without a loop of its own, driven from sync code."""
+"""start_in_thread(): the same Exporter for code without a loop of its own, used from sync code."""
 
 from __future__ import annotations
 

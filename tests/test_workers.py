@@ -1,4 +1,5 @@
-"""Several workers behind one port: real ``fork_processes`` workers (tests/support/forked_app.py), plus
+"""Several workers behind one port: real ``fork_processes`` workers (tests/support/forked_app.py),
+plus
 the worker view over hand-made snapshot directories."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tornado_memory_exporter demo`` and ``... generate`` (alerts, dashboards)."""
+"""Command line: ``python -m tornado_memory_exporter demo``, ``generate`` (alerts, dashboards)."""
 
 from __future__ import annotations
 

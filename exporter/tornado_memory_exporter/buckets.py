@@ -1,4 +1,4 @@
-"""Histogram state that is safe to write from a gc callback: plain lists, no lock, no metric object."""
+"""Histogram state safe to write from a gc callback: plain lists, no lock, no metric object."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ class BucketCounts:
         counts = list(self.counts)  # one consistent copy of the list
         total = self.total
         buckets, running = [], 0
-        for le, count in zip(self._les, counts):
+        for le, count in zip(self._les, counts, strict=False):
             running += count
             buckets.append((le, running))
         return buckets, total

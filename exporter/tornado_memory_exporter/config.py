@@ -100,7 +100,7 @@ class Config:
                 raise ValueError(f"worker_dir={self.worker_dir!r} must be an absolute path or None")
             if not self.worker_label:
                 raise ValueError(f"worker_dir={self.worker_dir!r} needs worker_label=True")
-        # Literal, like install()'s path: the page's links are relative, so any path character works.
+        # Literal, like install()'s path: the page's links are relative, any path character works.
         validate.url_path("explorer_path", self.explorer_path, trailing_slash=False)
         if self.auth_token is not None and (
             not isinstance(self.auth_token, str) or not self.auth_token

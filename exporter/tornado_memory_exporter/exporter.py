@@ -1,4 +1,4 @@
-"""``Exporter``: the sources of one registry, assembled from one list, started and stopped together."""
+"""``Exporter``: the sources of one registry, built from one list, started and stopped together."""
 
 from __future__ import annotations
 

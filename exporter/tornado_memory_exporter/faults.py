@@ -1,4 +1,4 @@
-"""Containment of failing sources: count every failure, log each source at most once per interval."""
+"""Containment of failing sources: count every failure, log a source at most once per interval."""
 
 from __future__ import annotations
 

@@ -128,7 +128,8 @@ def url_path(name: str, value: object, *, trailing_slash: bool = True) -> str:
         "must start with '/'"
         + ("" if trailing_slash else ", not end with '/'")
         + (
-            " and use RFC 3986 path characters (letters, digits, -._~!$&'()*+,;=:@/ and %HH escapes)"
+            " and use RFC 3986 path characters"
+            " (letters, digits, -._~!$&'()*+,;=:@/ and %HH escapes)"
         )
     )
     if not isinstance(value, str):

@@ -53,7 +53,7 @@ def resolved(file: Path = COMPOSE_FILE) -> dict[str, Any]:
 
 
 def missing_bind_sources(config: dict[str, Any]) -> list[str]:
-    """Bind mounts whose host file or directory does not exist (Compose would create a directory)."""
+    """Bind mounts whose host file or directory does not exist (Compose would make a directory)."""
     return [
         f"{name}: {volume['source']}"
         for name, service in config["services"].items()
@@ -153,7 +153,7 @@ def test_mounted_alertmanager_config_routes_to_the_webhook_logger() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     receiver = yaml.safe_load(path.read_text())["receivers"][0]["webhook_configs"][0]
     assert receiver == {"url": "http://webhook-logger:9095/", "send_resolved": True}
-    # it is the mixin's Alertmanager side (grouping per process, inhibitions), not a copy that drifts
+    # it is the mixin's Alertmanager side (grouping per process, inhibitions), no drifting copy
     assert yaml.safe_load(path.read_text()) == alertmanager_config(
         MixinConfig(), webhook_url="http://webhook-logger:9095/"
     )

@@ -39,7 +39,7 @@ class Demo(AppServer):
 
     def __init__(self) -> None:
         self.service = DemoService()
-        # a probe every 50 ms, so that a blocking call delays exactly one probe by most of its length
+        # a probe every 50 ms: a blocking call delays exactly one probe by most of its length
         config = Config(census_interval=0, ioloop_probe_interval=0.05)
         super().__init__(self.service.make_app(), config=config)
 

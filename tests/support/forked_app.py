@@ -21,8 +21,7 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 
 from tornado_memory_exporter import Config, install
-from tornado_memory_exporter.workers import worker_port
-from tornado_memory_exporter.workers import worker_id
+from tornado_memory_exporter.workers import worker_id, worker_port
 
 
 class WhoAmI(tornado.web.RequestHandler):

@@ -42,8 +42,9 @@ class GCStatsCollector(Collector):
         return {
             "count": GaugeMetricFamily(
                 f"{ns}_gc_generation_objects",
-                "Collection counter of each generation (gc.get_count()): allocations since the last "
-                "gen-0 collection, or collections of the younger generation since its own last one.",
+                "Collection counter of each generation (gc.get_count()): allocations since "
+                "the last gen-0 collection, or collections of the younger generation since "
+                "its own last one.",
                 labels=gen,
             ),
             "threshold": GaugeMetricFamily(
@@ -95,5 +96,5 @@ class GCStatsCollector(Collector):
 
 
 def incremental_gc(version_info: Sequence[int]) -> bool:
-    """Whether this CPython runs the incremental collector (3.14.0 to 3.14.4; 3.14.5 reverted it)."""
+    """Whether this CPython runs the incremental collector (3.14.0-3.14.4; 3.14.5 reverted it)."""
     return (3, 14, 0) <= tuple(version_info[:3]) < (3, 14, 5)

@@ -37,7 +37,8 @@ class IOStreamsCollector(Collector):
             ),
             "read_buffer_bytes": GaugeMetricFamily(
                 f"{ns}_iostream_read_buffer_bytes",
-                "Bytes read and not yet consumed, summed over open IOStreams, at the last heap census.",
+                "Bytes read and not yet consumed, summed over open IOStreams, at the last "
+                "heap census.",
             ),
         }
 

@@ -62,7 +62,8 @@ async def serve(
             f"demo app:      http://{shown}:{bound}/",
             f"metrics:       http://{shown}:{bound}/metrics",
             f"leaks:         http://{shown}:{bound}/leaks",
-            f"switch a leak: curl -X POST -d on http://{shown}:{bound}/leaks/<name>   (-d off to stop)",
+            f"switch a leak: curl -X POST -d on http://{shown}:{bound}/leaks/<name>"
+            "   (-d off to stop)",
         ]
         binaries = find_binaries() if stack else None
         if binaries is not None:

@@ -241,7 +241,7 @@ class TickerSocket(tornado.websocket.WebSocketHandler):
 
 
 class LeaksHandler(DemoHandler):
-    """``GET /leaks`` lists the scenarios; ``POST /leaks/<name>`` with body ``on``/``off`` switches one."""
+    """``GET /leaks`` lists the scenarios; ``POST /leaks/<name>`` (``on``/``off``) switches one."""
 
     def get(self, name: str | None = None) -> None:
         if name is None:
@@ -346,7 +346,7 @@ class DemoService:
                 client.close()
 
     async def switched(self, leak: Leak) -> None:
-        """Act on a leak just switched: the slow consumer connects to the ticker and stops reading."""
+        """Act on a leak just switched: the slow consumer connects to the ticker, stops reading."""
         if isinstance(leak, SlowConsumerLeak) and leak.on and leak.client is None:
             leak.client = await self._connect_silent_client(f"/ticker?who={leak.name}")
 
@@ -361,7 +361,8 @@ class DemoService:
         await stream.connect((url.hostname, url.port))
         await stream.write(
             (
-                f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
                 f"Sec-WebSocket-Version: 13\r\n{LOAD_HEADER}: 1\r\n\r\n"
             ).encode()

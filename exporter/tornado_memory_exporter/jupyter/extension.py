@@ -31,7 +31,8 @@ class TornadoMemoryExporter(Configurable):
 
     path = Unicode(
         "/tornado-memory/metrics",
-        help="URL path of the metrics, under the server's base_url (Jupyter's own /metrics stays its own).",
+        help="URL path of the metrics, under the server's base_url "
+        "(Jupyter's own /metrics stays its own).",
     ).tag(config=True)
     authenticate = Bool(
         True,
@@ -50,7 +51,7 @@ class TornadoMemoryExporter(Configurable):
     ).tag(config=True)
 
     def exporter_config(self) -> Config:
-        """The validated ``Config`` of ``options`` (``ValueError``/``TypeError`` naming a bad one)."""
+        """The validated ``Config`` of ``options`` (``ValueError``/``TypeError`` on a bad one)."""
         try:
             return Config(**self.options)
         except TypeError as error:

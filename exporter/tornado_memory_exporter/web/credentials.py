@@ -67,7 +67,9 @@ class Credentials:
         return values
 
     def __repr__(self) -> str:  # never print a secret
-        return f"Credentials(token={'<set>' if self.token else None}, basic={'<set>' if self.basic else None})"
+        token = "<set>" if self.token else None
+        basic = "<set>" if self.basic else None
+        return f"Credentials(token={token}, basic={basic})"
 
 
 def _same(given: bytes, expected: bytes) -> bool:
