@@ -29,9 +29,8 @@ import time
 import types
 
 from bench import fmt_seconds, median
-from tornado_memory_exporter.census.slicer import Slicer, release
+from tornado_memory_exporter.census.slicer import SLICE_BUDGET, Slicer, release
 from tornado_memory_exporter.census.typenames import type_name
-from tornado_memory_exporter.config import Config
 from tornado_memory_exporter.explorer.backrefs import Roots, pick_samples, walk
 
 
@@ -78,7 +77,7 @@ async def measure(subject) -> tuple[float, float, object]:
 
 
 async def ours() -> str:
-    budget = Config().census_slice_budget
+    budget = SLICE_BUDGET
     clock = time.perf_counter
     started = clock()
     objects = gc.get_objects()

@@ -1,7 +1,7 @@
 """Load and soak: does scraping hurt the app, and does the exporter keep memory it should not?
 
 (1) Load: an app in a child process serves ``/`` (normal traffic, a small JSON page) with the
-exporter installed (``Config()``), on its own route and on ``start_metrics_server()``. A second
+exporter installed (``Config()``), on its own route and on ``exporter.serve()``. A second
 child runs 50 concurrent scrapers, each scraping once per ``--scrape-interval`` with the headers
 Prometheus sends. This process sends open-loop app traffic at ``--rate`` requests/s and times
 each request from its scheduled start (no coordinated omission). Windows rotate every few
@@ -39,7 +39,8 @@ import tornado.web
 from prometheus_client import CollectorRegistry
 
 from bench import PROMETHEUS_HEADERS, ChildServer, fmt_seconds, median, percentile
-from tornado_memory_exporter import Config, MetricsHandler, install, start_metrics_server
+from tornado_memory_exporter import Config, MetricsHandler, install
+from tornado_memory_exporter.web.metrics import Renderer
 
 MiB = 2**20
 BASELINE, ROUTE, CACHED, SEPARATE = 0, 1, 2, 3
@@ -71,14 +72,12 @@ async def load_app(metrics_port: int) -> tornado.web.Application:
             (
                 r"/metrics-cached",
                 MetricsHandler,
-                {"registry": exporter.served, "config": Config(scrape_cache_seconds=1.0)},
+                {"registry": exporter.served, "renderer": Renderer(cache_seconds=1.0)},
             )
         ],
     )
     app.settings["exporter"] = exporter
-    app.settings["metrics_server"] = start_metrics_server(
-        port=metrics_port, registry=exporter.served
-    )
+    exporter.serve(metrics_port)
     return app
 
 

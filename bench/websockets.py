@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from bench import fmt_seconds, median
 from tornado_memory_exporter import Config, install
 from tornado_memory_exporter.census.heap import Kinds, count_by_type
-from tornado_memory_exporter.census.slicer import Slicer
+from tornado_memory_exporter.census.slicer import SLICE_BUDGET, Slicer
 from tornado_memory_exporter.census.snapshot import CensusSnapshot
 
 CLIENTS = """
@@ -139,9 +139,7 @@ async def run(connections: int, rounds: int) -> int:
             raise RuntimeError(f"the clients said {line!r}")
         connect_seconds = time.perf_counter() - started
         await asyncio.sleep(0.5)  # the last upgrades complete on this side
-        with_ws, with_floors, with_slices = await censuses(
-            exporter, rounds, config.census_slice_budget
-        )
+        with_ws, with_floors, with_slices = await censuses(exporter, rounds, SLICE_BUDGET)
         last = with_ws[-1]
         if last.handlers.get((NAME, "open")) != connections or last.streams.open < connections:
             raise RuntimeError(
@@ -154,9 +152,7 @@ async def run(connections: int, rounds: int) -> int:
             await asyncio.sleep(0.2)
         gc.collect()  # bench code (never the library): drop the closed connections' cycles
         filler = [[i] for i in range(max(0, target - len(gc.get_objects())))]
-        without, without_floors, without_slices = await censuses(
-            exporter, rounds, config.census_slice_budget
-        )
+        without, without_floors, without_slices = await censuses(exporter, rounds, SLICE_BUDGET)
         del filler
     finally:
         if child.returncode is None:
@@ -166,7 +162,7 @@ async def run(connections: int, rounds: int) -> int:
         server.stop()
     print(
         f"{connections:,} WebSocket connections opened in {connect_seconds:.1f} s; "
-        f"slice budget {fmt_seconds(config.census_slice_budget)}; medians of {rounds} censuses"
+        f"slice budget {fmt_seconds(SLICE_BUDGET)}; medians of {rounds} censuses"
     )
     print(
         "longest slice: of the whole census, the unsliceable gc.get_objects() included; "

@@ -202,9 +202,7 @@ def _write_sibling(
     started: float | None = None,
 ) -> Path:
     view = WorkerView(_registry(value), worker=worker, faults=Faults(), directory=directory)
-    writer = SnapshotWriter(view, interval=60, faults=Faults())
-    if pid is not None:
-        writer._pid, writer._started = pid, started
+    writer = SnapshotWriter(view, interval=60, faults=Faults(), pid=pid, started=started)
     writer.write()
     return writer.path
 

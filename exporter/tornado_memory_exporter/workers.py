@@ -262,15 +262,24 @@ class SnapshotWriter:
     process still ends by the signal, as it would have).
     """
 
-    def __init__(self, view: WorkerView, *, interval: float, faults: Faults) -> None:
+    def __init__(
+        self,
+        view: WorkerView,
+        *,
+        interval: float,
+        faults: Faults,
+        pid: int | None = None,
+        started: float | None = None,
+    ) -> None:
         if view.directory is None:
             raise ValueError("SnapshotWriter needs a WorkerView with a directory")
         self.view = view
         self.interval = interval
         self.path = view.directory / f"{view.worker}{_SUFFIX}"
         self._faults = faults
-        self._pid = os.getpid()
-        self._started = _own_start_time()
+        # Which process wrote the snapshot: a reader drops it once that process is gone.
+        self._pid = pid if pid is not None else os.getpid()
+        self._started = started if started is not None else _own_start_time()
         self._timer: tornado.ioloop.PeriodicCallback | None = None
         self._sigterm_hooked = False
         # Here rather than in start(): a directory that cannot be made fails install() cleanly.

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from realbin import promtool, require_binary, wait_for
 
 from tornado_memory_exporter import Config
+from tornado_memory_exporter import exporter as exporter_module
 from tornado_memory_exporter.__main__ import LEAK_NAMES
 from tornado_memory_exporter.demo import DemoService, stack
 from tornado_memory_exporter.demo.app import DB_POOL_SIZE, UPSTREAM_MAX_CLIENTS
@@ -39,9 +40,7 @@ class Demo(AppServer):
 
     def __init__(self) -> None:
         self.service = DemoService()
-        # a probe every 50 ms: a blocking call delays exactly one probe by most of its length
-        config = Config(census_interval=0, ioloop_probe_interval=0.05)
-        super().__init__(self.service.make_app(), config=config)
+        super().__init__(self.service.make_app(), config=Config(census_interval=0))
 
     def __enter__(self) -> Self:
         super().__enter__()
@@ -91,7 +90,9 @@ class Demo(AppServer):
 
 
 @pytest.fixture
-def demo() -> Iterator[Demo]:
+def demo(monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
+    # a probe every 50 ms: a blocking call delays exactly one probe by most of its length
+    monkeypatch.setattr(exporter_module, "PROBE_INTERVAL", 0.05)
     with Demo() as server:
         yield server
 

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+import tornado.httpserver
+import tornado.netutil
 import tornado.web
 from prometheus_client import CollectorRegistry
 
@@ -58,9 +60,10 @@ class AppServer:
         return self
 
     async def _start(self) -> None:
-        server = self.app.listen(0, address="127.0.0.1")
-        self._server = server
-        self.port = next(iter(server._sockets.values())).getsockname()[1]
+        sockets = tornado.netutil.bind_sockets(0, address="127.0.0.1")
+        self.port = sockets[0].getsockname()[1]
+        self._server = tornado.httpserver.HTTPServer(self.app)
+        self._server.add_sockets(sockets)
         self.exporter = install(self.app, self.path, config=self.config, registry=self.registry)
 
     def call(self, coro_fn: Callable[[], Awaitable[T]], timeout: float = 60) -> T:

@@ -11,6 +11,7 @@ import statistics
 import time
 import urllib.parse
 
+import psutil
 import pytest
 from appserver import AppServer
 from hypothesis import HealthCheck, given, settings
@@ -256,11 +257,13 @@ def test_secrets_are_compared_in_constant_time():
     secret = b"k" * 2**18
     early, late = b"x" + secret[1:], secret[:-1] + b"x"
     assert (
-        not auth._same(early, secret)
-        and not auth._same(late, secret)
-        and auth._same(secret, secret)
+        not auth.same_secret(early, secret)
+        and not auth.same_secret(late, secret)
+        and auth.same_secret(secret, secret)
     )
-    ratio = _median_seconds(auth._same, late, secret) / _median_seconds(auth._same, early, secret)
+    ratio = _median_seconds(auth.same_secret, late, secret) / _median_seconds(
+        auth.same_secret, early, secret
+    )
     assert 0.5 < ratio < 2.0, ratio
 
 
@@ -269,13 +272,13 @@ def test_both_schemes_go_through_the_constant_time_compare(scheme, monkeypatch):
     config = Config(auth_token=TOKEN) if scheme == "bearer" else Config(basic_auth=(USER, PASSWORD))
     header = GOOD_BEARER if scheme == "bearer" else GOOD_BASIC
     compared = []
-    real = auth._same
+    real = auth.same_secret
 
     def spy(given: bytes, expected: bytes) -> bool:
         compared.append((given, expected))
         return real(given, expected)
 
-    monkeypatch.setattr(auth, "_same", spy)
+    monkeypatch.setattr(auth, "same_secret", spy)
     assert auth.Credentials.of(config).authorize(header)
     expected = (
         [(TOKEN.encode(), TOKEN.encode())]
@@ -294,6 +297,11 @@ def test_the_separate_server_binds_loopback_by_default():
     server = start_metrics_server(port=0, registry=CollectorRegistry())
     try:
         assert server.address == "127.0.0.1"
-        assert server._sockets[0].getsockname()[0] == "127.0.0.1"
+        listening = [
+            c.laddr.ip
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == server.port
+        ]
+        assert listening == ["127.0.0.1"]
     finally:
         server.stop()

@@ -44,7 +44,7 @@ class Credentials:
         scheme, _, value = authorization.strip().partition(" ")
         scheme, value = scheme.lower(), value.strip()
         if scheme == "bearer" and self.token is not None:
-            return _same(value.encode(), self.token.encode())
+            return same_secret(value.encode(), self.token.encode())
         if scheme == "basic" and self.basic is not None:
             try:
                 decoded = base64.b64decode(value, validate=True)
@@ -52,8 +52,8 @@ class Credentials:
                 return False
             user, sep, password = decoded.partition(b":")
             expected_user, expected_password = (s.encode() for s in self.basic)
-            user_ok = _same(user, expected_user)
-            password_ok = _same(password, expected_password)
+            user_ok = same_secret(user, expected_user)
+            password_ok = same_secret(password, expected_password)
             return bool(sep) and user_ok and password_ok
         return False
 
@@ -72,7 +72,8 @@ class Credentials:
         return f"Credentials(token={token}, basic={basic})"
 
 
-def _same(given: bytes, expected: bytes) -> bool:
+def same_secret(given: bytes, expected: bytes) -> bool:
+    """Whether ``given`` equals the secret ``expected``, in a time that tells nothing of it."""
     # compare_digest returns at once when lengths differ, telling the secret's length; digests
     # are always 32 bytes, so the time depends on the given value's length only.
     return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(expected).digest())
