@@ -296,7 +296,7 @@ class Exporter:
         for probe in self._probes(path):
             reached = reached_handler(app, probe)
             if reached not in ours:
-                self.stop_routes()
+                self._remove_routes()
                 raise ValueError(
                     f"the application routes {probe!r} to {_name(reached)} ahead of routes added "
                     "later: call install() before adding that route, or serve on a port of our "
@@ -353,11 +353,10 @@ class Exporter:
             self.registry.unregister(collector)
         if _installed.get(self.registry) is self:
             del _installed[self.registry]
-        self.stop_routes()
+        self._remove_routes()
         self._renderer.close()
 
-    def stop_routes(self) -> None:
-        """Remove the routes ``route()`` added (the exporter keeps running)."""
+    def _remove_routes(self) -> None:
         for app, rule in self._routes:
             for router in (app.default_router, app.wildcard_router):
                 if rule in router.rules:
@@ -431,8 +430,3 @@ def _heap_census(
         watchlist=watchlist,
         forker=forker,
     )
-
-
-def installed_on(registry: Collector) -> Exporter | None:
-    """The exporter running on ``registry``, if any."""
-    return _installed.get(registry)
