@@ -123,8 +123,9 @@ class Exporter:
                 watchlist=self._watchlist,
                 pools=self.pools,
             )
+        sources = self._sources()
         self._collectors = [
-            GuardedCollector(name, source, self.faults) for name, source in self._sources().items()
+            GuardedCollector(name, source, self.faults) for name, source in sources.items()
         ]
         self._collectors.append(FaultsCollector(config.namespace, self.faults))
         self.served: Collector = registry
@@ -142,8 +143,8 @@ class Exporter:
                 writer = SnapshotWriter(
                     self.served, interval=config.worker_interval, faults=self.faults
                 )
-        parts = (*(c.inner for c in self._collectors[:-1]), self._census, self.explorer, writer)
-        self._parts: list[Running] = [p for p in parts if isinstance(p, Running)]
+        parts = (*sources.values(), self._census, self.explorer, writer)
+        self._parts: list[Running] = [part for part in parts if isinstance(part, Running)]
         self._credentials = Credentials.of(config)
         self._renderer = render_thread(config.scrape_cache_seconds)
         self._routes: list[tuple[tornado.web.Application, Any]] = []
