@@ -19,6 +19,33 @@ WHO = "{{instance}} {{worker}}"
 NOT_OTHER = 'type!="other"'
 
 
+# --- PromQL templates shared by the panels ----------------------------------------------------
+
+
+def _rate(selector: str) -> str:
+    return f"rate({selector}[{RATE}])"
+
+
+def _quantile(q: float, buckets: str, by: str) -> str:
+    """``q``-quantile of a histogram, its ``_bucket`` series summed by ``by`` (plus ``le``)."""
+    return f"histogram_quantile({q:g}, sum by (le, {by}) ({_rate(buckets)}))"
+
+
+def _over(function: str, selector: str, window: str) -> str:
+    """``function(selector[window])``, e.g. ``min_over_time`` for a floor."""
+    return f"{function}({selector}[{window}])"
+
+
+def _floor(cfg: MixinConfig, metric: str, *matchers: str) -> str:
+    """The recorded floor of ``<ns>_<metric>``, filtered by the dashboard variables."""
+    return f"{floor_name(cfg, metric)}{{{', '.join(filters(cfg, *matchers))}}}"
+
+
+def _per_hour(cfg: MixinConfig, metric: str, window: str, *matchers: str) -> str:
+    """Slope of a recorded floor over ``window``, per hour."""
+    return f"{_over('deriv', _floor(cfg, metric, *matchers), window)} * 3600"
+
+
 def _variables(cfg: MixinConfig, *extra: dict[str, Any]) -> list[dict[str, Any]]:
     info = "exporter_info"
     return [
@@ -52,6 +79,9 @@ def _pct(ratio: float) -> str:
 
 def _re(label: str) -> str:
     return f'{label}=~"${label}"'
+
+
+# --- rows on both dashboards ------------------------------------------------------------------
 
 
 def connection_panels(cfg: MixinConfig) -> list[Panel | Row]:
@@ -108,10 +138,10 @@ def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
         Row("Allocator fragmentation"),
         Panel(
             "RSS, live Python heap and allocator free bytes",
-            "RSS against the bytes pymalloc's live blocks use and the bytes the allocators hold free "
-            "(glibc malloc's free heap; pymalloc's free blocks and empty pools, from forked censuses). "
-            "RSS climbing while the live heap is flat and free bytes climb is TornadoAllocatorRetention: "
-            "fragmentation, not a leak of Python objects.",
+            "RSS against the bytes pymalloc's live blocks use and the bytes the allocators hold "
+            "free (glibc malloc's free heap; pymalloc's free blocks and empty pools, from forked "
+            "censuses). RSS climbing while the live heap is flat and free bytes climb is "
+            "TornadoAllocatorRetention: fragmentation, not a leak of Python objects.",
             "bytes",
             [
                 Target(m("process_resident_memory_bytes", *f), f"RSS {WHO}"),
@@ -123,9 +153,9 @@ def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
         ),
         Panel(
             "pymalloc arenas and pools",
-            "Arenas pymalloc holds (1 MiB each) and its empty pools: many arenas with few used pools "
-            "are pinned by a few live objects each (fragmentation); the explorer's malloc_trim action "
-            "shows what glibc can give back.",
+            "Arenas pymalloc holds (1 MiB each) and its empty pools: many arenas with few used "
+            "pools are pinned by a few live objects each (fragmentation); the explorer's "
+            "malloc_trim action shows what glibc can give back.",
             "short",
             [
                 Target(m("pymalloc_arenas", *f), f"arenas {WHO}"),
@@ -135,28 +165,29 @@ def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
     ]
 
 
-def overview(cfg: MixinConfig) -> dict[str, Any]:
+# --- the overview -----------------------------------------------------------------------------
+
+
+def memory_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """RSS, the Python heap, their floors and slopes, the limit, restarts: the trend alerts."""
     m, f = cfg.metric, filters(cfg)
-    rss, blocks = (
-        floor_name(cfg, "process_resident_memory_bytes"),
-        floor_name(cfg, "python_allocated_blocks"),
-    )
+    rss = "process_resident_memory_bytes"
     trend, floor = cfg.trend_window, cfg.floor_window
+    limit = m("process_memory_limit_bytes", *f)
     horizon = seconds(cfg.near_limit_critical_horizon) + seconds(cfg.floor_window)
-    items: list[Panel | Row] = [
+    judged = duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))
+    return [
         Row("Memory"),
         Panel(
             "Resident memory, its floor and the limit",
-            f"RSS per process, its floor (minimum over {floor}: what the leak alerts trend) and the "
-            "memory limit (cgroup, else host total). A sawtooth is the GC working; a rising floor is a leak.",
+            f"RSS per process, its floor (minimum over {floor}: what the leak alerts trend) and "
+            "the memory limit (cgroup, else host total). A sawtooth is the GC working; a rising "
+            "floor is a leak.",
             "bytes",
             [
-                Target(m("process_resident_memory_bytes", *f), f"RSS {WHO}"),
-                Target(
-                    f"min_over_time({m('process_resident_memory_bytes', *f)}[{floor}])",
-                    f"floor {WHO}",
-                ),
-                Target(m("process_memory_limit_bytes", *f), f"limit {WHO}"),
+                Target(m(rss, *f), f"RSS {WHO}"),
+                Target(_over("min_over_time", m(rss, *f), floor), f"floor {WHO}"),
+                Target(limit, f"limit {WHO}"),
             ],
         ),
         Panel(
@@ -164,39 +195,40 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             f"Slope of the RSS floor over {trend}, in bytes per hour: the signal of "
             "TornadoMemoryLeakSuspected. Flat around zero is healthy.",
             "bytes",
-            [Target(f"deriv({rss}{{{', '.join(f)}}}[{trend}]) * 3600", WHO)],
+            [Target(_per_hour(cfg, rss, trend), WHO)],
         ),
         Panel(
             "Python heap: allocated blocks",
-            "sys.getallocatedblocks() and its floor: Python's own heap. RSS growing while this stays flat "
-            "is allocator retention, not leaking Python objects. Signal of TornadoPythonHeapGrowing.",
+            "sys.getallocatedblocks() and its floor: Python's own heap. RSS growing while this "
+            "stays flat is allocator retention, not leaking Python objects. Signal of "
+            "TornadoPythonHeapGrowing.",
             "short",
             [
                 Target(m("python_allocated_blocks", *f), f"blocks {WHO}"),
                 Target(
-                    f"min_over_time({m('python_allocated_blocks', *f)}[{floor}])", f"floor {WHO}"
+                    _over("min_over_time", m("python_allocated_blocks", *f), floor),
+                    f"floor {WHO}",
                 ),
             ],
         ),
         Panel(
             "Python heap floor growth per hour",
-            f"Slope of the allocated-blocks floor over {trend}, in blocks per hour (TornadoPythonHeapGrowing).",
+            f"Slope of the allocated-blocks floor over {trend}, in blocks per hour "
+            "(TornadoPythonHeapGrowing).",
             "short",
-            [Target(f"deriv({blocks}{{{', '.join(f)}}}[{trend}]) * 3600", WHO)],
+            [Target(_per_hour(cfg, "python_allocated_blocks", trend), WHO)],
         ),
         Panel(
             "RSS floor against the memory limit",
-            f"RSS floor as a fraction of the memory limit, and where its {cfg.near_limit_window} trend puts it "
-            f"{cfg.near_limit_critical_horizon} from now (plus the floor's {floor} lag): the signal of "
-            "TornadoMemoryNearLimit (critical twin).",
+            f"RSS floor as a fraction of the memory limit, and where its {cfg.near_limit_window} "
+            f"trend puts it {cfg.near_limit_critical_horizon} from now (plus the floor's {floor} "
+            "lag): the signal of TornadoMemoryNearLimit (critical twin).",
             "percentunit",
             [
+                Target(f"{_floor(cfg, rss)} / {limit}", f"now {WHO}"),
                 Target(
-                    f"{rss}{{{', '.join(f)}}} / {m('process_memory_limit_bytes', *f)}", f"now {WHO}"
-                ),
-                Target(
-                    f"predict_linear({rss}{{{', '.join(f)}}}[{cfg.near_limit_window}], {horizon}) / "
-                    f"{m('process_memory_limit_bytes', *f)}",
+                    f"predict_linear({_floor(cfg, rss)}[{cfg.near_limit_window}], {horizon}) / "
+                    f"{limit}",
                     f"in {cfg.near_limit_critical_horizon} {WHO}",
                 ),
             ],
@@ -205,25 +237,23 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "Uptime",
             f"Seconds since the process started: drops to zero on a restart. Growth in the first "
             f"{cfg.warmup_window} is warm-up and never alerts; until the process is older than "
-            f"{duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))} the leak alerts judge only the last "
-            f"{cfg.young_trend_window}.",
+            f"{judged} the leak alerts judge only the last {cfg.young_trend_window}.",
             "s",
             [Target(f"time() - {m('process_start_time_seconds', *f)}", WHO)],
         ),
         Panel(
             "Restarts",
             f"Restarts (changes of the start time) over {cfg.restart_window}, and the RSS peak "
-            "before the last one as a fraction of the limit: TornadoMemoryRestartLoop fires at the second "
-            f"restart above {_pct(cfg.restart_near_limit_ratio)}.",
+            "before the last one as a fraction of the limit: TornadoMemoryRestartLoop fires at the "
+            f"second restart above {_pct(cfg.restart_near_limit_ratio)}.",
             "short",
             [
                 Target(
-                    f"changes({m('process_start_time_seconds', *f)}[{cfg.restart_window}])",
+                    _over("changes", m("process_start_time_seconds", *f), cfg.restart_window),
                     f"restarts {WHO}",
                 ),
                 Target(
-                    f"max_over_time({m('process_resident_memory_bytes', *f)}[{cfg.restart_window}]) / "
-                    f"{m('process_memory_limit_bytes', *f)}",
+                    f"{_over('max_over_time', m(rss, *f), cfg.restart_window)} / {limit}",
                     f"peak / limit {WHO}",
                 ),
             ],
@@ -231,13 +261,13 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
         Panel(
             "RSS floor: now and a day earlier",
             f"The RSS floor and the floor at the same time "
-            f"{cfg.day_window} earlier: a daily traffic cycle overlaps, a leak pulls away. Old processes "
-            "must also beat yesterday's floor for TornadoMemoryLeakSuspected to fire.",
+            f"{cfg.day_window} earlier: a daily traffic cycle overlaps, a leak pulls away. Old "
+            "processes must also beat yesterday's floor for TornadoMemoryLeakSuspected to fire.",
             "bytes",
             [
-                Target(f"{rss}{{{', '.join(f)}}}", f"now {WHO}"),
+                Target(_floor(cfg, rss), f"now {WHO}"),
                 Target(
-                    f"{rss}{{{', '.join(f)}}} offset {cfg.day_window}",
+                    f"{_floor(cfg, rss)} offset {cfg.day_window}",
                     f"{cfg.day_window} earlier {WHO}",
                 ),
             ],
@@ -249,6 +279,14 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [Target(cfg.raw("up", *filters(cfg, worker=False)), "{{instance}}")],
         ),
+    ]
+
+
+def gc_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Collections, pauses and uncollectable objects."""
+    m, f = cfg.metric, filters(cfg)
+    uncollectable = _over("increase", m("gc_uncollectable_objects_total", *f), RATE)
+    return [
         Row("Garbage collector"),
         Panel(
             "GC generation counts",
@@ -261,17 +299,18 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "Collections per second",
             "Garbage collections per second, by generation.",
             "ops",
-            [Target(f"rate({m('gc_collections_total', *f)}[{RATE}])", "gen {{generation}} " + WHO)],
+            [Target(_rate(m("gc_collections_total", *f)), "gen {{generation}} " + WHO)],
         ),
         Panel(
             "GC pause p99",
-            "99th percentile of collection pauses by generation (the IOLoop is "
-            f"blocked meanwhile). Generation {cfg.gc_oldest_generation} is TornadoGCPauseHigh's signal.",
+            "99th percentile of collection pauses by generation (the IOLoop is blocked "
+            f"meanwhile). Generation {cfg.gc_oldest_generation} is TornadoGCPauseHigh's signal.",
             "s",
             [
                 Target(
-                    f"histogram_quantile(0.99, sum by (le, generation, instance, worker) "
-                    f"(rate({m('gc_pause_seconds_bucket', *f)}[{RATE}])))",
+                    _quantile(
+                        0.99, m("gc_pause_seconds_bucket", *f), "generation, instance, worker"
+                    ),
                     "gen {{generation}} " + WHO,
                 )
             ],
@@ -282,13 +321,17 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "the size of gc.garbage (TornadoGCUncollectable).",
             "short",
             [
-                Target(
-                    f"sum without (generation) (increase({m('gc_uncollectable_objects_total', *f)}[{RATE}]))",
-                    f"uncollectable {WHO}",
-                ),
+                Target(f"sum without (generation) ({uncollectable})", f"uncollectable {WHO}"),
                 Target(m("gc_garbage_objects", *f), f"gc.garbage {WHO}"),
             ],
         ),
+    ]
+
+
+def census_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """What the heap census counts, what grows, and the census's own health."""
+    m, f = cfg.metric, filters(cfg)
+    return [
         Row("Heap census"),
         Panel(
             "Top types by live objects",
@@ -305,7 +348,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [
                 Target(
-                    f"topk(10, delta({m('objects', *f, NOT_OTHER)}[$__range]))",
+                    f"topk(10, {_over('delta', m('objects', *f, NOT_OTHER), '$__range')})",
                     "{{type}} " + WHO,
                     instant=True,
                 )
@@ -315,8 +358,8 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
         ),
         Panel(
             "Census health",
-            "Wall time of the last census, its longest single IOLoop slice, and "
-            f"the age of the last successful census (TornadoCensusStale above {cfg.census_stale_after}).",
+            "Wall time of the last census, its longest single IOLoop slice, and the age of the "
+            f"last successful census (TornadoCensusStale above {cfg.census_stale_after}).",
             "s",
             [
                 Target(m("census_duration_seconds", *f), f"duration {WHO}"),
@@ -328,8 +371,14 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "Exporter errors",
             "Failures per second of each metrics source; its other metrics are still served.",
             "ops",
-            [Target(f"rate({m('exporter_errors_total', *f)}[{RATE}])", "{{collector}} " + WHO)],
+            [Target(_rate(m("exporter_errors_total", *f)), "{{collector}} " + WHO)],
         ),
+    ]
+
+
+def pools_and_loop_row(cfg: MixinConfig) -> list[Panel | Row]:
+    m, f = cfg.metric, filters(cfg)
+    return [
         Row("Pools and event loop"),
         Panel(
             "Pool utilisation",
@@ -345,9 +394,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [
                 Target(m("pool_waiting", *f), "waiting {{pool}} " + WHO),
-                Target(
-                    f"rate({m('pool_timeouts_total', *f)}[{RATE}])", "timeouts/s {{pool}} " + WHO
-                ),
+                Target(_rate(m("pool_timeouts_total", *f)), "timeouts/s {{pool}} " + WHO),
             ],
         ),
         Panel(
@@ -355,13 +402,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "99th percentile of how late the IOLoop probe ran: time the loop was "
             "blocked (TornadoIOLoopBlocked).",
             "s",
-            [
-                Target(
-                    f"histogram_quantile(0.99, sum by (le, instance, worker) "
-                    f"(rate({m('ioloop_lag_seconds_bucket', *f)}[{RATE}])))",
-                    WHO,
-                )
-            ],
+            [Target(_quantile(0.99, m("ioloop_lag_seconds_bucket", *f), "instance, worker"), WHO)],
         ),
         Panel(
             "asyncio tasks",
@@ -369,23 +410,33 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [Target(m("asyncio_tasks", *f), WHO)],
         ),
-        *connection_panels(cfg),
-        *fragmentation(cfg),
     ]
+
+
+def overview(cfg: MixinConfig) -> dict[str, Any]:
     return dashboard(
         cfg,
         uid=f"{cfg.dashboard_uid_prefix}-overview",
         title="Tornado memory / Overview",
-        description="Memory, garbage collector, heap census, pools and IOLoop of Tornado processes.",
+        description="Memory, garbage collector, heap census, pools and IOLoop of Tornado "
+        "processes.",
         variables=_variables(cfg),
-        items=items,
+        items=[
+            *memory_row(cfg),
+            *gc_row(cfg),
+            *census_row(cfg),
+            *pools_and_loop_row(cfg),
+            *connection_panels(cfg),
+            *fragmentation(cfg),
+        ],
     )
+
+
+# --- the leak hunt ----------------------------------------------------------------------------
 
 
 def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
     m, f = cfg.metric, filters(cfg)
-    objects = floor_name(cfg, "objects")
-    handlers = floor_name(cfg, "handlers_alive")
     typ = 'type=~"$type"'
     type_var = query_variable("type", f"label_values({m('objects', *filters(cfg))}, type)")
     items: list[Panel | Row] = [
@@ -398,7 +449,7 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             [
                 Target(m("objects", *f, typ), "{{type}} " + WHO),
                 Target(
-                    f"min_over_time({m('objects', *f, typ)}[{cfg.floor_window}])",
+                    _over("min_over_time", m("objects", *f, typ), cfg.floor_window),
                     "floor {{type}} " + WHO,
                 ),
             ],
@@ -408,21 +459,16 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             f"Slope of each type's floor over {cfg.trend_window}, in objects "
             "per hour: the signal of TornadoObjectTypeGrowing.",
             "short",
-            [
-                Target(
-                    f"deriv({objects}{{{', '.join((*f, typ))}}}[{cfg.trend_window}]) * 3600",
-                    "{{type}} " + WHO,
-                )
-            ],
+            [Target(_per_hour(cfg, "objects", cfg.trend_window, typ), "{{type}} " + WHO)],
         ),
         Panel(
             "Fastest-growing types",
-            "The 10 types whose live count grew most over the time range; "
-            "click a bar for the leak explorer of its instance (reference chains, allocation sites).",
+            "The 10 types whose live count grew most over the time range; click a bar for the "
+            "leak explorer of its instance (reference chains, allocation sites).",
             "short",
             [
                 Target(
-                    f"topk(10, delta({m('objects', *f, NOT_OTHER)}[$__range]))",
+                    f"topk(10, {_over('delta', m('objects', *f, NOT_OTHER), '$__range')})",
                     "{{type}} " + WHO,
                     instant=True,
                 )
@@ -448,7 +494,7 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [
                 Target(m("handlers_alive", *f), "{{handler}} {{state}} " + WHO),
-                Target(f"{handlers}{{{', '.join(f)}}}", "floor {{state}} {{handler}} " + WHO),
+                Target(_floor(cfg, "handlers_alive"), "floor {{state}} {{handler}} " + WHO),
             ],
         ),
         Panel(
@@ -469,7 +515,7 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             "Pool objects garbage-collected while still checked out, per "
             "interval (TornadoPoolLeak); the exporter logs the acquisition site.",
             "short",
-            [Target(f"increase({m('pool_leaked_total', *f)}[{RATE}])", "{{pool}} " + WHO)],
+            [Target(_over("increase", m("pool_leaked_total", *f), RATE), "{{pool}} " + WHO)],
         ),
         Panel(
             "Oldest checkout",
@@ -481,8 +527,8 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
         *fragmentation(cfg),
         Panel(
             "Top types by bytes",
-            "The 10 types holding the most shallow bytes (sys.getsizeof) at the "
-            "last forked census: every object counted, untracked ones (str, bytes, int...) included.",
+            "The 10 types holding the most shallow bytes (sys.getsizeof) at the last forked "
+            "census: every object counted, untracked ones (str, bytes, int...) included.",
             "bytes",
             [
                 Target(

@@ -7,6 +7,7 @@ Every query goes through the ``$datasource`` variable (file provisioning does no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from string import ascii_uppercase
 from typing import Any
 
 from .config import MixinConfig
@@ -84,10 +85,10 @@ class Panel:
 
     def model(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         targets = []
-        for ref, target in zip("ABCDEFGHIJ", self.targets):
+        for index, target in enumerate(self.targets):
             targets.append(
                 {
-                    "refId": ref,
+                    "refId": ascii_uppercase[index],  # more than 26 targets: IndexError
                     "datasource": DATASOURCE,
                     "expr": target.expr,
                     "legendFormat": target.legend or "__auto",
