@@ -46,6 +46,13 @@ def _per_hour(cfg: MixinConfig, metric: str, window: str, *matchers: str) -> str
     return f"{_over('deriv', _floor(cfg, metric, *matchers), window)} * 3600"
 
 
+def _if_reachability(cfg: MixinConfig, expr: str) -> str:
+    """``expr`` only for processes whose last census told live objects from garbage (forked
+    censuses): an in-loop census cannot, and a zero there would read as "no garbage"."""
+    reachability = cfg.metric("census_reachability", *filters(cfg))
+    return f"{expr} and on (instance, worker) {reachability} == 1"
+
+
 def _variables(cfg: MixinConfig, *extra: dict[str, Any]) -> list[dict[str, Any]]:
     info = "exporter_info"
     return [
@@ -79,6 +86,21 @@ def _pct(ratio: float) -> str:
 
 def _re(label: str) -> str:
     return f'{label}=~"${label}"'
+
+
+# Shared wording: what a forked census counts, and why an in-loop one cannot.
+REACHABLE_ONLY = (
+    "A forked census counts reachable objects only (census_reachability 1); an in-loop census "
+    "(census_reachability 0) cannot tell live objects from garbage waiting for the collector "
+    "and counts both."
+)
+GARBAGE = (
+    "Objects in reference cycles nothing reachable refers to: garbage the next collection of "
+    "their generation frees (e.g. Tornado's exception-info cycles, one per failed request). "
+    "Growing garbage costs GC time and RSS peaks, not a leak; it pages nobody. Forked censuses "
+    "only: empty for processes whose census ran in the loop (census_reachability 0), which "
+    "cannot tell garbage from live objects and count it as live."
+)
 
 
 # --- rows on both dashboards ------------------------------------------------------------------
@@ -165,6 +187,25 @@ def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
     ]
 
 
+def pool_hold_time(cfg: MixinConfig, width: int) -> Panel:
+    """How long checkouts are held (HikariCP's usage histogram), on both dashboards."""
+    buckets = cfg.metric("pool_hold_seconds_bucket", *filters(cfg))
+    return Panel(
+        "Pool hold time p50 and p99",
+        "How long each checkout was held before it came back, by pool: a p99 far above the p50 "
+        "is a handler keeping a pooled connection across an await (or a slow query). Adapters "
+        "that cannot tell when an object is returned publish no hold time.",
+        "s",
+        [
+            Target(
+                _quantile(q, buckets, "pool, instance, worker"), f"p{q * 100:g} {{{{pool}}}} {WHO}"
+            )
+            for q in (0.5, 0.99)
+        ],
+        width=width,
+    )
+
+
 # --- the overview -----------------------------------------------------------------------------
 
 
@@ -198,13 +239,17 @@ def memory_row(cfg: MixinConfig) -> list[Panel | Row]:
             [Target(_per_hour(cfg, rss, trend), WHO)],
         ),
         Panel(
-            "Python heap: allocated blocks",
-            "sys.getallocatedblocks() and its floor: Python's own heap. RSS growing while this "
-            "stays flat is allocator retention, not leaking Python objects. Signal of "
-            "TornadoPythonHeapGrowing.",
+            "Python heap: allocated blocks and the live heap after a full collection",
+            "sys.getallocatedblocks() (a sawtooth: garbage accumulates between collections), its "
+            f"floor over {floor}, and the blocks left right after the last collection of the "
+            "oldest generation: the live heap without garbage (the JVM's used-after-GC, Go's "
+            "live heap). "
+            "RSS growing while this stays flat is allocator retention, not leaking Python objects. "
+            "Signal of TornadoPythonHeapGrowing.",
             "short",
             [
                 Target(m("python_allocated_blocks", *f), f"blocks {WHO}"),
+                Target(m("python_allocated_blocks_after_gc", *f), f"after full GC {WHO}"),
                 Target(
                     _over("min_over_time", m("python_allocated_blocks", *f), floor),
                     f"floor {WHO}",
@@ -325,6 +370,14 @@ def gc_row(cfg: MixinConfig) -> list[Panel | Row]:
                 Target(m("gc_garbage_objects", *f), f"gc.garbage {WHO}"),
             ],
         ),
+        Panel(
+            "Time since the last full collection",
+            f"Seconds since the collector last finished generation {cfg.gc_oldest_generation} "
+            "(the oldest): the age of the after-GC live heap on the Python heap panel. Hours "
+            "mean garbage in old objects waits that long to be freed.",
+            "s",
+            [Target(f"time() - {m('gc_last_full_collection_timestamp_seconds', *f)}", WHO)],
+        ),
     ]
 
 
@@ -335,10 +388,23 @@ def census_row(cfg: MixinConfig) -> list[Panel | Row]:
         Row("Heap census"),
         Panel(
             "Top types by live objects",
-            "The 10 types with the most live gc-tracked objects at the "
-            'last census (type="other" is the rest).',
+            "The 10 types with the most live objects at the last census "
+            f'(type="other" is the rest). {REACHABLE_ONLY}',
             "short",
             [Target(f"topk(10, {m('objects', *f)})", "{{type}} " + WHO, instant=True)],
+            kind="bargauge",
+        ),
+        Panel(
+            "Garbage waiting for the collector by type",
+            f"The 10 types with the most unreachable objects at the last census. {GARBAGE}",
+            "short",
+            [
+                Target(
+                    _if_reachability(cfg, f"topk(10, {m('unreachable_objects', *f)})"),
+                    "{{type}} " + WHO,
+                    instant=True,
+                )
+            ],
             kind="bargauge",
         ),
         Panel(
@@ -376,16 +442,18 @@ def census_row(cfg: MixinConfig) -> list[Panel | Row]:
     ]
 
 
-def pools_and_loop_row(cfg: MixinConfig) -> list[Panel | Row]:
+def pools_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Utilisation, waiting and hold time of the registered pools."""
     m, f = cfg.metric, filters(cfg)
     return [
-        Row("Pools and event loop"),
+        Row("Pools"),
         Panel(
             "Pool utilisation",
             "in_use / capacity per registered pool (TornadoPoolSaturated above "
             f"{cfg.pool_saturation_ratio:g}).",
             "percentunit",
             [Target(f"{m('pool_in_use', *f)} / {m('pool_capacity', *f)}", "{{pool}} " + WHO)],
+            width=8,
         ),
         Panel(
             "Pool waiting and timeouts",
@@ -396,6 +464,26 @@ def pools_and_loop_row(cfg: MixinConfig) -> list[Panel | Row]:
                 Target(m("pool_waiting", *f), "waiting {{pool}} " + WHO),
                 Target(_rate(m("pool_timeouts_total", *f)), "timeouts/s {{pool}} " + WHO),
             ],
+            width=8,
+        ),
+        pool_hold_time(cfg, width=8),
+    ]
+
+
+def loop_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """How busy the IOLoop is, how late it runs, and what is queued and scheduled on it."""
+    m, f = cfg.metric, filters(cfg)
+    return [
+        Row("Loop"),
+        Panel(
+            "Loop utilisation",
+            "Share of wall time the IOLoop spent running callbacks rather than waiting for I/O "
+            "(0-1, Node's event-loop utilisation). Near 1 with a high lag: CPU-bound, scale out; "
+            "low with a high lag p99: idle but blocked now and then by one long callback. Absent "
+            "where the loop cannot be measured (uvloop, a loop the app does not own).",
+            "percentunit",
+            [Target(_rate(m("ioloop_busy_seconds_total", *f)), WHO)],
+            width=8,
         ),
         Panel(
             "IOLoop lag p99",
@@ -403,6 +491,24 @@ def pools_and_loop_row(cfg: MixinConfig) -> list[Panel | Row]:
             "blocked (TornadoIOLoopBlocked).",
             "s",
             [Target(_quantile(0.99, m("ioloop_lag_seconds_bucket", *f), "instance, worker"), WHO)],
+            width=8,
+        ),
+        Panel(
+            "Ready callbacks",
+            "Callbacks queued to run now on the IOLoop, at the scrape: a queue that stays long "
+            "means the loop cannot keep up (or callbacks pile up faster than they run).",
+            "short",
+            [Target(m("ioloop_ready_callbacks", *f), WHO)],
+            width=8,
+        ),
+        Panel(
+            "Scheduled timers by callback",
+            "Timer handles scheduled on the IOLoop (call_later, add_timeout, PeriodicCallback) "
+            "by the qualified name of their callback, counted at each census, the 10 largest "
+            '(callback="other" is the rest). A steady PeriodicCallback population is flat; one '
+            "callback climbing is a timer never cancelled: TornadoTimersGrowing.",
+            "short",
+            [Target(f"topk(10, {m('ioloop_timers', *f)})", "{{callback}} " + WHO)],
         ),
         Panel(
             "asyncio tasks",
@@ -425,7 +531,8 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             *memory_row(cfg),
             *gc_row(cfg),
             *census_row(cfg),
-            *pools_and_loop_row(cfg),
+            *pools_row(cfg),
+            *loop_row(cfg),
             *connection_panels(cfg),
             *fragmentation(cfg),
         ],
@@ -443,8 +550,8 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
         Row("Object types"),
         Panel(
             "Live objects of $type",
-            f"Live gc-tracked objects of the selected types at each census, "
-            f"and their floor over {cfg.floor_window}.",
+            f"Live objects of the selected types at each census, and their floor over "
+            f"{cfg.floor_window}. {REACHABLE_ONLY}",
             "short",
             [
                 Target(m("objects", *f, typ), "{{type}} " + WHO),
@@ -453,6 +560,13 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
                     "floor {{type}} " + WHO,
                 ),
             ],
+        ),
+        Panel(
+            "Garbage of $type waiting for the collector",
+            f"Unreachable objects of the selected types at each census, next to the live ones. "
+            f"{GARBAGE}",
+            "short",
+            [Target(_if_reachability(cfg, m("unreachable_objects", *f, typ)), "{{type}} " + WHO)],
         ),
         Panel(
             "Growth per hour of $type",
@@ -477,6 +591,19 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             links=explorer_link(cfg),
         ),
         Panel(
+            "What holds each growing type",
+            "For each type in the census's growth selection (and each handler class with "
+            "reachable finished or closed instances), the shortest chain that keeps a sample "
+            "instance alive, named by code: a module global, a class attribute, a container "
+            "kind, a closure cell, a suspended coroutine's function. Never dict keys or values. "
+            "Forked censuses only; the explorer shows the same words.",
+            "short",
+            [Target(m("object_holder_info", *f), "{{type}}: {{holder}}", instant=True, table=True)],
+            kind="table",
+            width=24,
+            columns=("type", "holder", "instance", "worker"),
+        ),
+        Panel(
             "Tracked objects",
             "All gc-tracked objects and what the last census scanned: a type's "
             "growth should show here too.",
@@ -489,8 +616,10 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
         Row("Handlers and watched objects"),
         Panel(
             "Handlers alive by state",
-            "Live RequestHandler instances by class and state; finished "
-            "handlers (and closed WebSockets) that stay alive and grow are TornadoHandlersLeaking.",
+            "RequestHandler instances by class and state; finished handlers (and closed "
+            "WebSockets) that stay reachable and grow are TornadoHandlersLeaking. "
+            'state="unreachable" (forked censuses) are finished handlers in reference cycles '
+            "waiting for the collector: garbage, never counted as a leak.",
             "short",
             [
                 Target(m("handlers_alive", *f), "{{handler}} {{state}} " + WHO),
@@ -516,13 +645,16 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             "interval (TornadoPoolLeak); the exporter logs the acquisition site.",
             "short",
             [Target(_over("increase", m("pool_leaked_total", *f), RATE), "{{pool}} " + WHO)],
+            width=8,
         ),
         Panel(
             "Oldest checkout",
             "Age of the longest-held pool object: a leak or a stuck request keeps climbing.",
             "s",
             [Target(m("pool_oldest_checkout_seconds", *f), "{{pool}} " + WHO)],
+            width=8,
         ),
+        pool_hold_time(cfg, width=8),
         *connection_panels(cfg),
         *fragmentation(cfg),
         Panel(
@@ -537,6 +669,22 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             ],
             kind="bargauge",
             links=explorer_link(cfg),
+        ),
+        Panel(
+            "Top types by garbage bytes",
+            "The 10 types holding the most shallow bytes in unreachable objects at the last "
+            f"forked census. {GARBAGE}",
+            "bytes",
+            [
+                Target(
+                    _if_reachability(
+                        cfg, f"topk(10, {m('unreachable_object_bytes', *f, NOT_OTHER)})"
+                    ),
+                    "{{type}} " + WHO,
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
         ),
     ]
     return dashboard(
