@@ -9,6 +9,7 @@ import gc
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -201,6 +202,17 @@ def test_reachability_loop_and_runtime_panels_are_where_operators_look() -> None
     _side_by_side(
         hunt["Pools"], "tornado_pool_oldest_checkout_seconds", "tornado_pool_hold_seconds_bucket"
     )
+
+
+def test_every_panel_the_runbook_sends_to_exists() -> None:
+    """The runbook's "**Confirm**: overview, *Panel title* ..." names panels by title: a renamed
+    panel must take the runbook along. (Emphasised single words there are not titles.)"""
+    runbook = " ".join((ROOT / "alerts/RUNBOOK.md").read_text().split())
+    spans = re.findall(r"\*\*Confirm\*\*:(.*?)\*\*", runbook)
+    cited = {t for span in spans for t in re.findall(r"\*([^*]+)\*", span) if " " in t}
+    titles = {p["title"] for m in DASHBOARDS.values() for p in _panels(m)}
+    assert len(cited) >= 20
+    assert sorted(cited - titles) == []
 
 
 def test_every_expression_parses() -> None:

@@ -239,7 +239,7 @@ def memory_row(cfg: MixinConfig) -> list[Panel | Row]:
             [Target(_per_hour(cfg, rss, trend), WHO)],
         ),
         Panel(
-            "Python heap: allocated blocks and the live heap after a full collection",
+            "Python heap: allocated blocks",
             "sys.getallocatedblocks() (a sawtooth: garbage accumulates between collections), its "
             f"floor over {floor}, and the blocks left right after the last collection of the "
             "oldest generation: the live heap without garbage (the JVM's used-after-GC, Go's "
