@@ -171,6 +171,7 @@ def test_reachability_loop_and_runtime_panels_are_where_operators_look() -> None
     assert (live["type"], garbage["type"]) == ("bargauge", "bargauge")
     assert "census_reachability 0" in live["description"] + garbage["description"]
     _side_by_side(hunt["Object types"], "tornado_objects", "tornado_unreachable_objects")
+    _side_by_side(hunt["Object types"], "tornado_object_bytes", "tornado_unreachable_object_bytes")
     (holders,) = [p for p in hunt["Object types"] if p["type"] == "table"]
     assert _named(holders) == {"tornado_object_holder_info"}
     assert [t["format"] for t in holders["targets"]] == ["table"]

@@ -542,11 +542,13 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
 # --- the leak hunt ----------------------------------------------------------------------------
 
 
-def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
-    m, f = cfg.metric, filters(cfg)
-    typ = 'type=~"$type"'
-    type_var = query_variable("type", f"label_values({m('objects', *filters(cfg))}, type)")
-    items: list[Panel | Row] = [
+TYPE = 'type=~"$type"'
+
+
+def object_types_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """The selected types live and as garbage, what grows, what holds it, what weighs most."""
+    m, f, typ = cfg.metric, filters(cfg), TYPE
+    return [
         Row("Object types"),
         Panel(
             "Live objects of $type",
@@ -604,60 +606,6 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             columns=("type", "holder", "instance", "worker"),
         ),
         Panel(
-            "Tracked objects",
-            "All gc-tracked objects and what the last census scanned: a type's "
-            "growth should show here too.",
-            "short",
-            [
-                Target(m("gc_tracked_objects", *f), f"tracked {WHO}"),
-                Target(m("census_objects_scanned", *f), f"scanned {WHO}"),
-            ],
-        ),
-        Row("Handlers and watched objects"),
-        Panel(
-            "Handlers alive by state",
-            "RequestHandler instances by class and state; finished handlers (and closed "
-            "WebSockets) that stay reachable and grow are TornadoHandlersLeaking. "
-            'state="unreachable" (forked censuses) are finished handlers in reference cycles '
-            "waiting for the collector: garbage, never counted as a leak.",
-            "short",
-            [
-                Target(m("handlers_alive", *f), "{{handler}} {{state}} " + WHO),
-                Target(_floor(cfg, "handlers_alive"), "floor {{state}} {{handler}} " + WHO),
-            ],
-        ),
-        Panel(
-            "Watched objects: items",
-            "len() of each object registered with exporter.watch() (TornadoWatchedObjectGrowing).",
-            "short",
-            [Target(m("watched_object_items", *f), "{{name}} " + WHO)],
-        ),
-        Panel(
-            "Watched objects: deep size",
-            "Deep size (pympler asizeof, time-budgeted) of each watched object.",
-            "bytes",
-            [Target(m("watched_object_bytes", *f), "{{name}} " + WHO)],
-        ),
-        Row("Pools"),
-        Panel(
-            "Pool objects leaked",
-            "Pool objects garbage-collected while still checked out, per "
-            "interval (TornadoPoolLeak); the exporter logs the acquisition site.",
-            "short",
-            [Target(_over("increase", m("pool_leaked_total", *f), RATE), "{{pool}} " + WHO)],
-            width=8,
-        ),
-        Panel(
-            "Oldest checkout",
-            "Age of the longest-held pool object: a leak or a stuck request keeps climbing.",
-            "s",
-            [Target(m("pool_oldest_checkout_seconds", *f), "{{pool}} " + WHO)],
-            width=8,
-        ),
-        pool_hold_time(cfg, width=8),
-        *connection_panels(cfg),
-        *fragmentation(cfg),
-        Panel(
             "Top types by bytes",
             "The 10 types holding the most shallow bytes (sys.getsizeof) at the last forked "
             "census: every object counted, untracked ones (str, bytes, int...) included.",
@@ -686,14 +634,90 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             ],
             kind="bargauge",
         ),
+        Panel(
+            "Tracked objects",
+            "All gc-tracked objects and what the last census scanned: a type's "
+            "growth should show here too.",
+            "short",
+            [
+                Target(m("gc_tracked_objects", *f), f"tracked {WHO}"),
+                Target(m("census_objects_scanned", *f), f"scanned {WHO}"),
+            ],
+        ),
     ]
+
+
+def handlers_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Handlers by state and the objects the app registered with ``exporter.watch()``."""
+    m, f = cfg.metric, filters(cfg)
+    return [
+        Row("Handlers and watched objects"),
+        Panel(
+            "Handlers alive by state",
+            "RequestHandler instances by class and state; finished handlers (and closed "
+            "WebSockets) that stay reachable and grow are TornadoHandlersLeaking. "
+            'state="unreachable" (forked censuses) are finished handlers in reference cycles '
+            "waiting for the collector: garbage, never counted as a leak.",
+            "short",
+            [
+                Target(m("handlers_alive", *f), "{{handler}} {{state}} " + WHO),
+                Target(_floor(cfg, "handlers_alive"), "floor {{state}} {{handler}} " + WHO),
+            ],
+        ),
+        Panel(
+            "Watched objects: items",
+            "len() of each object registered with exporter.watch() (TornadoWatchedObjectGrowing).",
+            "short",
+            [Target(m("watched_object_items", *f), "{{name}} " + WHO)],
+        ),
+        Panel(
+            "Watched objects: deep size",
+            "Deep size (pympler asizeof, time-budgeted) of each watched object.",
+            "bytes",
+            [Target(m("watched_object_bytes", *f), "{{name}} " + WHO)],
+        ),
+    ]
+
+
+def pool_leaks_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Pool objects lost while checked out, and how long checkouts last."""
+    m, f = cfg.metric, filters(cfg)
+    return [
+        Row("Pools"),
+        Panel(
+            "Pool objects leaked",
+            "Pool objects garbage-collected while still checked out, per "
+            "interval (TornadoPoolLeak); the exporter logs the acquisition site.",
+            "short",
+            [Target(_over("increase", m("pool_leaked_total", *f), RATE), "{{pool}} " + WHO)],
+            width=8,
+        ),
+        Panel(
+            "Oldest checkout",
+            "Age of the longest-held pool object: a leak or a stuck request keeps climbing.",
+            "s",
+            [Target(m("pool_oldest_checkout_seconds", *f), "{{pool}} " + WHO)],
+            width=8,
+        ),
+        pool_hold_time(cfg, width=8),
+    ]
+
+
+def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
+    type_var = query_variable("type", f"label_values({cfg.metric('objects', *filters(cfg))}, type)")
     return dashboard(
         cfg,
         uid=f"{cfg.dashboard_uid_prefix}-leak-hunt",
         title="Tornado memory / Leak hunt",
         description="Which object types, handlers, caches and pools grow.",
         variables=_variables(cfg, type_var),
-        items=items,
+        items=[
+            *object_types_row(cfg),
+            *handlers_row(cfg),
+            *pool_leaks_row(cfg),
+            *connection_panels(cfg),
+            *fragmentation(cfg),
+        ],
     )
 
 
