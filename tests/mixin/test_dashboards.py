@@ -4,11 +4,13 @@ a real Prometheus that scraped a real app (with the shipped rules loaded)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import gc
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -44,10 +46,32 @@ RECORDED = {name for name, _ in rule_exprs(RULES) if ":" in name}
 NOT_OURS = {"up", "ALERTS"}
 # Metrics that rules or panels use but the exporter does not export yet (reported, not hidden).
 NOT_YET_EXPORTED: set[str] = set()
+# PENDING ON MERGE (the lead deletes this set and its two uses when merging the branches that add
+# these series): panels of issues 20 and 23 drawn on the dashboards branch before the series exist
+# there. Each is named by a panel; none is exported on the dashboards branch.
+PENDING_SERIES_FROM_OTHER_BRANCHES = {
+    # issue 20: reachability census
+    "tornado_unreachable_objects",
+    "tornado_unreachable_object_bytes",
+    "tornado_census_reachability",
+    "tornado_object_holder_info",
+    # issue 23: loop and runtime signals
+    "tornado_ioloop_busy_seconds_total",
+    "tornado_ioloop_ready_callbacks",
+    "tornado_ioloop_timers",
+    "tornado_python_allocated_blocks_after_gc",
+    "tornado_gc_last_full_collection_timestamp_seconds",
+    "tornado_pool_hold_seconds_bucket",
+}
 
 
 def _panels(model: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in model["panels"] if p["type"] != "row"]
+
+
+def _names(expr: str) -> set[str]:
+    """Metric names an expression (dashboard variables substituted) selects."""
+    return {selector.name for selector in walk(substitute(expr))[0]}
 
 
 def test_two_dashboards_with_stable_uids_and_pinned_schema() -> None:
@@ -113,6 +137,84 @@ def test_every_alert_signal_has_a_panel() -> None:
     }
     described = " ".join(p["description"] for m in DASHBOARDS.values() for p in _panels(m))
     assert sorted(a for a in alerts if a not in described) == []
+
+
+def _rows(model: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Row title -> the panels under it, in order."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for panel in model["panels"]:
+        if panel["type"] == "row":
+            current = rows.setdefault(panel["title"], [])
+        else:
+            current.append(panel)
+    return rows
+
+
+def _named(panel: dict[str, Any]) -> set[str]:
+    return {name for target in panel["targets"] for name in _names(target["expr"])}
+
+
+def _side_by_side(row: list[dict[str, Any]], *metrics: str) -> list[dict[str, Any]]:
+    """The panels of ``row`` naming each of ``metrics``, checked to share one line of the grid."""
+    found = [next(p for p in row if metric in _named(p)) for metric in metrics]
+    assert len({p["gridPos"]["y"] for p in found}) == 1, [p["title"] for p in found]
+    return found
+
+
+def test_reachability_loop_and_runtime_panels_are_where_operators_look() -> None:
+    """Issue 20 item 5 and issue 23 items 3 and 6: garbage beside live objects, the holder table,
+    the Loop row, the after-GC heap over its sawtooth and pool hold time beside the pools."""
+    overview = _rows(DASHBOARDS["tornado-memory-overview.json"])
+    hunt = _rows(DASHBOARDS["tornado-memory-leak-hunt.json"])
+    live, garbage = _side_by_side(
+        overview["Heap census"], "tornado_objects", "tornado_unreachable_objects"
+    )
+    assert (live["type"], garbage["type"]) == ("bargauge", "bargauge")
+    assert "census_reachability 0" in live["description"] + garbage["description"]
+    _side_by_side(hunt["Object types"], "tornado_objects", "tornado_unreachable_objects")
+    _side_by_side(hunt["Object types"], "tornado_object_bytes", "tornado_unreachable_object_bytes")
+    (holders,) = [p for p in hunt["Object types"] if p["type"] == "table"]
+    assert _named(holders) == {"tornado_object_holder_info"}
+    assert [t["format"] for t in holders["targets"]] == ["table"]
+    assert holders["transformations"][0]["options"]["include"]["names"] == [
+        "type",
+        "holder",
+        "instance",
+        "worker",
+    ]
+    assert "unreachable" in next(
+        p["description"] for p in hunt["Handlers and watched objects"] if "state" in p["title"]
+    )
+    loop = {p["title"]: p for p in overview["Loop"]}
+    assert {name for p in loop.values() for name in _named(p)} >= {
+        "tornado_ioloop_busy_seconds_total",
+        "tornado_ioloop_lag_seconds_bucket",
+        "tornado_ioloop_ready_callbacks",
+        "tornado_ioloop_timers",
+    }
+    assert loop["Loop utilisation"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    (heap,) = [p for p in overview["Memory"] if "tornado_python_allocated_blocks" in _named(p)]
+    assert "tornado_python_allocated_blocks_after_gc" in _named(heap)
+    assert any(
+        "tornado_gc_last_full_collection_timestamp_seconds" in _named(p)
+        and p["fieldConfig"]["defaults"]["unit"] == "s"
+        for p in overview["Garbage collector"]
+    )
+    _side_by_side(overview["Pools"], "tornado_pool_in_use", "tornado_pool_hold_seconds_bucket")
+    _side_by_side(
+        hunt["Pools"], "tornado_pool_oldest_checkout_seconds", "tornado_pool_hold_seconds_bucket"
+    )
+
+
+def test_every_panel_the_runbook_sends_to_exists() -> None:
+    """The runbook's "**Confirm**: overview, *Panel title* ..." names panels by title: a renamed
+    panel must take the runbook along. (Emphasised single words there are not titles.)"""
+    runbook = " ".join((ROOT / "alerts/RUNBOOK.md").read_text().split())
+    spans = re.findall(r"\*\*Confirm\*\*:(.*?)\*\*", runbook)
+    cited = {t for span in spans for t in re.findall(r"\*([^*]+)\*", span) if " " in t}
+    titles = {p["title"] for m in DASHBOARDS.values() for p in _panels(m)}
+    assert len(cited) >= 20
+    assert sorted(cited - titles) == []
 
 
 def test_every_expression_parses() -> None:
@@ -199,6 +301,22 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     """An open WebSocket: the connection panels read its handler's states."""
 
 
+class Cycle:
+    """Half of a reference cycle nothing else refers to: garbage waiting for the collector."""
+
+    other: Cycle
+
+
+def leave_cycles(pairs: int) -> None:
+    for _ in range(pairs):
+        first, second = Cycle(), Cycle()
+        first.other, second.other = second, first
+
+
+def scheduled_tick() -> None:
+    """A named timer callback: the timers-by-callback panel shows it."""
+
+
 @pytest.fixture(scope="module")
 def live() -> Any:
     app = tornado.web.Application([(r"/kept", KeptHandler), (r"/chat", ChatSocket)])
@@ -210,6 +328,9 @@ def live() -> Any:
             server.exporter.pools.register("db", pool)
             server.exporter.watch("sessions", cache)
             server.chat = await tornado.websocket.websocket_connect(f"ws://{server.target}/chat")
+            async with pool.acquire():  # one checkout given back: the hold-time histogram moves
+                pass
+            asyncio.get_running_loop().call_later(3600, scheduled_tick)
             return await pool.get()  # one object checked out: in_use and oldest checkout move
 
         held = server.call(setup)
@@ -226,8 +347,13 @@ def live() -> Any:
 def census() -> Any:
     def run(server: AppServer) -> None:
         async def now() -> None:
-            gc.collect()  # test code: give the pause histogram full collections to show
-            await server.exporter.census_now()
+            gc.collect()  # test code: full collections for the pause and after-GC panels
+            gc.disable()  # test code: the cycles stay uncollected garbage until counted
+            try:
+                leave_cycles(100)
+                await server.exporter.census_now()
+            finally:
+                gc.enable()
 
         server.call(now)
 
@@ -252,8 +378,9 @@ def test_every_metric_named_by_a_rule_or_panel_is_exported(live: Any) -> None:
     missing = {
         name: where for name, where in named.items() if name not in exported | RECORDED | NOT_OURS
     }
-    assert set(missing) == NOT_YET_EXPORTED, f"named but not exported: {missing}"
-    assert NOT_YET_EXPORTED <= set(named), "NOT_YET_EXPORTED lists names nothing uses any more"
+    pending = NOT_YET_EXPORTED | PENDING_SERIES_FROM_OTHER_BRANCHES
+    assert set(missing) == pending, f"named but not exported: {missing}"
+    assert pending <= set(named), "a pending set lists names nothing uses any more"
 
 
 def _resolve(prom: Prometheus, query: str, values: dict[str, str]) -> list[str]:
@@ -292,15 +419,16 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
                 if not found:
                     last["problem"] = f"{model['uid']}: ${variable['name']} resolves to nothing"
                     return False
-                values[variable["name"]] = found[0]
+                # "All", as Grafana selects on first load (the garbage of one type may be none)
+                values[variable["name"]] = variable["allValue"]
             for panel in _panels(model):
                 for target in panel["targets"]:
                     expr = substitute(target["expr"], values)
                     for sentinel, real in substitutions.items():
                         expr = expr.replace(sentinel, real)
-                    if (
-                        " offset 1d" in expr
-                    ):  # a day-old comparison: no test Prometheus has that day
+                    if " offset 1d" in expr:  # a day-old comparison: no test Prometheus has it
+                        continue
+                    if _names(expr) & PENDING_SERIES_FROM_OTHER_BRANCHES:
                         continue
                     if not _finite(prom.query(expr)):
                         last["problem"] = (

@@ -19,6 +19,40 @@ WHO = "{{instance}} {{worker}}"
 NOT_OTHER = 'type!="other"'
 
 
+# --- PromQL templates shared by the panels ----------------------------------------------------
+
+
+def _rate(selector: str) -> str:
+    return f"rate({selector}[{RATE}])"
+
+
+def _quantile(q: float, buckets: str, by: str) -> str:
+    """``q``-quantile of a histogram, its ``_bucket`` series summed by ``by`` (plus ``le``)."""
+    return f"histogram_quantile({q:g}, sum by (le, {by}) ({_rate(buckets)}))"
+
+
+def _over(function: str, selector: str, window: str) -> str:
+    """``function(selector[window])``, e.g. ``min_over_time`` for a floor."""
+    return f"{function}({selector}[{window}])"
+
+
+def _floor(cfg: MixinConfig, metric: str, *matchers: str) -> str:
+    """The recorded floor of ``<ns>_<metric>``, filtered by the dashboard variables."""
+    return f"{floor_name(cfg, metric)}{{{', '.join(filters(cfg, *matchers))}}}"
+
+
+def _per_hour(cfg: MixinConfig, metric: str, window: str, *matchers: str) -> str:
+    """Slope of a recorded floor over ``window``, per hour."""
+    return f"{_over('deriv', _floor(cfg, metric, *matchers), window)} * 3600"
+
+
+def _if_reachability(cfg: MixinConfig, expr: str) -> str:
+    """``expr`` only for processes whose last census told live objects from garbage (forked
+    censuses): an in-loop census cannot, and a zero there would read as "no garbage"."""
+    reachability = cfg.metric("census_reachability", *filters(cfg))
+    return f"{expr} and on (instance, worker) {reachability} == 1"
+
+
 def _variables(cfg: MixinConfig, *extra: dict[str, Any]) -> list[dict[str, Any]]:
     info = "exporter_info"
     return [
@@ -52,6 +86,24 @@ def _pct(ratio: float) -> str:
 
 def _re(label: str) -> str:
     return f'{label}=~"${label}"'
+
+
+# Shared wording: what a forked census counts, and why an in-loop one cannot.
+REACHABLE_ONLY = (
+    "A forked census counts reachable objects only (census_reachability 1); an in-loop census "
+    "(census_reachability 0) cannot tell live objects from garbage waiting for the collector "
+    "and counts both."
+)
+GARBAGE = (
+    "Objects in reference cycles nothing reachable refers to: garbage the next collection of "
+    "their generation frees (e.g. Tornado's exception-info cycles, one per failed request). "
+    "Growing garbage costs GC time and RSS peaks, not a leak; it pages nobody. Forked censuses "
+    "only: empty for processes whose census ran in the loop (census_reachability 0), which "
+    "cannot tell garbage from live objects and count it as live."
+)
+
+
+# --- rows on both dashboards ------------------------------------------------------------------
 
 
 def connection_panels(cfg: MixinConfig) -> list[Panel | Row]:
@@ -108,10 +160,10 @@ def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
         Row("Allocator fragmentation"),
         Panel(
             "RSS, live Python heap and allocator free bytes",
-            "RSS against the bytes pymalloc's live blocks use and the bytes the allocators hold free "
-            "(glibc malloc's free heap; pymalloc's free blocks and empty pools, from forked censuses). "
-            "RSS climbing while the live heap is flat and free bytes climb is TornadoAllocatorRetention: "
-            "fragmentation, not a leak of Python objects.",
+            "RSS against the bytes pymalloc's live blocks use and the bytes the allocators hold "
+            "free (glibc malloc's free heap; pymalloc's free blocks and empty pools, from forked "
+            "censuses). RSS climbing while the live heap is flat and free bytes climb is "
+            "TornadoAllocatorRetention: fragmentation, not a leak of Python objects.",
             "bytes",
             [
                 Target(m("process_resident_memory_bytes", *f), f"RSS {WHO}"),
@@ -123,9 +175,9 @@ def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
         ),
         Panel(
             "pymalloc arenas and pools",
-            "Arenas pymalloc holds (1 MiB each) and its empty pools: many arenas with few used pools "
-            "are pinned by a few live objects each (fragmentation); the explorer's malloc_trim action "
-            "shows what glibc can give back.",
+            "Arenas pymalloc holds (1 MiB each) and its empty pools: many arenas with few used "
+            "pools are pinned by a few live objects each (fragmentation); the explorer's "
+            "malloc_trim action shows what glibc can give back.",
             "short",
             [
                 Target(m("pymalloc_arenas", *f), f"arenas {WHO}"),
@@ -135,28 +187,48 @@ def fragmentation(cfg: MixinConfig) -> list[Panel | Row]:
     ]
 
 
-def overview(cfg: MixinConfig) -> dict[str, Any]:
-    m, f = cfg.metric, filters(cfg)
-    rss, blocks = (
-        floor_name(cfg, "process_resident_memory_bytes"),
-        floor_name(cfg, "python_allocated_blocks"),
+def pool_hold_time(cfg: MixinConfig, width: int) -> Panel:
+    """How long checkouts are held (HikariCP's usage histogram), on both dashboards."""
+    buckets = cfg.metric("pool_hold_seconds_bucket", *filters(cfg))
+    return Panel(
+        "Pool hold time p50 and p99",
+        "How long each checkout was held before it came back, by pool: a p99 far above the p50 "
+        "is a handler keeping a pooled connection across an await (or a slow query). Adapters "
+        "that cannot tell when an object is returned publish no hold time.",
+        "s",
+        [
+            Target(
+                _quantile(q, buckets, "pool, instance, worker"), f"p{q * 100:g} {{{{pool}}}} {WHO}"
+            )
+            for q in (0.5, 0.99)
+        ],
+        width=width,
     )
+
+
+# --- the overview -----------------------------------------------------------------------------
+
+
+def memory_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """RSS, the Python heap, their floors and slopes, the limit, restarts: the trend alerts."""
+    m, f = cfg.metric, filters(cfg)
+    rss = "process_resident_memory_bytes"
     trend, floor = cfg.trend_window, cfg.floor_window
+    limit = m("process_memory_limit_bytes", *f)
     horizon = seconds(cfg.near_limit_critical_horizon) + seconds(cfg.floor_window)
-    items: list[Panel | Row] = [
+    judged = duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))
+    return [
         Row("Memory"),
         Panel(
             "Resident memory, its floor and the limit",
-            f"RSS per process, its floor (minimum over {floor}: what the leak alerts trend) and the "
-            "memory limit (cgroup, else host total). A sawtooth is the GC working; a rising floor is a leak.",
+            f"RSS per process, its floor (minimum over {floor}: what the leak alerts trend) and "
+            "the memory limit (cgroup, else host total). A sawtooth is the GC working; a rising "
+            "floor is a leak.",
             "bytes",
             [
-                Target(m("process_resident_memory_bytes", *f), f"RSS {WHO}"),
-                Target(
-                    f"min_over_time({m('process_resident_memory_bytes', *f)}[{floor}])",
-                    f"floor {WHO}",
-                ),
-                Target(m("process_memory_limit_bytes", *f), f"limit {WHO}"),
+                Target(m(rss, *f), f"RSS {WHO}"),
+                Target(_over("min_over_time", m(rss, *f), floor), f"floor {WHO}"),
+                Target(limit, f"limit {WHO}"),
             ],
         ),
         Panel(
@@ -164,39 +236,44 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             f"Slope of the RSS floor over {trend}, in bytes per hour: the signal of "
             "TornadoMemoryLeakSuspected. Flat around zero is healthy.",
             "bytes",
-            [Target(f"deriv({rss}{{{', '.join(f)}}}[{trend}]) * 3600", WHO)],
+            [Target(_per_hour(cfg, rss, trend), WHO)],
         ),
         Panel(
             "Python heap: allocated blocks",
-            "sys.getallocatedblocks() and its floor: Python's own heap. RSS growing while this stays flat "
-            "is allocator retention, not leaking Python objects. Signal of TornadoPythonHeapGrowing.",
+            "sys.getallocatedblocks() (a sawtooth: garbage accumulates between collections), its "
+            f"floor over {floor}, and the blocks left right after the last collection of the "
+            "oldest generation: the live heap without garbage (the JVM's used-after-GC, Go's "
+            "live heap). "
+            "RSS growing while this stays flat is allocator retention, not leaking Python objects. "
+            "Signal of TornadoPythonHeapGrowing.",
             "short",
             [
                 Target(m("python_allocated_blocks", *f), f"blocks {WHO}"),
+                Target(m("python_allocated_blocks_after_gc", *f), f"after full GC {WHO}"),
                 Target(
-                    f"min_over_time({m('python_allocated_blocks', *f)}[{floor}])", f"floor {WHO}"
+                    _over("min_over_time", m("python_allocated_blocks", *f), floor),
+                    f"floor {WHO}",
                 ),
             ],
         ),
         Panel(
             "Python heap floor growth per hour",
-            f"Slope of the allocated-blocks floor over {trend}, in blocks per hour (TornadoPythonHeapGrowing).",
+            f"Slope of the allocated-blocks floor over {trend}, in blocks per hour "
+            "(TornadoPythonHeapGrowing).",
             "short",
-            [Target(f"deriv({blocks}{{{', '.join(f)}}}[{trend}]) * 3600", WHO)],
+            [Target(_per_hour(cfg, "python_allocated_blocks", trend), WHO)],
         ),
         Panel(
             "RSS floor against the memory limit",
-            f"RSS floor as a fraction of the memory limit, and where its {cfg.near_limit_window} trend puts it "
-            f"{cfg.near_limit_critical_horizon} from now (plus the floor's {floor} lag): the signal of "
-            "TornadoMemoryNearLimit (critical twin).",
+            f"RSS floor as a fraction of the memory limit, and where its {cfg.near_limit_window} "
+            f"trend puts it {cfg.near_limit_critical_horizon} from now (plus the floor's {floor} "
+            "lag): the signal of TornadoMemoryNearLimit (critical twin).",
             "percentunit",
             [
+                Target(f"{_floor(cfg, rss)} / {limit}", f"now {WHO}"),
                 Target(
-                    f"{rss}{{{', '.join(f)}}} / {m('process_memory_limit_bytes', *f)}", f"now {WHO}"
-                ),
-                Target(
-                    f"predict_linear({rss}{{{', '.join(f)}}}[{cfg.near_limit_window}], {horizon}) / "
-                    f"{m('process_memory_limit_bytes', *f)}",
+                    f"predict_linear({_floor(cfg, rss)}[{cfg.near_limit_window}], {horizon}) / "
+                    f"{limit}",
                     f"in {cfg.near_limit_critical_horizon} {WHO}",
                 ),
             ],
@@ -205,25 +282,23 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "Uptime",
             f"Seconds since the process started: drops to zero on a restart. Growth in the first "
             f"{cfg.warmup_window} is warm-up and never alerts; until the process is older than "
-            f"{duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))} the leak alerts judge only the last "
-            f"{cfg.young_trend_window}.",
+            f"{judged} the leak alerts judge only the last {cfg.young_trend_window}.",
             "s",
             [Target(f"time() - {m('process_start_time_seconds', *f)}", WHO)],
         ),
         Panel(
             "Restarts",
             f"Restarts (changes of the start time) over {cfg.restart_window}, and the RSS peak "
-            "before the last one as a fraction of the limit: TornadoMemoryRestartLoop fires at the second "
-            f"restart above {_pct(cfg.restart_near_limit_ratio)}.",
+            "before the last one as a fraction of the limit: TornadoMemoryRestartLoop fires at the "
+            f"second restart above {_pct(cfg.restart_near_limit_ratio)}.",
             "short",
             [
                 Target(
-                    f"changes({m('process_start_time_seconds', *f)}[{cfg.restart_window}])",
+                    _over("changes", m("process_start_time_seconds", *f), cfg.restart_window),
                     f"restarts {WHO}",
                 ),
                 Target(
-                    f"max_over_time({m('process_resident_memory_bytes', *f)}[{cfg.restart_window}]) / "
-                    f"{m('process_memory_limit_bytes', *f)}",
+                    f"{_over('max_over_time', m(rss, *f), cfg.restart_window)} / {limit}",
                     f"peak / limit {WHO}",
                 ),
             ],
@@ -231,13 +306,13 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
         Panel(
             "RSS floor: now and a day earlier",
             f"The RSS floor and the floor at the same time "
-            f"{cfg.day_window} earlier: a daily traffic cycle overlaps, a leak pulls away. Old processes "
-            "must also beat yesterday's floor for TornadoMemoryLeakSuspected to fire.",
+            f"{cfg.day_window} earlier: a daily traffic cycle overlaps, a leak pulls away. Old "
+            "processes must also beat yesterday's floor for TornadoMemoryLeakSuspected to fire.",
             "bytes",
             [
-                Target(f"{rss}{{{', '.join(f)}}}", f"now {WHO}"),
+                Target(_floor(cfg, rss), f"now {WHO}"),
                 Target(
-                    f"{rss}{{{', '.join(f)}}} offset {cfg.day_window}",
+                    f"{_floor(cfg, rss)} offset {cfg.day_window}",
                     f"{cfg.day_window} earlier {WHO}",
                 ),
             ],
@@ -249,6 +324,14 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [Target(cfg.raw("up", *filters(cfg, worker=False)), "{{instance}}")],
         ),
+    ]
+
+
+def gc_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Collections, pauses and uncollectable objects."""
+    m, f = cfg.metric, filters(cfg)
+    uncollectable = _over("increase", m("gc_uncollectable_objects_total", *f), RATE)
+    return [
         Row("Garbage collector"),
         Panel(
             "GC generation counts",
@@ -261,17 +344,18 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "Collections per second",
             "Garbage collections per second, by generation.",
             "ops",
-            [Target(f"rate({m('gc_collections_total', *f)}[{RATE}])", "gen {{generation}} " + WHO)],
+            [Target(_rate(m("gc_collections_total", *f)), "gen {{generation}} " + WHO)],
         ),
         Panel(
             "GC pause p99",
-            "99th percentile of collection pauses by generation (the IOLoop is "
-            f"blocked meanwhile). Generation {cfg.gc_oldest_generation} is TornadoGCPauseHigh's signal.",
+            "99th percentile of collection pauses by generation (the IOLoop is blocked "
+            f"meanwhile). Generation {cfg.gc_oldest_generation} is TornadoGCPauseHigh's signal.",
             "s",
             [
                 Target(
-                    f"histogram_quantile(0.99, sum by (le, generation, instance, worker) "
-                    f"(rate({m('gc_pause_seconds_bucket', *f)}[{RATE}])))",
+                    _quantile(
+                        0.99, m("gc_pause_seconds_bucket", *f), "generation, instance, worker"
+                    ),
                     "gen {{generation}} " + WHO,
                 )
             ],
@@ -282,20 +366,45 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "the size of gc.garbage (TornadoGCUncollectable).",
             "short",
             [
-                Target(
-                    f"sum without (generation) (increase({m('gc_uncollectable_objects_total', *f)}[{RATE}]))",
-                    f"uncollectable {WHO}",
-                ),
+                Target(f"sum without (generation) ({uncollectable})", f"uncollectable {WHO}"),
                 Target(m("gc_garbage_objects", *f), f"gc.garbage {WHO}"),
             ],
         ),
+        Panel(
+            "Time since the last full collection",
+            f"Seconds since the collector last finished generation {cfg.gc_oldest_generation} "
+            "(the oldest): the age of the after-GC live heap on the Python heap panel. Hours "
+            "mean garbage in old objects waits that long to be freed.",
+            "s",
+            [Target(f"time() - {m('gc_last_full_collection_timestamp_seconds', *f)}", WHO)],
+        ),
+    ]
+
+
+def census_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """What the heap census counts, what grows, and the census's own health."""
+    m, f = cfg.metric, filters(cfg)
+    return [
         Row("Heap census"),
         Panel(
             "Top types by live objects",
-            "The 10 types with the most live gc-tracked objects at the "
-            'last census (type="other" is the rest).',
+            "The 10 types with the most live objects at the last census "
+            f'(type="other" is the rest). {REACHABLE_ONLY}',
             "short",
             [Target(f"topk(10, {m('objects', *f)})", "{{type}} " + WHO, instant=True)],
+            kind="bargauge",
+        ),
+        Panel(
+            "Garbage waiting for the collector by type",
+            f"The 10 types with the most unreachable objects at the last census. {GARBAGE}",
+            "short",
+            [
+                Target(
+                    _if_reachability(cfg, f"topk(10, {m('unreachable_objects', *f)})"),
+                    "{{type}} " + WHO,
+                    instant=True,
+                )
+            ],
             kind="bargauge",
         ),
         Panel(
@@ -305,7 +414,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [
                 Target(
-                    f"topk(10, delta({m('objects', *f, NOT_OTHER)}[$__range]))",
+                    f"topk(10, {_over('delta', m('objects', *f, NOT_OTHER), '$__range')})",
                     "{{type}} " + WHO,
                     instant=True,
                 )
@@ -315,8 +424,8 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
         ),
         Panel(
             "Census health",
-            "Wall time of the last census, its longest single IOLoop slice, and "
-            f"the age of the last successful census (TornadoCensusStale above {cfg.census_stale_after}).",
+            "Wall time of the last census, its longest single IOLoop slice, and the age of the "
+            f"last successful census (TornadoCensusStale above {cfg.census_stale_after}).",
             "s",
             [
                 Target(m("census_duration_seconds", *f), f"duration {WHO}"),
@@ -328,15 +437,23 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "Exporter errors",
             "Failures per second of each metrics source; its other metrics are still served.",
             "ops",
-            [Target(f"rate({m('exporter_errors_total', *f)}[{RATE}])", "{{collector}} " + WHO)],
+            [Target(_rate(m("exporter_errors_total", *f)), "{{collector}} " + WHO)],
         ),
-        Row("Pools and event loop"),
+    ]
+
+
+def pools_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Utilisation, waiting and hold time of the registered pools."""
+    m, f = cfg.metric, filters(cfg)
+    return [
+        Row("Pools"),
         Panel(
             "Pool utilisation",
             "in_use / capacity per registered pool (TornadoPoolSaturated above "
             f"{cfg.pool_saturation_ratio:g}).",
             "percentunit",
             [Target(f"{m('pool_in_use', *f)} / {m('pool_capacity', *f)}", "{{pool}} " + WHO)],
+            width=8,
         ),
         Panel(
             "Pool waiting and timeouts",
@@ -345,23 +462,53 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [
                 Target(m("pool_waiting", *f), "waiting {{pool}} " + WHO),
-                Target(
-                    f"rate({m('pool_timeouts_total', *f)}[{RATE}])", "timeouts/s {{pool}} " + WHO
-                ),
+                Target(_rate(m("pool_timeouts_total", *f)), "timeouts/s {{pool}} " + WHO),
             ],
+            width=8,
+        ),
+        pool_hold_time(cfg, width=8),
+    ]
+
+
+def loop_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """How busy the IOLoop is, how late it runs, and what is queued and scheduled on it."""
+    m, f = cfg.metric, filters(cfg)
+    return [
+        Row("Loop"),
+        Panel(
+            "Loop utilisation",
+            "Share of wall time the IOLoop spent running callbacks rather than waiting for I/O "
+            "(0-1, Node's event-loop utilisation). Near 1 with a high lag: CPU-bound, scale out; "
+            "low with a high lag p99: idle but blocked now and then by one long callback. Absent "
+            "where the loop cannot be measured (uvloop, a loop the app does not own).",
+            "percentunit",
+            [Target(_rate(m("ioloop_busy_seconds_total", *f)), WHO)],
+            width=8,
         ),
         Panel(
             "IOLoop lag p99",
             "99th percentile of how late the IOLoop probe ran: time the loop was "
             "blocked (TornadoIOLoopBlocked).",
             "s",
-            [
-                Target(
-                    f"histogram_quantile(0.99, sum by (le, instance, worker) "
-                    f"(rate({m('ioloop_lag_seconds_bucket', *f)}[{RATE}])))",
-                    WHO,
-                )
-            ],
+            [Target(_quantile(0.99, m("ioloop_lag_seconds_bucket", *f), "instance, worker"), WHO)],
+            width=8,
+        ),
+        Panel(
+            "Ready callbacks",
+            "Callbacks queued to run now on the IOLoop, at the scrape: a queue that stays long "
+            "means the loop cannot keep up (or callbacks pile up faster than they run).",
+            "short",
+            [Target(m("ioloop_ready_callbacks", *f), WHO)],
+            width=8,
+        ),
+        Panel(
+            "Scheduled timers by callback",
+            "Timer handles scheduled on the IOLoop (call_later, add_timeout, PeriodicCallback) "
+            "by the qualified name of their callback, counted at each census, the 10 largest "
+            '(callback="other" is the rest). A steady PeriodicCallback population is flat; one '
+            "callback climbing is a timer never cancelled: TornadoTimersGrowing.",
+            "short",
+            [Target(f"topk(10, {m('ioloop_timers', *f)})", "{{callback}} " + WHO)],
         ),
         Panel(
             "asyncio tasks",
@@ -369,66 +516,123 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
             "short",
             [Target(m("asyncio_tasks", *f), WHO)],
         ),
-        *connection_panels(cfg),
-        *fragmentation(cfg),
     ]
+
+
+def overview(cfg: MixinConfig) -> dict[str, Any]:
     return dashboard(
         cfg,
         uid=f"{cfg.dashboard_uid_prefix}-overview",
         title="Tornado memory / Overview",
-        description="Memory, garbage collector, heap census, pools and IOLoop of Tornado processes.",
+        description="Memory, garbage collector, heap census, pools and IOLoop of Tornado "
+        "processes.",
         variables=_variables(cfg),
-        items=items,
+        items=[
+            *memory_row(cfg),
+            *gc_row(cfg),
+            *census_row(cfg),
+            *pools_row(cfg),
+            *loop_row(cfg),
+            *connection_panels(cfg),
+            *fragmentation(cfg),
+        ],
     )
 
 
-def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
-    m, f = cfg.metric, filters(cfg)
-    objects = floor_name(cfg, "objects")
-    handlers = floor_name(cfg, "handlers_alive")
-    typ = 'type=~"$type"'
-    type_var = query_variable("type", f"label_values({m('objects', *filters(cfg))}, type)")
-    items: list[Panel | Row] = [
+# --- the leak hunt ----------------------------------------------------------------------------
+
+
+TYPE = 'type=~"$type"'
+
+
+def object_types_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """The selected types live and as garbage, what grows, what holds it, what weighs most."""
+    m, f, typ = cfg.metric, filters(cfg), TYPE
+    return [
         Row("Object types"),
         Panel(
             "Live objects of $type",
-            f"Live gc-tracked objects of the selected types at each census, "
-            f"and their floor over {cfg.floor_window}.",
+            f"Live objects of the selected types at each census, and their floor over "
+            f"{cfg.floor_window}. {REACHABLE_ONLY}",
             "short",
             [
                 Target(m("objects", *f, typ), "{{type}} " + WHO),
                 Target(
-                    f"min_over_time({m('objects', *f, typ)}[{cfg.floor_window}])",
+                    _over("min_over_time", m("objects", *f, typ), cfg.floor_window),
                     "floor {{type}} " + WHO,
                 ),
             ],
+        ),
+        Panel(
+            "Garbage of $type waiting for the collector",
+            f"Unreachable objects of the selected types at each census, next to the live ones. "
+            f"{GARBAGE}",
+            "short",
+            [Target(_if_reachability(cfg, m("unreachable_objects", *f, typ)), "{{type}} " + WHO)],
         ),
         Panel(
             "Growth per hour of $type",
             f"Slope of each type's floor over {cfg.trend_window}, in objects "
             "per hour: the signal of TornadoObjectTypeGrowing.",
             "short",
-            [
-                Target(
-                    f"deriv({objects}{{{', '.join((*f, typ))}}}[{cfg.trend_window}]) * 3600",
-                    "{{type}} " + WHO,
-                )
-            ],
+            [Target(_per_hour(cfg, "objects", cfg.trend_window, typ), "{{type}} " + WHO)],
         ),
         Panel(
             "Fastest-growing types",
-            "The 10 types whose live count grew most over the time range; "
-            "click a bar for the leak explorer of its instance (reference chains, allocation sites).",
+            "The 10 types whose live count grew most over the time range; click a bar for the "
+            "leak explorer of its instance (reference chains, allocation sites).",
             "short",
             [
                 Target(
-                    f"topk(10, delta({m('objects', *f, NOT_OTHER)}[$__range]))",
+                    f"topk(10, {_over('delta', m('objects', *f, NOT_OTHER), '$__range')})",
                     "{{type}} " + WHO,
                     instant=True,
                 )
             ],
             kind="bargauge",
             links=explorer_link(cfg),
+        ),
+        Panel(
+            "What holds each growing type",
+            "For each type in the census's growth selection (and each handler class with "
+            "reachable finished or closed instances), the shortest chain that keeps a sample "
+            "instance alive, named by code: a module global, a class attribute, a container "
+            "kind, a closure cell, a suspended coroutine's function. Never dict keys or values. "
+            "Forked censuses only; the explorer shows the same words.",
+            "short",
+            [Target(m("object_holder_info", *f), "{{type}}: {{holder}}", instant=True, table=True)],
+            kind="table",
+            width=24,
+            columns=("type", "holder", "instance", "worker"),
+        ),
+        Panel(
+            "Top types by bytes",
+            "The 10 types holding the most shallow bytes (sys.getsizeof) at the last forked "
+            "census: every object counted, untracked ones (str, bytes, int...) included.",
+            "bytes",
+            [
+                Target(
+                    f"topk(10, {m('object_bytes', *f, NOT_OTHER)})", "{{type}} " + WHO, instant=True
+                )
+            ],
+            kind="bargauge",
+            links=explorer_link(cfg),
+        ),
+        Panel(
+            "Top types by garbage bytes",
+            "The 10 types holding the most shallow bytes in unreachable objects at the last "
+            f"forked census. {GARBAGE}",
+            "bytes",
+            [
+                Target(
+                    _if_reachability(
+                        cfg, f"topk(10, {m('unreachable_object_bytes', *f, NOT_OTHER)})"
+                    ),
+                    "{{type}} " + WHO,
+                    instant=True,
+                )
+            ],
+            kind="bargauge",
         ),
         Panel(
             "Tracked objects",
@@ -440,15 +644,24 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
                 Target(m("census_objects_scanned", *f), f"scanned {WHO}"),
             ],
         ),
+    ]
+
+
+def handlers_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Handlers by state and the objects the app registered with ``exporter.watch()``."""
+    m, f = cfg.metric, filters(cfg)
+    return [
         Row("Handlers and watched objects"),
         Panel(
             "Handlers alive by state",
-            "Live RequestHandler instances by class and state; finished "
-            "handlers (and closed WebSockets) that stay alive and grow are TornadoHandlersLeaking.",
+            "RequestHandler instances by class and state; finished handlers (and closed "
+            "WebSockets) that stay reachable and grow are TornadoHandlersLeaking. "
+            'state="unreachable" (forked censuses) are finished handlers in reference cycles '
+            "waiting for the collector: garbage, never counted as a leak.",
             "short",
             [
                 Target(m("handlers_alive", *f), "{{handler}} {{state}} " + WHO),
-                Target(f"{handlers}{{{', '.join(f)}}}", "floor {{state}} {{handler}} " + WHO),
+                Target(_floor(cfg, "handlers_alive"), "floor {{state}} {{handler}} " + WHO),
             ],
         ),
         Panel(
@@ -463,43 +676,48 @@ def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
             "bytes",
             [Target(m("watched_object_bytes", *f), "{{name}} " + WHO)],
         ),
+    ]
+
+
+def pool_leaks_row(cfg: MixinConfig) -> list[Panel | Row]:
+    """Pool objects lost while checked out, and how long checkouts last."""
+    m, f = cfg.metric, filters(cfg)
+    return [
         Row("Pools"),
         Panel(
             "Pool objects leaked",
             "Pool objects garbage-collected while still checked out, per "
             "interval (TornadoPoolLeak); the exporter logs the acquisition site.",
             "short",
-            [Target(f"increase({m('pool_leaked_total', *f)}[{RATE}])", "{{pool}} " + WHO)],
+            [Target(_over("increase", m("pool_leaked_total", *f), RATE), "{{pool}} " + WHO)],
+            width=8,
         ),
         Panel(
             "Oldest checkout",
             "Age of the longest-held pool object: a leak or a stuck request keeps climbing.",
             "s",
             [Target(m("pool_oldest_checkout_seconds", *f), "{{pool}} " + WHO)],
+            width=8,
         ),
-        *connection_panels(cfg),
-        *fragmentation(cfg),
-        Panel(
-            "Top types by bytes",
-            "The 10 types holding the most shallow bytes (sys.getsizeof) at the "
-            "last forked census: every object counted, untracked ones (str, bytes, int...) included.",
-            "bytes",
-            [
-                Target(
-                    f"topk(10, {m('object_bytes', *f, NOT_OTHER)})", "{{type}} " + WHO, instant=True
-                )
-            ],
-            kind="bargauge",
-            links=explorer_link(cfg),
-        ),
+        pool_hold_time(cfg, width=8),
     ]
+
+
+def leak_hunt(cfg: MixinConfig) -> dict[str, Any]:
+    type_var = query_variable("type", f"label_values({cfg.metric('objects', *filters(cfg))}, type)")
     return dashboard(
         cfg,
         uid=f"{cfg.dashboard_uid_prefix}-leak-hunt",
         title="Tornado memory / Leak hunt",
         description="Which object types, handlers, caches and pools grow.",
         variables=_variables(cfg, type_var),
-        items=items,
+        items=[
+            *object_types_row(cfg),
+            *handlers_row(cfg),
+            *pool_leaks_row(cfg),
+            *connection_panels(cfg),
+            *fragmentation(cfg),
+        ],
     )
 
 

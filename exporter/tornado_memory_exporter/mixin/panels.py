@@ -7,6 +7,7 @@ Every query goes through the ``$datasource`` variable (file provisioning does no
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from string import ascii_uppercase
 from typing import Any
 
 from .config import MixinConfig
@@ -67,6 +68,8 @@ class Target:
     expr: str
     legend: str = ""
     instant: bool = False
+    table: bool = False
+    """One row per series, labels as columns (an instant query feeding a ``table`` panel)."""
 
 
 @dataclass
@@ -81,20 +84,23 @@ class Panel:
     options: dict[str, Any] = field(default_factory=dict)
     links: list[dict[str, Any]] = field(default_factory=list)
     """Data links of every series (Grafana ``fieldConfig.defaults.links``)."""
+    columns: tuple[str, ...] = ()
+    """Of a ``table``: the labels shown, in this order (time, value and the rest are hidden)."""
 
     def model(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         targets = []
-        for ref, target in zip("ABCDEFGHIJ", self.targets):
-            targets.append(
-                {
-                    "refId": ref,
-                    "datasource": DATASOURCE,
-                    "expr": target.expr,
-                    "legendFormat": target.legend or "__auto",
-                    "range": not target.instant,
-                    "instant": target.instant,
-                }
-            )
+        for index, target in enumerate(self.targets):
+            query: dict[str, Any] = {
+                "refId": ascii_uppercase[index],  # more than 26 targets: IndexError
+                "datasource": DATASOURCE,
+                "expr": target.expr,
+                "legendFormat": target.legend or "__auto",
+                "range": not target.instant,
+                "instant": target.instant,
+            }
+            if target.table:
+                query["format"] = "table"
+            targets.append(query)
         defaults: dict[str, Any] = {"unit": self.unit}
         if self.links:
             defaults["links"] = self.links
@@ -111,6 +117,8 @@ class Panel:
                 "legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
                 "tooltip": {"mode": "multi", "sort": "desc"},
             }
+        elif self.kind == "table":
+            options = {"showHeader": True, "cellHeight": "sm"}
         else:  # bargauge: one bar per series of an instant query
             options = {
                 "displayMode": "gradient",
@@ -119,7 +127,7 @@ class Panel:
                 "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             }
         options.update(self.options)
-        return {
+        model: dict[str, Any] = {
             "id": panel_id,
             "type": self.kind,
             "title": self.title,
@@ -130,6 +138,15 @@ class Panel:
             "options": options,
             "targets": targets,
         }
+        if self.columns:
+            model["transformations"] = [
+                {"id": "filterFieldsByName", "options": {"include": {"names": list(self.columns)}}},
+                {
+                    "id": "organize",
+                    "options": {"indexByName": {c: i for i, c in enumerate(self.columns)}},
+                },
+            ]
+        return model
 
 
 @dataclass
