@@ -81,10 +81,10 @@ def wait_until(what: str, probe, timeout: float = 5.0) -> None:
         ({"timeout": 0}, "timeout=0 must be a number > 0"),
         ({"timeout": float("nan")}, "timeout=nan must be a number > 0"),
         ({"leak_log_interval": -1}, "leak_log_interval=-1 must be a number >= 0"),
-        ({"wait_buckets": ()}, "wait_buckets=() must be a non-empty tuple of increasing"),
-        ({"wait_buckets": (1.0, 0.5)}, "wait_buckets=(1.0, 0.5) must be a non-empty tuple"),
-        ({"wait_buckets": (0, 1)}, "wait_buckets=(0, 1) must be a non-empty tuple"),
-        ({"wait_buckets": "1"}, "wait_buckets='1' must be a sequence"),
+        ({"buckets": ()}, "buckets=() must be a non-empty tuple of increasing"),
+        ({"buckets": (1.0, 0.5)}, "buckets=(1.0, 0.5) must be a non-empty tuple"),
+        ({"buckets": (0, 1)}, "buckets=(0, 1) must be a non-empty tuple"),
+        ({"buckets": "1"}, "buckets='1' must be a sequence"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_value(kwargs, message):
@@ -424,7 +424,7 @@ def test_oldest_checkout_and_wait_time_use_the_pool_clock():
 
 def test_a_waiter_s_wait_lands_in_the_histogram():
     clock = FakeClock()
-    pool = ObjectPool(Obj, 1, name="p", clock=clock, wait_buckets=(0.1, 1.0))
+    pool = ObjectPool(Obj, 1, name="p", clock=clock, buckets=(0.1, 1.0))
     held = pool.get_sync()
     thread = threading.Thread(target=lambda: pool.put(pool.get_sync(timeout=5)))
     thread.start()

@@ -65,7 +65,7 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
 
 
 def test_an_object_pool_exports_every_family(pools, registry):
-    pool = pools.register("db", ObjectPool(Obj, 4, name="db", wait_buckets=(0.5,)))
+    pool = pools.register("db", ObjectPool(Obj, 4, name="db", buckets=(0.5,)))
     held = [pool.get_sync(), pool.get_sync()]
     pool.put(held.pop())
     values = {

@@ -30,7 +30,7 @@ from typing import Any
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from ..buckets import BucketCounts
-from .pool import DEFAULT_WAIT_BUCKETS
+from .pool import DEFAULT_BUCKETS
 from .snapshot import PoolSnapshot
 
 try:
@@ -117,7 +117,7 @@ class _Counts:
         """Left the queue: a task began running (executor), a checkout got its connection or
         gave up (SQLAlchemy). ``submitted - dequeued`` is who is waiting."""
         self.finished = self.timeouts = 0
-        self.wait = BucketCounts(DEFAULT_WAIT_BUCKETS)
+        self.wait = BucketCounts(DEFAULT_BUCKETS)
 
 
 class _Executor:
