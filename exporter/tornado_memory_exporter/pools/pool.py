@@ -15,9 +15,11 @@ How it stays correct and cheap:
   idle objects after queueing, so no wakeup is lost.
 - At capacity, acquirers wait in FIFO order; a release or a freed slot goes to the first
   waiter. (An acquirer racing a waiter's arrival by a few bytecodes may still be served first.)
-- The wait histogram costs no lock of its own: a wait is observed under the lock the waiter
-  took anyway; a lock-free checkout (which waited 0 s) is only counted, and lands in the first
-  bucket when the pool is read.
+- The two histograms cost no lock of their own. A wait is observed under the lock the waiter
+  took anyway; the lock-free checkouts, which waited 0 s, are not even counted as they happen:
+  they are worked out when the pool is read (``_count_lock_free``). A hold is observed by the
+  release that ends it, lock-free like the release itself: a bucket's ``+= 1`` has no point
+  where the GIL switches threads, so no count is lost.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import inspect
-import itertools
 import math
 import threading
 import time
 import weakref
+from bisect import bisect_left
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -126,8 +128,8 @@ class ObjectPool(Generic[T]):
       ``release()`` are counted as leaked, their slot is reclaimed, and a warning naming the
       acquiring line is logged at most once per ``leak_log_interval`` seconds. (A ``with``
       block always gives its object back, so ``acquire()`` needs no such tracking.)
-    - ``buckets``: the bounds, in seconds, of the histogram of how long acquirers waited;
-      ``clock`` times the waits and the checkouts' ages.
+    - ``buckets``: the bounds, in seconds, of both histograms: how long acquirers waited and
+      how long each checkout was held. ``clock`` times both (and the checkouts' ages).
     """
 
     def __init__(
@@ -168,13 +170,14 @@ class ObjectPool(Generic[T]):
         self._idle: list[T] = []
         self._size = 0  # objects alive or being created, idle or not
         # Checked-out records: lease -> lease (acquire()); id(object or lease) -> Tracked
-        # (get(), lease()). Each record has .since, for oldest_checkout_seconds.
+        # (get(), lease()). Each record has .since, for the ages and the hold histogram.
         self._out: dict[Any, Any] = {}
         self._waiters: deque[Waiter] = deque()
         self._pending: list[Tracked] = []  # appended by weakref callbacks, which take no lock
         self._leaks = LeakLog(name, leak_log_interval, clock)
-        self._fast = itertools.count()  # lock-free checkouts; next() is atomic under the GIL
         self._wait = BucketCounts(bounds)  # waits of the locked path
+        self._lock_free = 0  # checkouts that did not take the lock, as of the last reading
+        self._hold = BucketCounts(bounds)
         self.created = self.discarded = self.timeouts = self.leaked = 0
         self._on_drop = _leak_callback(self)
         for _ in range(min_idle):
@@ -251,13 +254,12 @@ class ObjectPool(Generic[T]):
         return [{**_site(site), "count": n} for site, n in sites.most_common()]
 
     def pool_snapshot(self) -> PoolSnapshot:
-        """Current gauges and counters (one short lock, no user code)."""
+        """Current gauges, counters and histograms (one short lock, no user code)."""
         with self._lock:
             if self._pending:
                 self._drain_leaks()
             now = self._clock()
-            # repr is the only public read of a count's value: "count(41)"
-            wait = _copy(self._wait, first_bucket_extra=int(repr(self._fast)[6:-1]))
+            wait = _copy(self._wait, first_bucket_extra=self._count_lock_free())
             records = list(self._out.values())  # one C call: atomic under the GIL
             idle = len(self._idle)
             oldest = min((r.since for r in records), default=now)
@@ -273,9 +275,25 @@ class ObjectPool(Generic[T]):
                 leaked=self.leaked,
                 oldest_checkout_seconds=max(0.0, now - oldest),
                 wait=wait,
+                hold=_copy(self._hold),
             )
         self._leaks.flush(snap.leaked)
         return snap
+
+    def _count_lock_free(self) -> int:
+        """Under the lock: how many checkouts took the lock-free path (waiting 0 s).
+
+        Counting them as they happen would cost every checkout a counter update. Instead:
+        every checkout is still out, given back (one hold observation) or leaked, and those
+        that took the lock are counted by the wait histogram; the rest took no lock. A
+        lock-free release between its ``_out.pop`` and its hold observation hides one for an
+        instant (never counts one twice, as the hold is read first), so the count only ever
+        runs behind: the max keeps it monotonic, and exact once it settles.
+        """
+        settled = sum(self._hold.counts)  # before _out: see above
+        settled += self.leaked + len(self._out)
+        self._lock_free = max(self._lock_free, settled - sum(self._wait.counts))
+        return self._lock_free
 
     # --- the lock-free paths of acquire() -------------------------------------------------
     def _lend(self, lease: Lease[T]) -> Any:
@@ -288,7 +306,6 @@ class ObjectPool(Generic[T]):
                 return NOT_IDLE
             lease.since = self._clock()
             self._out[lease] = lease
-            next(self._fast)
             return obj
         return NOT_IDLE
 
@@ -296,7 +313,11 @@ class ObjectPool(Generic[T]):
         """Give back what ``lease`` holds: lock-free when there is nothing to reset (a waiter
         or a leak to reclaim then takes the lock)."""
         if self._reset is None and self._out.pop(lease, None) is not None:
+            held = self._clock() - lease.since
             self._idle.append(lease.obj)
+            hold = self._hold  # BucketCounts.observe(), inlined: this runs on every release
+            hold.counts[bisect_left(hold.bounds, held)] += 1
+            hold.total += held
             if self._waiters or self._pending:
                 self._after_put()
             return
@@ -482,10 +503,12 @@ class ObjectPool(Generic[T]):
         with self._lock:
             if self._pending:
                 self._drain_leaks()
-            if self._out.pop(key, None) is None:
+            record = self._out.pop(key, None)
+            if record is None:
                 raise ValueError(
                     f"pool {self.name!r}: {obj!r} is not checked out (released twice?)"
                 )
+            self._hold.observe(self._clock() - record.since)
         if discard:
             self._drop(obj)
             self._give_back(SLOT)

@@ -58,6 +58,10 @@ _COUNTERS = (
     ("timeouts", "pool_timeouts", "Acquirers that gave up waiting."),
     ("leaked", "pool_leaked", "Objects garbage-collected while still checked out."),
 )
+_HISTOGRAMS = (
+    ("wait", "pool_acquire_wait_seconds", "Time acquirers waited for an object."),
+    ("hold", "pool_hold_seconds", "How long each checkout was held before it was given back."),
+)
 
 
 class SnapshotHung(TimeoutError):
@@ -195,10 +199,9 @@ class PoolRegistry(Collector):
             (key, CounterMetricFamily(f"{ns}_{metric}", doc, labels=["pool"]))
             for key, metric, doc in _COUNTERS
         )
-        out["wait"] = HistogramMetricFamily(
-            f"{ns}_pool_acquire_wait_seconds",
-            "Time acquirers waited for an object.",
-            labels=["pool"],
+        out.update(
+            (key, HistogramMetricFamily(f"{ns}_{metric}", doc, labels=["pool"]))
+            for key, metric, doc in _HISTOGRAMS
         )
         return out
 
@@ -212,7 +215,7 @@ class PoolRegistry(Collector):
                 value = getattr(snap, key)
                 if value is None:
                     continue
-                if key == "wait":
+                if isinstance(family, HistogramMetricFamily):
                     add_histogram(family, [name], value)
                 else:
                     family.add_metric([name], value)
