@@ -563,6 +563,18 @@ def test_a_checkout_held_0_2_s_lands_in_the_0_25_s_bucket():
     assert _hold_of(pool) == (HELD_0_2, 0.2)
 
 
+def test_a_hold_on_a_bucket_bound_counts_in_that_bucket():
+    clock = FakeClock(now=0.0)
+    pool = ObjectPool(Obj, 1, name="p", clock=clock, buckets=(0.5, 1.0))
+    for held in (0.5, 0.75, 1.0, 1.5, -1.0):  # -1: a clock that went back: first bucket
+        with pool.acquire_sync():
+            clock.now += held
+    assert pool.pool_snapshot().hold.cumulative() == (
+        [("0.5", 2), ("1.0", 4), ("+Inf", 5)],
+        2.75,
+    )
+
+
 async def _async_with(pool: ObjectPool, clock: FakeClock) -> None:
     async with pool.acquire():
         clock.now += 0.2
