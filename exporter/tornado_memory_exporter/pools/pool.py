@@ -195,7 +195,9 @@ class ObjectPool(Generic[T]):
 
     # --- public API -----------------------------------------------------------------------
     def acquire(self, timeout: float | None = None) -> Lease[T]:
-        """``async with pool.acquire(timeout=1.0) as obj``: released when the block exits."""
+        """``async with pool.acquire(timeout=1.0) as obj`` in coroutines, ``with
+        pool.acquire_sync(timeout=1.0) as obj`` in threads and executors: the object is given
+        back when the block exits."""
         # Lease(self, timeout) without the call to __init__: this runs on every checkout.
         if timeout is not None and not (type(timeout) is float and timeout > 0):
             check_timeout("timeout", timeout)
@@ -203,13 +205,8 @@ class ObjectPool(Generic[T]):
         lease._pool, lease._timeout = self, timeout
         return lease
 
-    def acquire_sync(self, timeout: float | None = None) -> Lease[T]:
-        """``with pool.acquire_sync(timeout=1.0) as obj``, for threads and executors."""
-        if timeout is not None and not (type(timeout) is float and timeout > 0):
-            check_timeout("timeout", timeout)
-        lease = _new_lease(Lease)
-        lease._pool, lease._timeout = self, timeout
-        return lease
+    # One lease serves both statements; the second name tells a reader which one to expect.
+    acquire_sync = acquire
 
     async def get(self, timeout: float | None = None) -> T:
         """Take an object; give it back with ``put(obj)``. It must be weakly referenceable."""
