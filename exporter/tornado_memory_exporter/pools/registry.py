@@ -4,10 +4,11 @@ A target is one of:
 
 - an ``ObjectPool``;
 - a pool the adapters know (``AsyncHTTPClient``, ``ThreadPoolExecutor``, a SQLAlchemy
-  engine or pool: see ``pool_adapters``);
+  engine or pool: see ``adapters``);
 - any *pool-like* object with a ``pool_snapshot()`` method returning a ``PoolSnapshot`` or a
   mapping with at least ``capacity``, ``in_use``, ``idle`` and ``waiting`` (other
-  ``PoolSnapshot`` fields are optional).
+  ``PoolSnapshot`` fields are optional: the exporter cannot time a pool it does not wrap, so
+  ``<ns>_pool_hold_seconds`` is served for one only if it gives ``hold``).
 
 A pool-like object is somebody else's code, so the scrape does not trust it: its
 ``pool_snapshot()`` runs on a short-lived daemon thread and the scrape waits at most
