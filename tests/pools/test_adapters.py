@@ -169,6 +169,24 @@ def test_thread_pool_executor_busy_workers_and_queue():
         executor.submit(abs, 1)
 
 
+def held_about_0_2_s(snapshot) -> tuple:
+    """(count in le=0.1, count in le=10, count, sum > 0.1) of a hold histogram: a hold of
+    0.2 s of real time lands above 0.1 and below 10 on any machine."""
+    buckets, total = snapshot.hold.cumulative()
+    counts = dict(buckets)
+    return counts["0.1"], counts["10.0"], counts["+Inf"], total > 0.1
+
+
+def test_thread_pool_executor_hold_is_the_task_run_time():
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        adapter = adapt(executor)
+        try:
+            assert executor.submit(threading.Event().wait, 0.2).result(10) is False
+            assert held_about_0_2_s(adapter.pool_snapshot()) == (0, 1, 1, True)
+        finally:
+            adapter.close()
+
+
 def test_an_executor_is_wrapped_only_once():
     with ThreadPoolExecutor(max_workers=1) as executor:
         adapter = adapt(executor)
@@ -218,6 +236,18 @@ def test_sqlalchemy_queue_pool_checkouts_overflow_waiters_and_timeouts(tmp_path)
     engine.connect().close()  # the listeners are gone: nothing counts it
     assert adapter.pool_snapshot().acquires == 3
     engine.dispose()
+
+
+def test_sqlalchemy_hold_is_checkout_to_checkin(tmp_path):
+    engine = _engine(tmp_path, pool_size=1, max_overflow=0)
+    adapter = adapt(engine)
+    try:
+        with engine.connect():
+            assert threading.Event().wait(0.2) is False  # the connection is held meanwhile
+        assert held_about_0_2_s(adapter.pool_snapshot()) == (0, 1, 1, True)
+    finally:
+        adapter.close()
+        engine.dispose()
 
 
 def test_sqlalchemy_adapter_follows_engine_dispose(tmp_path):
