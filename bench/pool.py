@@ -18,8 +18,9 @@ Contended (``--threads`` threads sharing 2 objects; the bounded blocking pools p
 across threads): ``ObjectPool.acquire_sync`` vs a prefilled ``queue.Queue`` ``get()``/``put()``.
 
 ``--baseline REF`` adds ``ObjectPool`` as of the git commit ``REF`` (the package extracted with
-``git archive`` and imported under another name) to the uncontended subjects, interleaved with
-today's, and prints today's / REF's ratio: how a change moved the fast path, in one run.
+``git archive`` and imported under another name) to the uncontended and contended subjects,
+interleaved with today's, and prints today's / REF's ratio: how a change moved the fast path,
+in one run.
 
     .venv/bin/python -m bench.pool [--batch 5000] [--reps 31] [--threads 4] [--baseline REF]
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import io
 import queue
@@ -76,6 +78,7 @@ class ListLease:
         ListPool.release(self.obj)
 
 
+@functools.cache
 def baseline_pool(ref: str) -> type[Any]:
     """``ObjectPool`` as of git ``ref``: its package extracted to a temporary folder and
     imported as ``tme_baseline``, beside today's."""
@@ -187,26 +190,35 @@ async def uncontended(batch: int, reps: int, baseline: str | None = None) -> dic
     return {name: median(values) for name, values in times.items()}
 
 
-def contended(threads: int, per_thread: int, reps: int) -> dict[str, float]:
+def contended(
+    threads: int, per_thread: int, reps: int, baseline: str | None = None
+) -> dict[str, float]:
     """Median seconds per round trip with ``threads`` threads sharing two objects."""
-    pool = ObjectPool(Conn, 2, name="contended")
+    pools = {"ObjectPool sync": ObjectPool(Conn, 2, name="contended")}
+    if baseline is not None:
+        pools[f"ObjectPool sync @{baseline}"] = baseline_pool(baseline)(Conn, 2, name="old")
     blocking: queue.Queue[Conn] = queue.Queue()
     for _ in range(2):
         blocking.put(Conn())
 
-    def with_pool() -> None:
-        for _ in range(per_thread):
-            with pool.acquire_sync(timeout=10) as obj:  # noqa: F841
-                pass
+    def with_pool(pool: Any) -> Callable[[], None]:
+        def body() -> None:
+            for _ in range(per_thread):
+                with pool.acquire_sync(timeout=10) as obj:  # noqa: F841
+                    pass
+
+        return body
 
     def with_queue() -> None:
         for _ in range(per_thread):
             obj = blocking.get(timeout=10)
             blocking.put(obj)
 
-    times: dict[str, list[float]] = {"ObjectPool sync": [], "queue.Queue": []}
+    bodies = {name: with_pool(pool) for name, pool in pools.items()}
+    bodies["queue.Queue"] = with_queue
+    times: dict[str, list[float]] = {name: [] for name in bodies}
     for _ in range(reps):
-        for name, body in (("ObjectPool sync", with_pool), ("queue.Queue", with_queue)):
+        for name, body in bodies.items():
             workers = [threading.Thread(target=body) for _ in range(threads)]
             started = time.perf_counter()
             for worker in workers:
@@ -253,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         f"contended: {args.threads} threads x {per_thread} round trips on 2 objects, "
         f"{max(3, args.reps // 3)} interleaved runs, medians"
     )
-    shared = contended(args.threads, per_thread, max(3, args.reps // 3))
+    shared = contended(args.threads, per_thread, max(3, args.reps // 3), args.baseline)
     peer = shared["queue.Queue"]
     for name, seconds in shared.items():
         print(f"  {name:<22} {seconds * 1e9:>14.0f} ns {seconds / peer:>8.2f} x queue.Queue")
