@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import functools
 import importlib
 import io
 import queue
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -90,6 +92,7 @@ def baseline_pool(ref: str) -> type[Any]:
         check=True,
     ).stdout
     root = Path(tempfile.mkdtemp(prefix="pool-baseline-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
     (root / "exporter" / "tornado_memory_exporter").rename(root / "tme_baseline")
