@@ -98,6 +98,9 @@ def saturate(client_factory, max_clients: int, requests: int) -> None:
         text = server.scrape()
         assert 'tornado_pool_in_use{pool="upstream"} 0.0' in text
         assert 'tornado_pool_waiting{pool="upstream"} 0.0' in text
+        assert f'tornado_pool_hold_seconds_count{{pool="upstream"}} {requests:.1f}' in text
+        server.exporter.pools.unregister("upstream")
+        assert not {"_handle_request", "_finish"} & set(vars(state["client"]))
 
 
 def test_simple_http_client_saturation_shows_on_metrics():
@@ -124,7 +127,7 @@ def test_simple_http_client_queue_timeouts_are_counted_and_unregister_restores_i
             gate.set()
             await first
             server.exporter.pools.unregister("upstream")
-            restored = "_on_timeout" not in vars(client) and "fetch_impl" not in vars(client)
+            restored = not {"_on_timeout", "fetch_impl", "_handle_request"} & set(vars(client))
             client.close()
             return [str(f) for f in failures], counts, restored
 
@@ -155,6 +158,7 @@ def test_thread_pool_executor_busy_workers_and_queue():
         snap = adapter.pool_snapshot()
         assert gauges(snap) == (2, 0, 2, 0)
         assert (snap.acquires, snap.created, snap.wait.cumulative()[0][-1]) == (5, 2, ("+Inf", 5))
+        assert snap.hold.cumulative()[0][-1] == ("+Inf", 5)  # each task held its worker once
         assert list(executor.map(abs, [-1, -2])) == [1, 2]  # map goes through the wrapper too
         assert adapter.pool_snapshot().acquires == 7
     finally:
@@ -163,6 +167,24 @@ def test_thread_pool_executor_busy_workers_and_queue():
     assert "submit" not in vars(executor)
     with pytest.raises(RuntimeError, match="cannot schedule new futures after shutdown"):
         executor.submit(abs, 1)
+
+
+def held_about_0_2_s(snapshot) -> tuple:
+    """(count in le=0.1, count in le=10, count, sum > 0.1) of a hold histogram: a hold of
+    0.2 s of real time lands above 0.1 and below 10 on any machine."""
+    buckets, total = snapshot.hold.cumulative()
+    counts = dict(buckets)
+    return counts["0.1"], counts["10.0"], counts["+Inf"], total > 0.1
+
+
+def test_thread_pool_executor_hold_is_the_task_run_time():
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        adapter = adapt(executor)
+        try:
+            assert executor.submit(threading.Event().wait, 0.2).result(10) is False
+            assert held_about_0_2_s(adapter.pool_snapshot()) == (0, 1, 1, True)
+        finally:
+            adapter.close()
 
 
 def test_an_executor_is_wrapped_only_once():
@@ -207,11 +229,25 @@ def test_sqlalchemy_queue_pool_checkouts_overflow_waiters_and_timeouts(tmp_path)
         snap = adapter.pool_snapshot()
         assert gauges(snap) == (2, 0, 1, 0)
         assert (snap.discarded, snap.oldest_checkout_seconds) == (1, 0.0)
+        assert snap.hold.cumulative()[0][-1] == ("+Inf", 3)  # three checkouts checked in
     finally:
         adapter.close()
     assert "_do_get" not in vars(engine.pool)
-    assert not sa.event.contains(engine.pool, "checkout", adapter._on_checkout)
+    engine.connect().close()  # the listeners are gone: nothing counts it
+    assert adapter.pool_snapshot().acquires == 3
     engine.dispose()
+
+
+def test_sqlalchemy_hold_is_checkout_to_checkin(tmp_path):
+    engine = _engine(tmp_path, pool_size=1, max_overflow=0)
+    adapter = adapt(engine)
+    try:
+        with engine.connect():
+            assert threading.Event().wait(0.2) is False  # the connection is held meanwhile
+        assert held_about_0_2_s(adapter.pool_snapshot()) == (0, 1, 1, True)
+    finally:
+        adapter.close()
+        engine.dispose()
 
 
 def test_sqlalchemy_adapter_follows_engine_dispose(tmp_path):
@@ -229,7 +265,8 @@ def test_sqlalchemy_adapter_follows_engine_dispose(tmp_path):
         assert (snap.acquires, snap.created, snap.timeouts) == (2, 2, 1)
     adapter.close()
     assert "_do_get" not in vars(engine.pool) and "_do_get" not in vars(old)
-    assert not sa.event.contains(engine.pool, "checkout", adapter._on_checkout)
+    engine.connect().close()  # the listeners are gone: nothing counts it
+    assert adapter.pool_snapshot().acquires == 2
     engine.dispose()
 
 

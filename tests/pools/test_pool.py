@@ -4,6 +4,7 @@ and reclaim, plus a threads-and-coroutines stress test that no object is ever he
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import threading
@@ -13,7 +14,9 @@ import pytest
 from realbin import wait_for
 
 from tornado_memory_exporter import ObjectPool, PoolTimeout
-from tornado_memory_exporter.pools.pool import PoolSnapshot
+from tornado_memory_exporter.pools import Lease, PoolSnapshot
+
+LES = ("0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0")
 
 
 class Obj:
@@ -29,8 +32,8 @@ class Obj:
 
 
 class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
 
     def __call__(self) -> float:
         return self.now
@@ -81,10 +84,10 @@ def wait_until(what: str, probe, timeout: float = 5.0) -> None:
         ({"timeout": 0}, "timeout=0 must be a number > 0"),
         ({"timeout": float("nan")}, "timeout=nan must be a number > 0"),
         ({"leak_log_interval": -1}, "leak_log_interval=-1 must be a number >= 0"),
-        ({"wait_buckets": ()}, "wait_buckets=() must be a non-empty tuple of increasing"),
-        ({"wait_buckets": (1.0, 0.5)}, "wait_buckets=(1.0, 0.5) must be a non-empty tuple"),
-        ({"wait_buckets": (0, 1)}, "wait_buckets=(0, 1) must be a non-empty tuple"),
-        ({"wait_buckets": "1"}, "wait_buckets='1' must be a sequence"),
+        ({"buckets": ()}, "buckets=() must be a non-empty tuple of increasing"),
+        ({"buckets": (1.0, 0.5)}, "buckets=(1.0, 0.5) must be a non-empty tuple"),
+        ({"buckets": (0, 1)}, "buckets=(0, 1) must be a non-empty tuple"),
+        ({"buckets": "1"}, "buckets='1' must be a sequence"),
     ],
 )
 def test_bad_options_raise_value_error_naming_the_value(kwargs, message):
@@ -220,20 +223,28 @@ def test_a_lock_free_release_serves_a_waiting_thread():
 
 
 def test_a_release_racing_a_new_waiter_is_not_lost():
-    """The interleaving the lock-free release allows, replayed step by step: a waiter finds no
-    idle object; before it queues, a release puts one back and sees nobody waiting; the waiter
-    must then notice the object itself (its re-check after queueing)."""
+    """The interleaving the lock-free release allows, replayed exactly: a waiter finds no idle
+    object; before it is queued, a release puts the object back and sees nobody waiting; the
+    waiter must then notice the object itself (its re-check after queueing), as nobody else
+    will release it. The release runs inside the waiter's ``loop.create_future()``, which the
+    pool calls between looking for an idle object and queueing."""
     pool = ObjectPool(Obj, 1, name="p")
-    lease = pool.acquire_sync()
-    held = lease.__enter__()
-    with pool._lock:
-        assert pool._take() is None  # the waiter's look: nothing idle, no room to create
-        lease.__exit__(None, None, None)  # lock-free: needs no lock, sees no waiter yet
-        assert pool._idle == [held]
-        waiter = pool._enqueue(None)
-    assert waiter.grant is held
-    assert waiter.lock.acquire(blocking=False)  # already woken
-    assert pool.pool_snapshot().waiting == 0
+    holder = contextlib.ExitStack()
+    held = holder.enter_context(pool.acquire_sync())
+
+    class ReleasingLoop(asyncio.SelectorEventLoop):
+        def create_future(self) -> asyncio.Future:
+            holder.close()  # lock-free; a no-op after the first time
+            return super().create_future()
+
+    async def waiter() -> Obj:
+        async with pool.acquire(timeout=2.0) as obj:
+            assert pool.pool_snapshot().waiting == 0
+            return obj
+
+    with asyncio.Runner(loop_factory=ReleasingLoop) as runner:
+        assert runner.run(waiter()) is held
+    assert counts(pool) == (1, 0, 1, 0, 2, 1, 0, 0, 0)
 
 
 def test_a_cancelled_waiter_leaves_the_queue_without_a_timeout():
@@ -399,32 +410,12 @@ def test_oldest_checkout_and_wait_time_use_the_pool_clock():
     pool.put(first)
     assert pool.pool_snapshot().oldest_checkout_seconds == 12.0
     pool.put(second)
-    assert pool.pool_snapshot().wait.cumulative() == (
-        [
-            (le, 2)
-            for le in (
-                "0.001",
-                "0.005",
-                "0.01",
-                "0.025",
-                "0.05",
-                "0.1",
-                "0.25",
-                "0.5",
-                "1.0",
-                "2.5",
-                "5.0",
-                "10.0",
-                "+Inf",
-            )
-        ],
-        0.0,
-    )
+    assert pool.pool_snapshot().wait.cumulative() == ([(le, 2) for le in (*LES, "+Inf")], 0.0)
 
 
 def test_a_waiter_s_wait_lands_in_the_histogram():
     clock = FakeClock()
-    pool = ObjectPool(Obj, 1, name="p", clock=clock, wait_buckets=(0.1, 1.0))
+    pool = ObjectPool(Obj, 1, name="p", clock=clock, buckets=(0.1, 1.0))
     held = pool.get_sync()
     thread = threading.Thread(target=lambda: pool.put(pool.get_sync(timeout=5)))
     thread.start()
@@ -549,7 +540,124 @@ def test_many_threads_and_coroutines_never_share_or_lose_an_object():
     snap = pool.pool_snapshot()
     assert (snap.in_use, snap.waiting, snap.acquires, snap.timeouts) == (0, 0, total, 0)
     assert snap.idle == snap.created <= max_size
-    assert len({id(o) for o in pool._idle}) == snap.idle
+    idle = [pool.get_sync(timeout=0.01) for _ in range(snap.idle)]  # all of them, none twice
+    assert len({id(o) for o in idle}) == snap.idle
+    assert pool.pool_snapshot().idle == 0
+
+
+def _hold_of(pool: ObjectPool) -> tuple[list[int], float]:
+    """The hold histogram's cumulative counts (one per bound, then +Inf) and its sum."""
+    buckets, total = pool.pool_snapshot().hold.cumulative()
+    assert [le for le, _ in buckets] == [*LES, "+Inf"]
+    return [count for _, count in buckets], total
+
+
+HELD_0_2 = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1]  # le=0.1 holds none, le=0.25 holds it
+
+
+def test_a_checkout_held_0_2_s_lands_in_the_0_25_s_bucket():
+    clock = FakeClock(now=0.0)
+    pool = ObjectPool(Obj, 2, name="p", clock=clock)
+    with pool.acquire_sync():
+        clock.now += 0.2
+    assert _hold_of(pool) == (HELD_0_2, 0.2)
+
+
+def test_a_hold_on_a_bucket_bound_counts_in_that_bucket():
+    clock = FakeClock(now=0.0)
+    pool = ObjectPool(Obj, 1, name="p", clock=clock, buckets=(0.5, 1.0))
+    for held in (0.5, 0.75, 1.0, 1.5, -1.0):  # -1: a clock that went back: first bucket
+        with pool.acquire_sync():
+            clock.now += held
+    assert pool.pool_snapshot().hold.cumulative() == (
+        [("0.5", 2), ("1.0", 4), ("+Inf", 5)],
+        2.75,
+    )
+
+
+async def _async_with(pool: ObjectPool, clock: FakeClock) -> None:
+    async with pool.acquire():
+        clock.now += 0.2
+
+
+async def _get_put(pool: ObjectPool, clock: FakeClock) -> None:
+    obj = await pool.get()
+    clock.now += 0.2
+    pool.put(obj)
+
+
+async def _get_discard(pool: ObjectPool, clock: FakeClock) -> None:
+    obj = await pool.get()
+    clock.now += 0.2
+    pool.put(obj, discard=True)
+
+
+async def _lease_release(pool: ObjectPool, clock: FakeClock) -> None:
+    lease = await pool.lease()
+    clock.now += 0.2
+    lease.release()
+
+
+async def _release_in_block(pool: ObjectPool, clock: FakeClock) -> None:
+    lease = pool.acquire()
+    async with lease:
+        clock.now += 0.2
+        lease.release()
+
+
+@pytest.mark.parametrize(
+    "checkout", [_async_with, _get_put, _get_discard, _lease_release, _release_in_block]
+)
+@pytest.mark.parametrize("reset", [None, lambda obj: None], ids=["lock-free", "with reset"])
+def test_every_way_of_giving_back_records_the_hold(checkout, reset):
+    clock = FakeClock(now=0.0)
+    pool = ObjectPool(Obj, 2, name="p", clock=clock, reset=reset)
+    for _ in range(2):  # a new object, then a reused one
+        asyncio.run(checkout(pool, clock))
+    assert _hold_of(pool) == ([2 * n for n in HELD_0_2], 0.4)
+    assert pool.pool_snapshot().acquires == 2
+
+
+def test_a_leaked_or_still_held_checkout_has_no_hold_yet():
+    clock = FakeClock(now=0.0)
+    pool = ObjectPool(Obj, 3, name="p", clock=clock, buckets=(1.0,))
+    held = pool.get_sync()
+    pool.get_sync()  # dropped at once: leaked
+    with pool.acquire_sync():
+        clock.now += 2.0
+    snap = pool.pool_snapshot()
+    assert (snap.acquires, snap.leaked, snap.in_use) == (3, 1, 1)
+    assert snap.hold.cumulative() == ([("1.0", 0), ("+Inf", 1)], 2.0)
+    pool.put(held)
+    assert pool.pool_snapshot().hold.cumulative() == ([("1.0", 0), ("+Inf", 2)], 4.0)
+
+
+def test_acquires_count_every_path_exactly():
+    """Lock-free checkouts are worked out from the holds, the leaks and what is out: whatever
+    mix of paths, the count is exact and the wait histogram holds each acquire once."""
+    clock = FakeClock()
+    pool = ObjectPool(Obj, 2, name="p", clock=clock)
+    seen = []
+    for step in range(12):
+        if step % 3 == 0:
+            pool.get_sync()  # leaked
+        elif step % 3 == 1:
+            with pool.acquire_sync():
+                seen.append(pool.pool_snapshot().acquires)
+        else:
+            pool.put(pool.get_sync())
+        seen.append(pool.pool_snapshot().acquires)
+    snap = pool.pool_snapshot()
+    assert seen == [1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8, 9, 10, 11, 11, 12]
+    assert (snap.acquires, snap.leaked, sum(snap.wait.counts)) == (12, 4, 12)
+
+
+def test_a_lease_is_a_context_manager_of_the_object():
+    pool = ObjectPool(Obj, 1, name="p")
+    lease = pool.acquire_sync()
+    assert isinstance(lease, Lease)
+    with lease as obj:
+        assert lease.obj is obj
 
 
 def test_snapshot_is_a_pool_snapshot():

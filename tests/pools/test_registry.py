@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from realbin import require_binary
 
 from tornado_memory_exporter import Config, ObjectPool, PoolSnapshot
+from tornado_memory_exporter.buckets import BucketCounts
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
 from tornado_memory_exporter.pools.registry import PoolRegistry
 
@@ -65,7 +66,7 @@ def scrape(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
 
 
 def test_an_object_pool_exports_every_family(pools, registry):
-    pool = pools.register("db", ObjectPool(Obj, 4, name="db", wait_buckets=(0.5,)))
+    pool = pools.register("db", ObjectPool(Obj, 4, name="db", buckets=(0.5,)))
     held = [pool.get_sync(), pool.get_sync()]
     pool.put(held.pop())
     values = {
@@ -81,6 +82,7 @@ def test_an_object_pool_exports_every_family(pools, registry):
             "pool_timeouts_total",
             "pool_leaked_total",
             "pool_acquire_wait_seconds_count",
+            "pool_hold_seconds_count",
         )
     }
     assert values == {
@@ -94,10 +96,41 @@ def test_an_object_pool_exports_every_family(pools, registry):
         "pool_timeouts_total": 0,
         "pool_leaked_total": 0,
         "pool_acquire_wait_seconds_count": 2,
+        "pool_hold_seconds_count": 1,
     }
     assert sample(registry, "pool_acquire_wait_seconds_bucket", "db", le="0.5") == 2
     assert 0 <= sample(registry, "pool_oldest_checkout_seconds", "db") < 60
     assert errors(registry) == 0
+
+
+def test_a_checkout_held_0_2_s_is_served_in_the_0_25_s_bucket(pools, registry):
+    class Clock:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    pool = pools.register("db", ObjectPool(Obj, 2, name="db", clock=clock))
+    with pool.acquire_sync():
+        clock.now += 0.2
+    buckets = {
+        le: sample(registry, "pool_hold_seconds_bucket", "db", le=le)
+        for le in ("0.1", "0.25", "0.5", "+Inf")
+    }
+    assert buckets == {"0.1": 0, "0.25": 1, "0.5": 1, "+Inf": 1}
+    assert sample(registry, "pool_hold_seconds_sum", "db") == 0.2
+    assert sample(registry, "pool_hold_seconds_count", "db") == 1
+
+
+def test_a_pool_like_may_give_a_hold_histogram(pools, registry):
+    hold = BucketCounts((1.0,))
+    hold.observe(0.5)
+    pools.register(
+        "ext", PoolLike({"capacity": 1, "in_use": 0, "idle": 1, "waiting": 0, "hold": hold})
+    )
+    assert sample(registry, "pool_hold_seconds_bucket", "ext", le="1.0") == 1
+    assert sample(registry, "pool_hold_seconds_sum", "ext") == 0.5
 
 
 def test_names_are_checked_and_the_number_of_pools_is_bounded(pools):
@@ -158,6 +191,7 @@ def test_a_pool_like_snapshot_object_and_unbounded_capacity(pools, registry):
         {"capacity": 1, "in_use": -1, "idle": 0, "waiting": 0},
         {"capacity": float("nan"), "in_use": 1, "idle": 0, "waiting": 0},
         {"capacity": True, "in_use": 1, "idle": 0, "waiting": 0},
+        {"capacity": 1, "in_use": 1, "idle": 0, "waiting": 0, "hold": [1, 2]},
         "not a snapshot",
     ],
 )
@@ -210,7 +244,9 @@ def test_installed_exporter_serves_pools_and_passes_promtool(tmp_path):
         assert 'tornado_pool_in_use{pool="objects"} 1.0' in text
         assert 'tornado_pool_capacity{pool="objects"} 2.0' in text
         assert 'tornado_exporter_errors_total{collector="pools"} 0.0' in text
+        assert 'tornado_pool_hold_seconds_count{pool="objects"} 0.0' in text
         pool.put(held)
+        assert 'tornado_pool_hold_seconds_count{pool="objects"} 1.0' in server.scrape()
         promtool = require_binary("promtool")
         result = subprocess.run(
             [promtool, "check", "metrics"],

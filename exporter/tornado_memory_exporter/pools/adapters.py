@@ -2,17 +2,23 @@
 
 - ``tornado.simple_httpclient.SimpleAsyncHTTPClient`` (the default ``AsyncHTTPClient``):
   capacity ``max_clients``, in_use the active requests, idle the free slots, waiting the
-  queued requests, which time out "in request queue" when they wait too long.
-- ``tornado.curl_httpclient.CurlAsyncHTTPClient`` (when pycurl is installed): its curl handles.
+  queued requests, which time out "in request queue" when they wait too long; the hold
+  histogram is how long each request kept its slot.
+- ``tornado.curl_httpclient.CurlAsyncHTTPClient`` (when pycurl is installed): its curl
+  handles, and how long each request kept one (hold).
 - ``concurrent.futures.ThreadPoolExecutor``: capacity ``max_workers``, in_use busy workers,
-  waiting queued tasks, and the wait histogram of time spent queued. The executor exposes
-  none of these, so registering it wraps that one instance's ``submit`` (undone by
-  ``unregister``); tasks submitted before registration are not seen.
+  waiting queued tasks, the wait histogram of time spent queued and the hold histogram of
+  time spent running. The executor exposes none of these, so registering it wraps that one
+  instance's ``submit`` (undone by ``unregister``); tasks submitted before registration are
+  not seen.
 - SQLAlchemy (the ``sqlalchemy`` extra): an ``Engine``, ``AsyncEngine`` or ``QueuePool``:
   capacity ``pool_size + max_overflow``, in_use checked out (overflow included), idle checked
-  in, plus acquires, connections created, invalidated (discarded), checkout timeouts and the
-  checkout wait histogram. It listens to pool events and wraps the instance's ``_do_get`` (the
-  only place a checkout waits or times out); ``unregister`` removes both.
+  in, plus acquires, connections created, invalidated (discarded), checkout timeouts, the
+  checkout wait histogram and the hold histogram (checkout to checkin). It listens to pool
+  events and wraps the instance's ``_do_get`` (the only place a checkout waits or times out);
+  ``unregister`` removes both.
+
+Every adapter can tell the hold: each sees where a slot is taken and given back.
 
 These read the pools' own attributes (some private: ``max_clients`` has no public getter):
 the tests run every adapter against the real library so that a change there shows up.
@@ -30,7 +36,7 @@ from typing import Any
 from tornado.simple_httpclient import SimpleAsyncHTTPClient
 
 from ..buckets import BucketCounts
-from .pool import DEFAULT_WAIT_BUCKETS
+from .pool import DEFAULT_BUCKETS
 from .snapshot import PoolSnapshot
 
 try:
@@ -56,15 +62,18 @@ def adapt(target: Any) -> Any:
 class _SimpleClient:
     """Besides the gauges, counts requests (acquires) and the requests that timed out while
     queued ("Timeout in request queue", tornadoweb/tornado#2127) by wrapping that instance's
-    ``fetch_impl`` and queue-timeout callback; ``close`` restores both. Both run on the
-    IOLoop's thread only, so plain ints suffice."""
+    ``fetch_impl`` and queue-timeout callback, and times how long each request holds its slot
+    by wrapping ``_handle_request`` (it receives the callback that frees the slot); ``close``
+    restores all three. They run on the IOLoop's thread only, so no lock is needed."""
 
     def __init__(self, client: SimpleAsyncHTTPClient) -> None:
         if "_on_timeout" in vars(client):
             raise ValueError(f"{client!r} is already registered (its queue timeout is wrapped)")
         self._client = client
         self.requests = self.timeouts = 0
+        self.hold = BucketCounts(DEFAULT_BUCKETS)
         fetch_impl, on_timeout = client.fetch_impl, client._on_timeout
+        handle_request = client._handle_request
 
         def counted_fetch_impl(request: Any, callback: Any) -> None:
             self.requests += 1
@@ -74,13 +83,23 @@ class _SimpleClient:
             self.timeouts += 1
             on_timeout(key, info)
 
+        def timed_handle_request(request: Any, release: Callable[[], None], done: Any) -> None:
+            taken = time.monotonic()
+
+            def timed_release() -> None:
+                self.hold.observe(time.monotonic() - taken)
+                release()
+
+            handle_request(request, timed_release, done)
+
         client.fetch_impl = counted_fetch_impl  # type: ignore[method-assign]
         client._on_timeout = counted_on_timeout  # type: ignore[method-assign]
+        client._handle_request = timed_handle_request  # type: ignore[method-assign]
 
     def close(self) -> None:
         """Restore the client's own methods."""
-        vars(self._client).pop("fetch_impl", None)
-        vars(self._client).pop("_on_timeout", None)
+        for name in ("fetch_impl", "_on_timeout", "_handle_request"):
+            vars(self._client).pop(name, None)
 
     def pool_snapshot(self) -> PoolSnapshot:
         client = self._client
@@ -92,18 +111,42 @@ class _SimpleClient:
             waiting=len(client.queue),
             acquires=self.requests,
             timeouts=self.timeouts,
+            hold=self.hold,
         )
 
 
 class _CurlClient:
+    """Reads the client's handle lists; times how long each request holds a handle by
+    wrapping that instance's ``_finish``, which gives the handle back (its ``info`` holds the
+    loop time the handle was taken); ``close`` restores it. IOLoop thread only: no lock."""
+
     def __init__(self, client: Any) -> None:
+        if "_finish" in vars(client):
+            raise ValueError(f"{client!r} is already registered (its _finish is wrapped)")
         self._client = client
+        self.hold = BucketCounts(DEFAULT_BUCKETS)
+        finish = client._finish
+
+        def timed_finish(curl: Any, *args: Any, **kwargs: Any) -> None:
+            if curl.info is not None:
+                self.hold.observe(client.io_loop.time() - curl.info["curl_start_ioloop_time"])
+            finish(curl, *args, **kwargs)
+
+        client._finish = timed_finish
+
+    def close(self) -> None:
+        """Restore the client's own ``_finish``."""
+        vars(self._client).pop("_finish", None)
 
     def pool_snapshot(self) -> PoolSnapshot:
         client = self._client
         handles, free = len(client._curls), len(client._free_list)
         return PoolSnapshot(
-            capacity=handles, in_use=handles - free, idle=free, waiting=len(client._requests)
+            capacity=handles,
+            in_use=handles - free,
+            idle=free,
+            waiting=len(client._requests),
+            hold=self.hold,
         )
 
 
@@ -117,7 +160,9 @@ class _Counts:
         """Left the queue: a task began running (executor), a checkout got its connection or
         gave up (SQLAlchemy). ``submitted - dequeued`` is who is waiting."""
         self.finished = self.timeouts = 0
-        self.wait = BucketCounts(DEFAULT_WAIT_BUCKETS)
+        self.wait = BucketCounts(DEFAULT_BUCKETS)
+        self.hold = BucketCounts(DEFAULT_BUCKETS)
+        """Time a task ran (executor), a connection was checked out (SQLAlchemy)."""
 
 
 class _Executor:
@@ -132,14 +177,17 @@ class _Executor:
             queued = time.monotonic()
 
             def run() -> Any:
+                started = time.monotonic()
                 with counts.lock:
                     counts.dequeued += 1
-                    counts.wait.observe(time.monotonic() - queued)
+                    counts.wait.observe(started - queued)
                 try:
                     return fn(*args, **kwargs)
                 finally:
+                    held = time.monotonic() - started
                     with counts.lock:
                         counts.finished += 1
+                        counts.hold.observe(held)
 
             with counts.lock:
                 counts.submitted += 1
@@ -171,6 +219,7 @@ class _Executor:
             acquires=dequeued,
             created=threads,
             wait=counts.wait,
+            hold=counts.hold,
         )
 
 
@@ -267,8 +316,11 @@ class _SQLAlchemyPool:
             self._out[id(record)] = time.monotonic()
 
     def _on_checkin(self, dbapi_connection: Any, record: Any) -> None:
+        now = time.monotonic()
         with self._counts.lock:
-            self._out.pop(id(record), None)
+            since = self._out.pop(id(record), None)
+            if since is not None:
+                self._counts.hold.observe(now - since)
 
     def _on_invalidate(self, dbapi_connection: Any, record: Any, exception: Any) -> None:
         with self._counts.lock:
@@ -294,4 +346,5 @@ class _SQLAlchemyPool:
             timeouts=timeouts,
             oldest_checkout_seconds=now - oldest,
             wait=counts.wait,
+            hold=counts.hold,
         )

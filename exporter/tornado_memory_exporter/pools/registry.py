@@ -4,10 +4,11 @@ A target is one of:
 
 - an ``ObjectPool``;
 - a pool the adapters know (``AsyncHTTPClient``, ``ThreadPoolExecutor``, a SQLAlchemy
-  engine or pool: see ``pool_adapters``);
+  engine or pool: see ``adapters``);
 - any *pool-like* object with a ``pool_snapshot()`` method returning a ``PoolSnapshot`` or a
   mapping with at least ``capacity``, ``in_use``, ``idle`` and ``waiting`` (other
-  ``PoolSnapshot`` fields are optional).
+  ``PoolSnapshot`` fields are optional: the exporter cannot time a pool it does not wrap, so
+  ``<ns>_pool_hold_seconds`` is served for one only if it gives ``hold``).
 
 A pool-like object is somebody else's code, so the scrape does not trust it: its
 ``pool_snapshot()`` runs on a short-lived daemon thread and the scrape waits at most
@@ -57,6 +58,10 @@ _COUNTERS = (
     ("discarded", "pool_discarded", "Objects dropped as invalid or broken."),
     ("timeouts", "pool_timeouts", "Acquirers that gave up waiting."),
     ("leaked", "pool_leaked", "Objects garbage-collected while still checked out."),
+)
+_HISTOGRAMS = (
+    ("wait", "pool_acquire_wait_seconds", "Time acquirers waited for an object."),
+    ("hold", "pool_hold_seconds", "How long each checkout was held before it was given back."),
 )
 
 
@@ -195,10 +200,9 @@ class PoolRegistry(Collector):
             (key, CounterMetricFamily(f"{ns}_{metric}", doc, labels=["pool"]))
             for key, metric, doc in _COUNTERS
         )
-        out["wait"] = HistogramMetricFamily(
-            f"{ns}_pool_acquire_wait_seconds",
-            "Time acquirers waited for an object.",
-            labels=["pool"],
+        out.update(
+            (key, HistogramMetricFamily(f"{ns}_{metric}", doc, labels=["pool"]))
+            for key, metric, doc in _HISTOGRAMS
         )
         return out
 
@@ -212,7 +216,7 @@ class PoolRegistry(Collector):
                 value = getattr(snap, key)
                 if value is None:
                     continue
-                if key == "wait":
+                if isinstance(family, HistogramMetricFamily):
                     add_histogram(family, [name], value)
                 else:
                     family.add_metric([name], value)

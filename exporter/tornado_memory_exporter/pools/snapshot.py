@@ -35,10 +35,14 @@ class PoolSnapshot:
     leaked: int | None = None
     oldest_checkout_seconds: float | None = None
     wait: BucketCounts | None = None
+    """How long acquirers waited for an object, in seconds."""
+    hold: BucketCounts | None = None
+    """How long each checkout was held, in seconds, observed when it was given back."""
 
 
 FIELDS = frozenset(f.name for f in fields(PoolSnapshot))
 REQUIRED = ("capacity", "in_use", "idle", "waiting")
+HISTOGRAMS = frozenset({"wait", "hold"})
 
 
 def as_snapshot(name: str, value: Any) -> PoolSnapshot:
@@ -54,7 +58,7 @@ def as_snapshot(name: str, value: Any) -> PoolSnapshot:
         value = PoolSnapshot(**value)
     if not isinstance(value, PoolSnapshot):
         raise ValueError(f"pool {name!r}: pool_snapshot() returned {value!r}, not a PoolSnapshot")
-    for key in FIELDS - {"wait"}:
+    for key in FIELDS - HISTOGRAMS:
         number = getattr(value, key)
         if number is None and key not in REQUIRED:
             continue
@@ -65,8 +69,10 @@ def as_snapshot(name: str, value: Any) -> PoolSnapshot:
             or number < 0
         ):
             raise ValueError(f"pool {name!r}: pool_snapshot() gave {key}={number!r}")
-    if value.wait is not None and not isinstance(value.wait, BucketCounts):
-        raise ValueError(
-            f"pool {name!r}: pool_snapshot() gave wait={value.wait!r}, not BucketCounts"
-        )
+    for key in HISTOGRAMS:
+        histogram = getattr(value, key)
+        if histogram is not None and not isinstance(histogram, BucketCounts):
+            raise ValueError(
+                f"pool {name!r}: pool_snapshot() gave {key}={histogram!r}, not BucketCounts"
+            )
     return value
