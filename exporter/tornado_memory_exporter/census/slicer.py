@@ -145,10 +145,18 @@ class HeapPass:
         self.slicer: Slicer | None = None
         self.started = 0.0
 
-    async def __aenter__(self) -> Self:
+    def enumerate(self) -> None:
+        """Take the enumeration now (``async with`` does it on entry when it was not taken):
+        a caller that lists its own objects by identity calls this from its own frame, so
+        that no further coroutine of the pass is alive at the enumeration."""
         self.started = self._clock()
         self.objects = self._get_objects()
         self.slicer = Slicer(self._budget, clock=self._clock, pause=self._pause, start=self.started)
+
+    async def __aenter__(self) -> Self:
+        if self.slicer is None:
+            self.enumerate()
+        assert self.slicer is not None
         try:
             await self.slicer.pause()  # the loop's turn right after the stall
         except BaseException:
