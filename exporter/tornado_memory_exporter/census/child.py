@@ -337,7 +337,7 @@ def census(
     live = run_sync(count_by_type(reach.reachable, unpaced(), kinds=kinds))
     counts = live.types + Counter(map(type, live_untracked))
     sizes = bytes_by_type(chain(reach.reachable, live_untracked), counts)
-    handler_kinds = type(kinds)(handlers=kinds.handlers)
+    handler_kinds = type(kinds)(handlers=kinds.handlers, websockets=kinds.websockets)
     dead = run_sync(count_by_type(reach.unreachable, unpaced(), kinds=handler_kinds))
     dead_counts = dead.types + Counter(map(type, garbage_untracked))
     dead_sizes = bytes_by_type(chain(reach.unreachable, garbage_untracked), dead_counts)
@@ -345,9 +345,10 @@ def census(
     for (cls, state), n in live.handlers.items():
         key = (type_name(cls), state)
         handler_rows[key] = handler_rows.get(key, 0) + n
-    for (cls, _), n in dead.handlers.items():
-        key = (type_name(cls), UNREACHABLE)
-        handler_rows[key] = handler_rows.get(key, 0) + n
+    for (cls, state), n in dead.handlers.items():
+        name = type_name(cls)
+        handler_rows.setdefault((name, state), 0)  # tells the collector the handler's kind
+        handler_rows[name, UNREACHABLE] = handler_rows.get((name, UNREACHABLE), 0) + n
     timers: dict[str, int] = {}
     for callback, n in live.timers.items():
         name = callback_name(callback)

@@ -60,6 +60,18 @@ _CODE_HOLDERS = {
     types.FrameType: ("frame of", vars(types.FrameType)["f_code"]),
 }
 _FRAME_GLOBALS = vars(types.FrameType)["f_globals"]
+_FRAMES = {
+    types.CoroutineType: vars(types.CoroutineType)["cr_frame"].__get__,
+    types.GeneratorType: vars(types.GeneratorType)["gi_frame"].__get__,
+    types.AsyncGeneratorType: vars(types.AsyncGeneratorType)["ag_frame"].__get__,
+}
+"""A suspended coroutine's frame, whose globals name its module."""
+
+
+def _no_frame(obj: Any) -> None:
+    return None
+
+
 _KINDS = {
     list: "list",
     tuple: "tuple",
@@ -126,9 +138,10 @@ def _function_name(function: Any) -> str:
 
 def _code_holder_name(obj: Any, kind: str, code: Any) -> str:
     qualname = code.co_qualname
+    frame = obj if type(obj) is types.FrameType else _FRAMES.get(type(obj), _no_frame)(obj)
     module = None
-    if type(obj) is types.FrameType:
-        module = _FRAME_GLOBALS.__get__(obj).get("__name__")
+    if type(frame) is types.FrameType:
+        module = _FRAME_GLOBALS.__get__(frame).get("__name__")
     if isinstance(module, str):
         return f"{kind} {module_label(module)}.{qualname}"
     return f"{kind} {qualname}"
