@@ -1,4 +1,5 @@
-"""Command line: ``python -m tornado_memory_exporter demo`` and ``... generate`` (alerts, dashboards)."""
+"""Command line: ``python -m tornado_memory_exporter demo`` and ``... generate`` (alerts and
+dashboards)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ LEAK_NAMES = (  # demo.leaks.make_leaks()
     "cache",
     "pool",
     "cycles",
+    "cycles-per-request",
     "blocking",
     "http",
     "websockets",

@@ -26,6 +26,7 @@ from .leaks import (
     BlockingLeak,
     CacheLeak,
     CycleLeak,
+    GarbageLeak,
     HandlerLeak,
     HTTPLeak,
     Leak,
@@ -44,6 +45,7 @@ LOAD_SCHEDULE: dict[str, float] = {
     "/items": 0.2,
     "/db": 0.2,
     "/session": 0.2,
+    "/render": 0.2,
     "/compute": 1.0,
     "/fanout": 0.5,
 }
@@ -149,6 +151,15 @@ class SessionHandler(DemoHandler):
         self.write({"uncollectable_created": leak.size})
 
 
+class RenderHandler(DemoHandler):
+    """Renders a page; with ``cycles-per-request`` on, leaves itself in a reference cycle."""
+
+    def get(self) -> None:
+        leak: GarbageLeak = self.leak("cycles-per-request")
+        leak.leave_cycle(self)
+        self.write({"cycles_left": leak.size})
+
+
 class ComputeHandler(DemoHandler):
     """A CPU-light endpoint; with the ``blocking`` leak on, it makes a synchronous call."""
 
@@ -241,7 +252,8 @@ class TickerSocket(tornado.websocket.WebSocketHandler):
 
 
 class LeaksHandler(DemoHandler):
-    """``GET /leaks`` lists the scenarios; ``POST /leaks/<name>`` with body ``on``/``off`` switches one."""
+    """``GET /leaks`` lists the scenarios; ``POST /leaks/<name>`` with body ``on``/``off``
+    switches one."""
 
     def get(self, name: str | None = None) -> None:
         if name is None:
@@ -299,6 +311,7 @@ class DemoService:
                 (r"/items", ItemsHandler, kwargs),
                 (r"/db", DbHandler, kwargs),
                 (r"/session", SessionHandler, kwargs),
+                (r"/render", RenderHandler, kwargs),
                 (r"/compute", ComputeHandler, kwargs),
                 (r"/fanout", FanoutHandler, kwargs),
                 (r"/slow", SlowHandler, kwargs),
@@ -346,7 +359,8 @@ class DemoService:
                 client.close()
 
     async def switched(self, leak: Leak) -> None:
-        """Act on a leak just switched: the slow consumer connects to the ticker and stops reading."""
+        """Act on a leak just switched: the slow consumer connects to the ticker and stops
+        reading."""
         if isinstance(leak, SlowConsumerLeak) and leak.on and leak.client is None:
             leak.client = await self._connect_silent_client(f"/ticker?who={leak.name}")
 
@@ -361,7 +375,8 @@ class DemoService:
         await stream.connect((url.hostname, url.port))
         await stream.write(
             (
-                f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
                 f"Sec-WebSocket-Version: 13\r\n{LOAD_HEADER}: 1\r\n\r\n"
             ).encode()
@@ -449,7 +464,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 def describe_leaks(leaks: dict[str, Leak]) -> str:
     """One line per scenario, for the banner the demo prints."""
     return "\n".join(
-        f"  {name:<13} {leak.alert:<28} {leak.what}"
+        f"  {name:<18} {leak.alert:<28} {leak.what}"
         + ("" if leak.unavailable is None else " (unavailable)")
         for name, leak in leaks.items()
     )
