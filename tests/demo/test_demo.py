@@ -39,7 +39,7 @@ class Demo(AppServer):
 
     def __init__(self) -> None:
         self.service = DemoService()
-        # a probe every 50 ms, so that a blocking call delays exactly one probe by most of its length
+        # a probe every 50 ms: a blocking call delays exactly one probe by most of its length
         config = Config(census_interval=0, ioloop_probe_interval=0.05)
         super().__init__(self.service.make_app(), config=config)
 
@@ -174,6 +174,36 @@ def test_cycles_leak_is_uncollectable(demo: Demo) -> None:
     gc.collect()
     assert demo.sample("tornado_gc_garbage_objects") == garbage_before
     assert sum(gen["uncollectable"] for gen in gc.get_stats()) - before == 20  # freed, not re-found
+
+
+RENDER_HANDLER = "tornado_memory_exporter.demo.app.RenderHandler"
+
+
+def test_cycles_per_request_is_garbage_the_collector_frees_not_a_leak(demo: Demo) -> None:
+    # The demo's default census mode (auto) forks here: reachable objects are told from garbage.
+    gc.collect()
+    gc.disable()  # the test holds the garbage for the census (test code, not the library)
+    try:
+        demo.switch("cycles-per-request", "on")
+        demo.hit("/render", 12)
+        handlers = {"handler": RENDER_HANDLER}
+        found = demo.samples()
+        assert found["tornado_census_reachability", frozenset()] == 1
+        alive = {
+            state: found.get(
+                ("tornado_handlers_alive", frozenset({**handlers, "state": state}.items()))
+            )
+            for state in ("active", "finished", "unreachable")
+        }
+        assert alive == {"active": 0, "finished": 0, "unreachable": 12}
+        collected = sum(gen["collected"] for gen in gc.get_stats())
+        gc.collect()
+        assert sum(gen["collected"] for gen in gc.get_stats()) - collected > 12 * 50
+        # Freed: no instance of the class is left, so it has no series at all.
+        assert demo.sample("tornado_handlers_alive", {**handlers, "state": "unreachable"}) is None
+    finally:
+        gc.enable()
+        demo.switch("cycles-per-request", "off")
 
 
 def test_blocking_leak_shows_as_ioloop_lag(demo: Demo) -> None:
