@@ -34,6 +34,7 @@ extension's private buffers), and what ``gc.freeze()`` moved to the permanent ge
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import os
 import re
@@ -268,14 +269,16 @@ class ChildCensus(NamedTuple):
 
 
 def _first_positions(
-    reachable: list[Any], wanted: frozenset[type], sample: Callable[[Any], bool]
+    reachable: list[Any], wanted: frozenset[type], sample: Callable[[Any], bool], start: int = 0
 ) -> dict[type, int]:
-    """Position in ``reachable`` of the first instance of each ``wanted`` type that
-    ``sample`` accepts (the first found is on the shallowest level: a shortest path)."""
+    """Position in ``reachable`` (from ``start`` on) of the first instance of each ``wanted``
+    type that ``sample`` accepts (the first found is on the shallowest level: a shortest
+    path)."""
     first: dict[type, int] = {}
     if not wanted:
         return first
-    for position in compress(count(), map(wanted.__contains__, map(type, reachable))):
+    types = map(type, itertools.islice(reachable, start, None))
+    for position in compress(count(start), map(wanted.__contains__, types)):
         obj = reachable[position]
         cls = type(obj)
         if cls not in first and sample(obj):
@@ -390,13 +393,23 @@ def find_holders(
     Bounded: at most one pass over the reachable heap (``reach.shortest_paths``)."""
     wanted = frozenset(cls for cls in counts if type_name(cls) in names)
     leaking = frozenset(cls for (cls, state), n in handlers.items() if state in LEAK_STATES and n)
-    first = _first_positions(reach.reachable, wanted - leaking, _any)
     websockets = frozenset(cls for (cls, state) in handlers if state in WEBSOCKET_STATES)
-    first.update(
-        _first_positions(
-            reach.reachable, leaking, lambda obj: handler_state(obj, websockets) in LEAK_STATES
+    first: dict[type, int] = {}
+    # Below the roots first: an instance held from outside the heap (a C stack, a C
+    # extension) names nothing; one held by the application's own objects does.
+    below = reach.levels[1] if len(reach.levels) > 1 else len(reach.reachable)
+    for start in (below, 0):
+        first.update(
+            _first_positions(reach.reachable, wanted - leaking - first.keys(), _any, start)
         )
-    )
+        first.update(
+            _first_positions(
+                reach.reachable,
+                leaking - first.keys(),
+                lambda obj: handler_state(obj, websockets) in LEAK_STATES,
+                start,
+            )
+        )
     if not first:
         return {}
     found = list(first.items())

@@ -81,6 +81,9 @@ _KINDS = {
     types.CellType: "closure cell",
 }
 
+_CONTAINER_LINKS = frozenset([*_KINDS.values(), "dict value", "dict key"])
+"""Links that name a container's kind, not the container's own type or code."""
+
 
 def module_dicts(modules: Mapping[str, Any] | None = None) -> dict[int, str]:
     """``id(module.__dict__)`` -> module name, for the modules imported now."""
@@ -223,7 +226,11 @@ class Namer:
         links = self.links(path)
         start = max((i for i, (_, anchor) in enumerate(links) if anchor), default=None)
         if start is None:
-            words = [f"root: {type_name(type(path[0]))}"] + [text for text, _ in links]
+            words = [text for text, _ in links]
+            if words and words[0] not in _CONTAINER_LINKS:
+                words[0] = f"root: {words[0]}"  # the link names the root (its code, its class)
+            else:
+                words.insert(0, f"root: {type_name(type(path[0]))}")
         else:
             words = [text for text, _ in links[start:]]
         return shorten(words)
