@@ -66,9 +66,16 @@ def test_growing_type_is_listed_and_its_chain_ends_at_the_module_global(leaky, m
             "growth": 200,
             "last_growth": None,
             "counts": [None, 200],
+            "holder": None,  # looked for by the census after the one that saw the growth
         }
         assert summary["types"][0]["growth"] >= 200  # among the fastest growing, on top
         assert len(summary["censuses"]) == 2
+        _, summary = api(server, "POST", "/census", {})
+        (row,) = [r for r in summary["types"] if r["type"] == "leaky_app.LeakedRecord"]
+        # The forked census names the holder, with the words of <ns>_object_holder_info.
+        assert row["holder"] == (
+            "leaky_app.LEAKED (module global) > list" if mode == "fork" else None
+        )
 
         result = walk(server, "leaky_app.LeakedRecord")
         assert result["count"] == 200 and len(result["chains"]) == 3
@@ -359,6 +366,7 @@ def test_summary_shows_watched_objects_and_pools(leaky) -> None:
             "handler": "tornado_memory_exporter.explorer.api.CensusHandler",
             "state": "active",
             "count": 1,
+            "holder": None,
         } in summary["handlers"]
         lease.release()
 
