@@ -97,10 +97,11 @@ def partition(objects: Sequence[Any], own: Iterable[Any] = ()) -> Reach:
     is_tracked = gc.is_tracked
     for start in range(0, len(objects), CHUNK):
         held_inside.update(keys(filter(is_tracked, get_referents(*objects[start : start + CHUNK]))))
-    outside = map(sub, counts, map(held_inside.get, keys(objects), repeat(0)))
+    object_keys = list(keys(objects))  # computed once: three passes use them
+    outside = map(sub, counts, map(held_inside.get, object_keys, repeat(0)))
     rooted = list(compress(objects, map(offset.__lt__, outside)))
     del counts, held_inside, outside
-    unseen = set(keys(objects))
+    unseen = set(object_keys)
     own_by_key = dict(zip(keys(own), own, strict=True))  # once each, however often listed
     own_start = [own_by_key[key] for key in unseen.intersection(own_by_key)]
     unseen.difference_update(own_by_key)
@@ -112,7 +113,7 @@ def partition(objects: Sequence[Any], own: Iterable[Any] = ()) -> Reach:
     _mark(list(roots), unseen, reachable, levels)
     ours = own_start
     _mark(list(own_start), unseen, ours, None)
-    unreachable = list(compress(objects, map(unseen.__contains__, keys(objects))))
+    unreachable = list(compress(objects, map(unseen.__contains__, object_keys)))
     return Reach(reachable, levels, unreachable, ours)
 
 
