@@ -122,12 +122,9 @@ class HeapPass:
     taken on entry (the one stall that cannot be sliced), followed at once by a yield; on exit
     the list is emptied in slices, whether the work finished, failed or was cancelled.
 
-    The pass itself is alive at the enumeration, so ``objects`` holds it: :attr:`OWN` counts
-    what a census must take out of its figures for it.
+    The pass itself is alive at the enumeration, so ``objects`` holds it: a census takes it
+    out by identity (``HeapCensus._own_objects``).
     """
-
-    OWN = 1
-    """Objects of type :class:`HeapPass` in ``objects`` that are the pass itself."""
 
     def __init__(
         self,
