@@ -320,6 +320,7 @@ def named_timer() -> None:
 
 @pytest.mark.parametrize("mode", ["fork", "inloop"])
 def test_500_scheduled_timers_of_one_function_read_500_under_its_name(mode: str) -> None:
+    # Plus one PeriodicCallback of the same function; ten cancelled timers are not counted.
     with AppServer(config=Config(census_interval=0, census_mode=mode)) as server:
 
         async def schedule() -> list[object]:
@@ -327,16 +328,20 @@ def test_500_scheduled_timers_of_one_function_read_500_under_its_name(mode: str)
             handles = [io_loop.call_later(3600, named_timer) for _ in range(510)]
             for handle in handles[500:]:
                 io_loop.remove_timeout(handle)  # cancelled: not counted
-            return handles
+            periodic = tornado.ioloop.PeriodicCallback(named_timer, 3_600_000)
+            periodic.start()  # one more timer, named by the callback it runs
+            return [*handles, periodic]
 
         handles = server.call(schedule)
         server.call(server.exporter.census_now)
         text = server.scrape()
 
         async def cancel() -> None:
-            for handle in handles:
+            *timeouts, periodic = handles
+            periodic.stop()
+            for handle in timeouts:
                 tornado.ioloop.IOLoop.current().remove_timeout(handle)
 
         server.call(cancel)
     timers = by_label(text, "tornado_ioloop_timers", "callback")
-    assert timers[f"{__name__}.named_timer"] == 500
+    assert timers[f"{__name__}.named_timer"] == 500 + 1

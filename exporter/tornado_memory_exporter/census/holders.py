@@ -15,8 +15,9 @@ link by *code*, never by content:
 
 Links are joined with `` > `` from the last *anchor* (a module global or a class attribute:
 the name to grep for) down to the held object's holder; how the module or class itself is
-reached (``sys.modules``...) is left out. A path without an anchor starts at its root's type
-(``root: asyncio.unix_events._UnixSelectorEventLoop``: held from a thread's stack or C state).
+reached (``sys.modules``...) is left out. A path without an anchor starts at its root, held
+from a thread's stack or C state: ``root: `` and its first link (``root: suspended coroutine
+app.main``, ``root: list``).
 Labels longer than ``MAX_HOLDER_LENGTH`` keep their first link and as many of the last as fit.
 
 Only identifiers appear: the keys read are those of module, class and instance namespaces, and
@@ -80,9 +81,6 @@ _KINDS = {
     deque: "deque",
     types.CellType: "closure cell",
 }
-
-_CONTAINER_LINKS = frozenset([*_KINDS.values(), "dict value", "dict key"])
-"""Links that name a container's kind, not the container's own type or code."""
 
 
 def module_dicts(modules: Mapping[str, Any] | None = None) -> dict[int, str]:
@@ -226,11 +224,9 @@ class Namer:
         links = self.links(path)
         start = max((i for i, (_, anchor) in enumerate(links) if anchor), default=None)
         if start is None:
-            words = [text for text, _ in links]
-            if words and words[0] not in _CONTAINER_LINKS:
-                words[0] = f"root: {words[0]}"  # the link names the root (its code, its class)
-            else:
-                words.insert(0, f"root: {type_name(type(path[0]))}")
+            # The first link says what the root is (its code, class or container kind).
+            words = [text for text, _ in links] or [type_name(type(path[0]))]
+            words[0] = f"root: {words[0]}"
         else:
             words = [text for text, _ in links[start:]]
         return shorten(words)
