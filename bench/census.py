@@ -153,7 +153,9 @@ def _census_factory(mode: str = "inloop") -> Callable[[], object]:
     from tornado_memory_exporter.census.fork import Forker
     from tornado_memory_exporter.census.heap import HeapCensus
     from tornado_memory_exporter.census.selection import TypeSelector
+    from tornado_memory_exporter.census.slicer import SLICE_BUDGET
     from tornado_memory_exporter.config import Config
+    from tornado_memory_exporter.exporter import GROWTH_N, HOLD_SECONDS
     from tornado_memory_exporter.faults import Faults
 
     config = Config()
@@ -169,15 +171,37 @@ def _census_factory(mode: str = "inloop") -> Callable[[], object]:
         )
     census = HeapCensus(
         loop=asyncio.get_running_loop(),
-        selector=TypeSelector(
-            top_n=config.census_top_n, growth_n=config.census_growth_n, hold=config.census_hold
-        ),
+        selector=TypeSelector(top_n=config.census_top_n, growth_n=GROWTH_N, hold=HOLD_SECONDS),
         faults=Faults(),
         interval=0,
-        slice_budget=config.census_slice_budget,
+        slice_budget=SLICE_BUDGET,
         forker=forker,
     )
     return census.run_now
+
+
+def _plain_child() -> Callable[[], object]:
+    """Today's child before reachability (``reachability=False``: every object counted as
+    live), the same fork and the same answer otherwise: the peer of the forked census."""
+    from tornado_memory_exporter.census import child
+    from tornado_memory_exporter.census.fork import Forker
+    from tornado_memory_exporter.census.heap import Kinds, count_by_type
+
+    loop = asyncio.get_running_loop()
+    forker = Forker(
+        loop=loop, mode="fork", deadline=600, headroom=0, available=lambda: 0, rss=lambda: 0
+    )
+
+    async def run() -> object:
+        kinds = Kinds.alive(loop)
+
+        def work() -> tuple[object, ...]:
+            return tuple(child.census(count_by_type=count_by_type, kinds=kinds, reachability=False))
+
+        value, _ = await forker.run(work)
+        return child.ChildCensus.from_wire(value)
+
+    return run
 
 
 async def child_core(size: int, rounds: int) -> dict:
@@ -190,9 +214,16 @@ async def child_core(size: int, rounds: int) -> dict:
     async def fork_census() -> None:
         forked_snapshots.append(await forked())
 
+    plain_answers = []
+    plain = _plain_child()
+
+    async def fork_plain() -> None:
+        plain_answers.append(await plain())
+
     subjects = {
         "census": census,
         "fork": fork_census,
+        "fork_plain": fork_plain,
         "gc.get_objects": gc.get_objects,
         "Counter": lambda: Counter(map(type, gc.get_objects())),
     }
@@ -224,6 +255,14 @@ async def child_core(size: int, rounds: int) -> dict:
         parent_rss=rss,
         counted=forked_snapshots[-1].scanned,
         untracked=forked_snapshots[-1].untracked,
+    )
+    result["fork_plain"].update(
+        child_seconds=median([answer.seconds for answer in plain_answers]),
+        child_private=median([answer.private_bytes for answer in plain_answers]),
+    )
+    result["fork"].update(
+        unreachable=sum((forked_snapshots[-1].unreachable or {}).values()),
+        reachability=forked_snapshots[-1].reachability,
     )
     result["census"].update(
         transient=peak - before,
@@ -303,11 +342,11 @@ def _run_child(args: list[str], cap: float) -> dict | None:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def bench_size(size: int, *, rounds: int, cap: float) -> dict:
+def bench_size(size: int, *, rounds: int, cap: float, peers: tuple[str, ...] = PEERS) -> dict:
     core = _run_child(["core", str(size), str(rounds)], cap=max(cap, 600))
     assert core is not None
     subjects = dict(core["subjects"])
-    for peer in PEERS:
+    for peer in peers:
         result = _run_child(["peer", str(size), peer, str(cap)], cap=cap + 60)
         subjects[peer] = result["subjects"][peer] if result is not None else None
     return {"size": size, "tracked": core["tracked"], "subjects": subjects}
@@ -323,6 +362,7 @@ def report(result: dict) -> list[str]:
     names = {
         "census": "ours: census (5 ms slices)",
         "fork": "ours: census (fork)",
+        "fork_plain": "ours: fork, no reachability",
         "gc.get_objects": "bare gc.get_objects()",
         "Counter": "bare Counter(map(type, ...))",
         "objgraph.typestats": "objgraph.typestats()",
@@ -342,13 +382,28 @@ def report(result: dict) -> list[str]:
         )
     fork = subjects["fork"]
     lines.append(
-        f"  fork: child wall {fmt_seconds(fork['child_seconds'])}, counted {fork['counted']:,} objects "
-        f"({fork['untracked']:,} untracked), child private memory {fork['child_private'] / MIB:.0f} MiB "
-        f"= {fork['child_private'] / fork['parent_rss']:.2f} x parent RSS ({fork['parent_rss'] / MIB:.0f} MiB)"
+        f"  fork: child wall {fmt_seconds(fork['child_seconds'])}, counted "
+        f"{fork['counted']:,} objects ({fork['untracked']:,} untracked), child private memory "
+        f"{fork['child_private'] / MIB:.0f} MiB = {fork['child_private'] / fork['parent_rss']:.2f}"
+        f" x parent RSS ({fork['parent_rss'] / MIB:.0f} MiB)"
     )
+    plain = subjects.get("fork_plain")
+    if plain is not None:
+        lines.append(
+            f"  reachability: child wall {fmt_seconds(fork['child_seconds'])} vs "
+            f"{fmt_seconds(plain['child_seconds'])} without "
+            f"({fork['child_seconds'] / plain['child_seconds']:.2f}x), child private memory "
+            f"{fork['child_private'] / MIB:.0f} vs {plain['child_private'] / MIB:.0f} MiB "
+            f"({fork['child_private'] / plain['child_private']:.2f}x; "
+            f"{plain['child_private'] / fork['parent_rss']:.2f} -> "
+            f"{fork['child_private'] / fork['parent_rss']:.2f} x parent RSS), fork stall "
+            f"{fmt_seconds(fork['stall'])} vs {fmt_seconds(plain['stall'])}, "
+            f"{fork['unreachable']:,} unreachable"
+        )
     lines.append(
-        f"  census memory: transient {ours['transient'] / MIB:.1f} MiB, retained after first census "
-        f"{ours['retained'] / 1024:.0f} KiB (published snapshot {ours['snapshot'] / 1024:.0f} KiB), "
+        f"  census memory: transient {ours['transient'] / MIB:.1f} MiB, retained after first "
+        f"census {ours['retained'] / 1024:.0f} KiB (published snapshot "
+        f"{ours['snapshot'] / 1024:.0f} KiB), "
         f"a second census adds {ours['second'] / 1024:.0f} KiB"
     )
     return lines
@@ -382,6 +437,15 @@ def targets(result: dict) -> list[str]:
             0.2,
         )
     )
+    if s.get("fork_plain") is not None:
+        plain = s["fork_plain"]
+        lines.append(
+            check(
+                "reachability child wall / without",
+                fork["child_seconds"] / plain["child_seconds"],
+                2.0,
+            )
+        )
     if s.get("guppy3.heap") is not None:
         lines.append(
             check(
@@ -485,7 +549,7 @@ def bench_wrk(
             "bench.census:wrk_app", census=True, size=size, mode=mode, interval=interval
         ) as censused,
     ):
-        servers = dict(zip(variants, (plain, control, censused), strict=False))
+        servers = dict(zip(variants, (plain, control, censused), strict=True))
         for i in range(rounds):
             for variant in variants[i % 3 :] + variants[: i % 3]:
                 histogram, count = _wrk_round(
@@ -555,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds", type=int, default=5, help="interleaved rounds of ours vs the floors"
     )
     parser.add_argument("--cap", type=float, default=120.0, help="seconds per peer before '> cap'")
+    parser.add_argument(
+        "--peers", nargs="*", choices=PEERS, default=list(PEERS), help="peers to run (none: ours)"
+    )
     parser.add_argument("--wrk-seconds", type=int, default=90, help="per app; 0 skips the wrk part")
     parser.add_argument("--wrk-round", type=int, default=30, help="seconds of one wrk round")
     parser.add_argument("--wrk-size", type=int, default=1_000_000)
@@ -572,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asyncio.run(coro)))
         return 0
     for size in args.sizes:
-        result = bench_size(size, rounds=args.rounds, cap=args.cap)
+        result = bench_size(size, rounds=args.rounds, cap=args.cap, peers=tuple(args.peers))
         print("\n".join(report(result) + targets(result)), flush=True)
         print(json.dumps(result), file=sys.stderr, flush=True)
     if args.wrk_seconds:

@@ -13,6 +13,7 @@ LEAK_NAMES = (  # demo.leaks.make_leaks()
     "cache",
     "pool",
     "cycles",
+    "cycles-per-request",
     "blocking",
     "http",
     "websockets",

@@ -16,7 +16,7 @@ from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
 from . import validate
 from .buckets import GC_PAUSE_BUCKETS, LOOP_LAG_BUCKETS
-from .census.fork import Forker
+from .census.fork import FORK_HEADROOM, Forker
 from .census.heap import HeapCensus
 from .census.selection import TypeSelector
 from .census.slicer import SLICE_BUDGET
@@ -56,9 +56,6 @@ HOLD_SECONDS = 600.0
 # A forked census still running after this long is killed and counted as reason="deadline"
 # (a 3M-object heap takes ~6 s in the child here; 120 s means a stuck child, not a slow one).
 FORK_DEADLINE = 120.0
-# Fork only when the memory left is at least this many times RSS: the child's private memory
-# peaked at 0.61-0.82 x the parent's RSS (bench/census.py and real apps).
-FORK_HEADROOM = 1.0
 
 # One exporter per registry: a second would publish every series twice.
 _installed: weakref.WeakKeyDictionary[Collector, Exporter] = weakref.WeakKeyDictionary()

@@ -26,7 +26,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
-    from collections import Counter
     from bench.census import build_heap
     from tornado_memory_exporter.census import child
     from tornado_memory_exporter.census.fork import Forker
@@ -37,19 +36,24 @@ SCRIPT = textwrap.dedent(
     async def ours():
         forker = Forker(loop=asyncio.get_running_loop(), mode="fork", deadline=120, headroom=0,
                         available=lambda: 0, rss=lambda: 0)
-        work = lambda: child.census(count_by_type=count_by_type, kinds=Kinds(),
-                                    ours=Counter())
+        work = lambda: tuple(child.census(count_by_type=count_by_type, kinds=Kinds()))
         answer, _ = await forker.run(work)
-        return answer["types"]
+        answer = child.ChildCensus.from_wire(answer)
+        types = dict(answer.types)
+        for name, (n, size) in answer.garbage.items():  # guppy counts garbage as live
+            count, total = types.get(name, (0, 0))
+            types[name] = (count + n, total + size)
+        return types
 
     types = asyncio.run(ours())
     from guppy import hpy
     heap = hpy().heap()
-    by_type = heap.bytype
-    theirs = {str(by_type[i].kind): (by_type[i].count, by_type[i].size) for i in range(min(10, len(by_type)))}
+    rows = heap.bytype
+    theirs = {str(rows[i].kind): (rows[i].count, rows[i].size) for i in range(min(10, len(rows)))}
+    top = [n for n, _ in sorted(types.items(), key=lambda kv: -kv[1][1])[:10]]
     print(json.dumps({
-        "ours": {"count": sum(c for c, _ in types.values()), "bytes": sum(b for _, b in types.values()),
-                 "top": [n for n, _ in sorted(types.items(), key=lambda kv: -kv[1][1])[:10]]},
+        "ours": {"count": sum(c for c, _ in types.values()),
+                 "bytes": sum(b for _, b in types.values()), "top": top},
         "theirs": {"count": heap.count, "bytes": heap.size,
                    "top": sorted(theirs, key=lambda k: -theirs[k][1])},
     }))

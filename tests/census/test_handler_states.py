@@ -17,7 +17,11 @@ import tornado.websocket
 from appserver import AppServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from tornado_memory_exporter.census.handler_states import handler_classes, handler_state
+from tornado_memory_exporter.census.handler_states import (
+    UNREACHABLE,
+    handler_classes,
+    handler_state,
+)
 
 KEPT: list[tornado.web.RequestHandler] = []
 
@@ -90,7 +94,7 @@ def test_finished_handlers_kept_alive_and_active_ones_are_counted_by_class_and_s
     # The metrics handler serving the scrape is not alive at census time, the slow one is gone
     # (other modules' handlers may be alive in this process: only ours are checked).
     ours = {key: value for key, value in after.items() if key[0].startswith(f"{__name__}.")}
-    assert ours == {(kept, "finished"): 3, (kept, "active"): 0}
+    assert ours == {(kept, "finished"): 3, (kept, "active"): 0, (kept, UNREACHABLE): 0}
     KEPT.clear()
 
 
@@ -197,7 +201,11 @@ def connect(
 def test_open_websockets_are_open_and_closed_ones_kept_alive_are_closed(chat: AppServer) -> None:
     chat_name = f"{__name__}.ChatSocket"
     clients = connect(chat, "/chat", 10)
-    assert socket_states(chat, ChatSocket) == {(chat_name, "open"): 10, (chat_name, "closed"): 0}
+    assert socket_states(chat, ChatSocket) == {
+        (chat_name, "open"): 10,
+        (chat_name, "closed"): 0,
+        (chat_name, UNREACHABLE): 0,
+    }
 
     async def close_six() -> None:
         for client in clients[:6]:
@@ -212,7 +220,11 @@ def test_open_websockets_are_open_and_closed_ones_kept_alive_are_closed(chat: Ap
             assert await client.read_message() == "ping"
 
     chat.call(close_six)
-    assert socket_states(chat, ChatSocket) == {(chat_name, "open"): 4, (chat_name, "closed"): 6}
+    assert socket_states(chat, ChatSocket) == {
+        (chat_name, "open"): 4,
+        (chat_name, "closed"): 6,
+        (chat_name, UNREACHABLE): 0,
+    }
 
     async def close_rest() -> None:
         for client in clients[6:]:
@@ -221,7 +233,11 @@ def test_open_websockets_are_open_and_closed_ones_kept_alive_are_closed(chat: Ap
             await asyncio.sleep(0.01)
 
     chat.call(close_rest)
-    assert socket_states(chat, ChatSocket) == {(chat_name, "open"): 0, (chat_name, "closed"): 10}
+    assert socket_states(chat, ChatSocket) == {
+        (chat_name, "open"): 0,
+        (chat_name, "closed"): 10,
+        (chat_name, UNREACHABLE): 0,
+    }
     ROOM.clear()
     gc.collect()  # the test (never the library) frees the handlers' cycles
     assert socket_states(chat, ChatSocket) == {}  # no live instance: the class drops out
@@ -235,7 +251,11 @@ def test_a_server_side_close_counts_as_closed_at_once(chat: AppServer) -> None:
         next(iter(ROOM)).close()  # the closing handshake has only started
 
     chat.call(close_one)
-    assert socket_states(chat, ChatSocket) == {(name, "open"): 2, (name, "closed"): 1}
+    assert socket_states(chat, ChatSocket) == {
+        (name, "open"): 2,
+        (name, "closed"): 1,
+        (name, UNREACHABLE): 0,
+    }
 
 
 def test_refused_and_pending_upgrades(chat: AppServer) -> None:
@@ -274,6 +294,8 @@ def test_refused_and_pending_upgrades(chat: AppServer) -> None:
         (refused, "closed"): 1,
         (pending, "open"): 1,
         (pending, "closed"): 0,
+        (refused, UNREACHABLE): 0,
+        (pending, UNREACHABLE): 0,
     }
 
     async def release() -> None:
@@ -300,7 +322,7 @@ def test_the_census_runs_no_code_of_the_handler_class(chat: AppServer) -> None:
     finally:
         recorded = LOOKUPS[1:]
         LOOKUPS.clear()
-    assert states == {(name, "open"): 1, (name, "closed"): 1}
+    assert states == {(name, "open"): 1, (name, "closed"): 1, (name, UNREACHABLE): 0}
     assert recorded == []
 
 

@@ -177,6 +177,36 @@ def test_cycles_leak_is_uncollectable(demo: Demo) -> None:
     assert sum(gen["uncollectable"] for gen in gc.get_stats()) - before == 20  # freed, not re-found
 
 
+RENDER_HANDLER = "tornado_memory_exporter.demo.app.RenderHandler"
+
+
+def test_cycles_per_request_is_garbage_the_collector_frees_not_a_leak(demo: Demo) -> None:
+    # The demo's default census mode (auto) forks here: reachable objects are told from garbage.
+    gc.collect()
+    gc.disable()  # the test holds the garbage for the census (test code, not the library)
+    try:
+        demo.switch("cycles-per-request", "on")
+        demo.hit("/render", 12)
+        handlers = {"handler": RENDER_HANDLER}
+        found = demo.samples()
+        assert found["tornado_census_reachability", frozenset()] == 1
+        alive = {
+            state: found.get(
+                ("tornado_handlers_alive", frozenset({**handlers, "state": state}.items()))
+            )
+            for state in ("active", "finished", "unreachable")
+        }
+        assert alive == {"active": 0, "finished": 0, "unreachable": 12}
+        collected = sum(gen["collected"] for gen in gc.get_stats())
+        gc.collect()
+        assert sum(gen["collected"] for gen in gc.get_stats()) - collected > 12 * 50
+        # Freed: no instance of the class is left, so it has no series at all.
+        assert demo.sample("tornado_handlers_alive", {**handlers, "state": "unreachable"}) is None
+    finally:
+        gc.enable()
+        demo.switch("cycles-per-request", "off")
+
+
 def test_blocking_leak_shows_as_ioloop_lag(demo: Demo) -> None:
     # With a probe every 50 ms, one 600 ms blocking call makes exactly one probe run more than
     # 0.5 s late; a machine too busy to run the loop for half a second is not normal noise.

@@ -243,6 +243,7 @@ def snapshot(objects: dict[str, int], at: float) -> CensusSnapshot:
     return CensusSnapshot(
         objects=objects,
         handlers={("app.H", "finished"): 2},
+        holders={"app.Leak": "app.LEAKS (module global) > list", "app.H": "app.KEPT > list"},
         tracked=total,
         scanned=total,
         distinct_types=len(objects),
@@ -262,12 +263,28 @@ def test_history_keeps_a_bounded_ring_and_ranks_types_by_growth() -> None:
     assert len(history) == 3
     rows = history.types({"dict": 100, "other": 10})
     assert rows == [
-        {"type": "app.Leak", "count": 30, "growth": 30, "last_growth": 15, "counts": [5, 15, 30]},
-        {"type": "dict", "count": 95, "growth": -5, "last_growth": 5, "counts": [100, 90, 95]},
+        {
+            "type": "app.Leak",
+            "count": 30,
+            "growth": 30,
+            "last_growth": 15,
+            "counts": [5, 15, 30],
+            "holder": "app.LEAKS (module global) > list",
+        },
+        {
+            "type": "dict",
+            "count": 95,
+            "growth": -5,
+            "last_growth": 5,
+            "counts": [100, 90, 95],
+            "holder": None,
+        },
     ]
     assert history.counts("app.Leak") == [5, 15, 30]
     assert [c["finished_at"] for c in history.censuses()] == [2.0, 3.0, 4.0]
-    assert history.handlers() == [{"handler": "app.H", "state": "finished", "count": 2}]
+    assert history.handlers() == [
+        {"handler": "app.H", "state": "finished", "count": 2, "holder": "app.KEPT > list"}
+    ]
 
 
 def test_bench_explorer_runs_on_a_tiny_heap_and_finds_the_leak() -> None:

@@ -11,9 +11,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from realbin import require_binary
 
-from tornado_memory_exporter import Config, ObjectPool, PoolSnapshot
+from tornado_memory_exporter import Config, ObjectPool
 from tornado_memory_exporter.buckets import BucketCounts
 from tornado_memory_exporter.faults import Faults, FaultsCollector, GuardedCollector
+from tornado_memory_exporter.pools import PoolSnapshot
 from tornado_memory_exporter.pools.registry import PoolRegistry
 
 
@@ -226,18 +227,11 @@ def test_a_hanging_pool_like_is_abandoned_at_the_deadline_and_not_called_again(p
     assert sample(registry, "pool_capacity", "stuck") == 3
 
 
-def test_config_validates_the_pool_options():
-    with pytest.raises(ValueError, match="pool_limit=0 must be an integer from 1 to 1000"):
-        Config(pool_limit=0)
-    with pytest.raises(ValueError, match="pool_snapshot_timeout=0 must be a finite number > 0"):
-        Config(pool_snapshot_timeout=0)
-
-
 @pytest.mark.integration
 def test_installed_exporter_serves_pools_and_passes_promtool(tmp_path):
     from appserver import AppServer
 
-    with AppServer(config=Config(census_interval=0, pool_limit=2)) as server:
+    with AppServer(config=Config(census_interval=0)) as server:
         pool = server.exporter.pools.register("objects", ObjectPool(Obj, 2, name="objects"))
         held = pool.get_sync()
         text = server.scrape()

@@ -21,8 +21,10 @@ Isolation (``isolate``), before any work:
 * ``nice`` 19: on a busy machine the application's threads keep the CPU (the deadline bounds
   how long a starved census may take).
 
-What it counts (``census``): every gc-tracked object (``gc.get_objects()``) plus every
-untracked object reachable from them (``str``, ``bytes``, ``int``, ``float``, tuples and dicts
+What it counts (``census``): every gc-tracked object (``gc.get_objects()``), partitioned into
+reachable, unreachable (cyclic garbage waiting for the collector) and the census's own
+(``reach.py``: the collector's own test, without collecting), plus every untracked object
+reachable from them (``str``, ``bytes``, ``int``, ``float``, tuples and dicts
 of atoms...: ``gc.get_referents`` breadth-first from the tracked objects, through untracked
 containers, each object once by ``id``), and the shallow bytes of each (``sys.getsizeof``).
 Not seen: objects referenced only from C state that no tracked object reaches (a C
@@ -32,6 +34,7 @@ extension's private buffers), and what ``gc.freeze()`` moved to the permanent ge
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import os
 import re
@@ -40,13 +43,21 @@ import sys
 import time
 import types
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
-from itertools import filterfalse
-from typing import Any, NoReturn
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from itertools import chain, compress, count, filterfalse
+from operator import not_
+from typing import Any, NamedTuple, NoReturn
 
 from . import wire
+from .handler_states import CLOSED, FINISHED, UNREACHABLE, WEBSOCKET_STATES, handler_state
+from .holders import Namer
+from .reach import Reach, keys, partition, shortest_paths
 from .slicer import Slicer
+from .timers import callback_name
 from .typenames import type_name
+
+LEAK_STATES = (FINISHED, CLOSED)
+"""Handler states whose reachable instances are a leak: their holder is looked for."""
 
 OOM_SCORE_ADJ = b"/proc/self/oom_score_adj"
 PR_SET_PDEATHSIG = 1
@@ -155,12 +166,12 @@ def unpaced() -> Slicer:
 
 
 # ------------------------------------------------------------------------------- the census
-def reachable_untracked(tracked: list[Any]) -> list[Any]:
+def reachable_untracked(tracked: list[Any], seen: set[int] | None = None) -> list[Any]:
     """Every object not tracked by gc that ``tracked`` reaches, directly or through other
-    untracked containers, once each."""
+    untracked containers, once each; ``seen`` (ids) are skipped, and what is found is added."""
     is_tracked = gc.is_tracked
     get_referents = gc.get_referents
-    seen: set[int] = set()
+    seen = set() if seen is None else seen
     add = seen.add
     found: list[Any] = []
     frontier = tracked
@@ -222,56 +233,197 @@ def bytes_by_type(objects: Iterable[Any], distinct: Iterable[type]) -> dict[type
     return totals
 
 
+class ChildCensus(NamedTuple):
+    """The child's answer, read by the parent by attribute (on the wire: a plain tuple of
+    these fields in this order, ``wire.VERSION`` 2)."""
+
+    types: dict[str, tuple[int, int]]
+    """Reachable objects (all of them without ``reachability``): name -> (count, bytes)."""
+    garbage: dict[str, tuple[int, int]]
+    """Unreachable objects (cyclic garbage and what only it holds): name -> (count, bytes)."""
+    handlers: list[tuple[str, str, int]]
+    """``(handler class, state, n)``; unreachable handlers have the state ``unreachable``."""
+    streams: tuple[int, int, int, int]
+    """``StreamTally`` fields of the reachable open streams."""
+    timers: dict[str, int]
+    """Scheduled timers on the census's loop by callback name."""
+    holders: dict[str, str]
+    """Type name -> holder label (``holders.Namer``) for the types asked about."""
+    tracked: int
+    untracked: int
+    distinct: int
+    own: int
+    """Tracked objects taken out as the census's own (the untracked ones only they hold are
+    not counted anywhere)."""
+    reachability: bool
+    pymalloc: dict[str, int] | None
+    private_bytes: int | None
+    seconds: float
+
+    @classmethod
+    def from_wire(cls, value: Any) -> ChildCensus:
+        """The answer from its wire form; ``ValueError`` for anything of another shape."""
+        if type(value) is not tuple or len(value) != len(cls._fields):
+            raise ValueError(f"census answer of an unknown shape ({type(value).__name__})")
+        return cls(*value)
+
+
+def _first_positions(
+    reachable: list[Any], wanted: frozenset[type], sample: Callable[[Any], bool], start: int = 0
+) -> dict[type, int]:
+    """Position in ``reachable`` (from ``start`` on) of the first instance of each ``wanted``
+    type that ``sample`` accepts (the first found is on the shallowest level: a shortest
+    path)."""
+    first: dict[type, int] = {}
+    if not wanted:
+        return first
+    types = map(type, itertools.islice(reachable, start, None))
+    for position in compress(count(start), map(wanted.__contains__, types)):
+        obj = reachable[position]
+        cls = type(obj)
+        if cls not in first and sample(obj):
+            first[cls] = position
+            if len(first) == len(wanted):
+                break
+    return first
+
+
+def _named(counts: Counter[type], sizes: dict[type, int]) -> dict[str, tuple[int, int]]:
+    rows: dict[str, list[int]] = {}
+    for cls, n in counts.items():
+        if n <= 0:
+            continue
+        row = rows.setdefault(type_name(cls), [0, 0])
+        row[0] += n
+        row[1] += sizes.get(cls, 0)
+    return {name: (n, size) for name, (n, size) in rows.items()}
+
+
 def census(
     *,
     count_by_type: Callable[..., Coroutine[Any, Any, Any]],
     kinds: Any,
-    ours: Counter[type],
+    own: Sequence[Any] = (),
+    holder_types: frozenset[str] = frozenset(),
     full: bool = True,
-) -> dict[str, Any]:
-    """The census, in the child: counts and bytes by type name, handlers, allocator stats.
+    reachability: bool = True,
+) -> ChildCensus:
+    """The census, in the child: reachable and unreachable objects by type name (counts and
+    bytes), handlers, streams, timers, holders, allocator stats.
 
     ``count_by_type`` is the census's own classification (``heap.count_by_type``), run
-    unpaced, so that whatever it counts besides types applies in both modes. ``ours``: the
-    parent's census objects alive at the fork (its task and coroutines), taken out."""
+    unpaced, so that whatever it counts besides types applies in both modes. ``own``: the
+    census's objects alive at the fork (its task, coroutines, closure, last snapshot), taken
+    out by identity with what only they hold (``reach.partition``). ``holder_types``: type
+    names whose holder is looked for (with every handler class that has reachable finished or
+    closed instances). ``reachability=False`` counts every object as reachable (the census
+    before reachability, kept for the benchmark)."""
     started = time.perf_counter()
     objects = gc.get_objects()
     tracked = len(objects)
-    if full:
-        objects += reachable_untracked(objects)
-    counts, handler_counts, streams = run_sync(count_by_type(objects, unpaced(), kinds=kinds))
-    sizes = bytes_by_type(objects, counts)
-    scanned_untracked = len(objects) - tracked
-    private = private_bytes()  # the peak: every page the walk wrote is copied by now
+    if reachability:
+        reach = partition(objects, [*own, own])
+    else:
+        own_ids = set(keys([*own, own]))
+        mine = list(map(own_ids.__contains__, keys(objects)))
+        reach = Reach(
+            list(compress(objects, map(not_, mine))), [0], [], list(compress(objects, mine))
+        )
+        del mine
     del objects
-    counts.subtract(ours)
-    types_: dict[str, list[int]] = {}
-    for cls, n in counts.items():
-        if n <= 0:
-            continue
-        row = types_.setdefault(type_name(cls), [0, 0])
-        row[0] += n
-        row[1] += sizes.get(cls, 0)
-    handlers: dict[tuple[str, str], int] = {}
-    for (cls, state), n in handler_counts.items():
+    seen: set[int] = set()
+    live_untracked = reachable_untracked(reach.reachable, seen) if full else []
+    if full:
+        reachable_untracked(reach.own, seen)  # claimed for the census, counted nowhere
+    garbage_untracked = reachable_untracked(reach.unreachable, seen) if full else []
+    del seen
+    live = run_sync(count_by_type(reach.reachable, unpaced(), kinds=kinds))
+    counts = live.types + Counter(map(type, live_untracked))
+    sizes = bytes_by_type(chain(reach.reachable, live_untracked), counts)
+    handler_kinds = type(kinds)(handlers=kinds.handlers, websockets=kinds.websockets)
+    dead = run_sync(count_by_type(reach.unreachable, unpaced(), kinds=handler_kinds))
+    dead_counts = dead.types + Counter(map(type, garbage_untracked))
+    dead_sizes = bytes_by_type(chain(reach.unreachable, garbage_untracked), dead_counts)
+    handler_rows: dict[tuple[str, str], int] = {}
+    for (cls, state), n in live.handlers.items():
         key = (type_name(cls), state)
-        handlers[key] = handlers.get(key, 0) + n
-    return {
-        "types": {name: (n, size) for name, (n, size) in types_.items()},
-        "handlers": [(name, state, n) for (name, state), n in handlers.items()],
-        "streams": (
+        handler_rows[key] = handler_rows.get(key, 0) + n
+    for (cls, state), n in dead.handlers.items():
+        name = type_name(cls)
+        handler_rows.setdefault((name, state), 0)  # tells the collector the handler's kind
+        handler_rows[name, UNREACHABLE] = handler_rows.get((name, UNREACHABLE), 0) + n
+    timers: dict[str, int] = {}
+    for callback, n in live.timers.items():
+        name = callback_name(callback)
+        timers[name] = timers.get(name, 0) + n
+    holders = find_holders(reach, counts, live.handlers, holder_types) if reachability else {}
+    private = private_bytes()  # the peak: every page the walk wrote is copied by now
+    streams = live.streams
+    return ChildCensus(
+        types=_named(counts, sizes),
+        garbage=_named(dead_counts, dead_sizes),
+        handlers=[(name, state, n) for (name, state), n in handler_rows.items()],
+        streams=(
             streams.open,
             streams.write_buffer_bytes,
             streams.write_buffer_max_bytes,
             streams.read_buffer_bytes,
         ),
-        "tracked": tracked,
-        "untracked": scanned_untracked,
-        "distinct": len(counts),
-        "pymalloc": pymalloc_stats(),
-        "private_bytes": private,
-        "seconds": time.perf_counter() - started,
+        timers=timers,
+        holders=holders,
+        tracked=tracked,
+        untracked=len(live_untracked) + len(garbage_untracked),
+        distinct=len(counts),
+        own=len(reach.own),
+        reachability=reachability,
+        pymalloc=pymalloc_stats(),
+        private_bytes=private,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def find_holders(
+    reach: Reach,
+    counts: Counter[type],
+    handlers: Counter[tuple[type, str]],
+    names: frozenset[str],
+) -> dict[str, str]:
+    """Holder labels for the reachable types named in ``names`` and the handler classes with
+    reachable finished or closed instances (a sample of each in that state), by type name.
+    Bounded: at most one pass over the reachable heap (``reach.shortest_paths``)."""
+    wanted = frozenset(cls for cls in counts if type_name(cls) in names)
+    leaking = frozenset(cls for (cls, state), n in handlers.items() if state in LEAK_STATES and n)
+    websockets = frozenset(cls for (cls, state) in handlers if state in WEBSOCKET_STATES)
+    first: dict[type, int] = {}
+    # Below the roots first: an instance held from outside the heap (a C stack, a C
+    # extension) names nothing; one held by the application's own objects does.
+    below = reach.levels[1] if len(reach.levels) > 1 else len(reach.reachable)
+    for start in (below, 0):
+        first.update(
+            _first_positions(reach.reachable, wanted - leaking - first.keys(), _any, start)
+        )
+        first.update(
+            _first_positions(
+                reach.reachable,
+                leaking - first.keys(),
+                lambda obj: handler_state(obj, websockets) in LEAK_STATES,
+                start,
+            )
+        )
+    if not first:
+        return {}
+    found = list(first.items())
+    paths = shortest_paths(reach, [position for _, position in found], len(reach.reachable) + 1)
+    namer = Namer()
+    return {
+        type_name(cls): namer.name(path)
+        for (cls, _), path in zip(found, paths, strict=True)
+        if path is not None
     }
+
+
+def _any(obj: Any) -> bool:
+    return True
 
 
 # ----------------------------------------------------------------------- allocator, memory

@@ -32,6 +32,8 @@ ACTIVE = "active"
 FINISHED = "finished"
 OPEN = "open"
 CLOSED = "closed"
+UNREACHABLE = "unreachable"
+"""Forked census only: a handler in a reference cycle that only the collector will free."""
 HTTP_STATES = (ACTIVE, FINISHED)
 WEBSOCKET_STATES = (OPEN, CLOSED)
 

@@ -8,19 +8,23 @@ to the permanent generation (objects allocated after the freeze, where leaks liv
 The observer effect, and how it is kept small:
 
 * ``gc.get_objects()`` is one C call that cannot be sliced: it is the census's longest stall
-  (the floor, ~15-150 ns per object depending on how scattered the heap is). Everything after it
-  (counting by type object, the handler and stream checks, naming the distinct types, releasing the list)
-  runs in slices of at most ``slice_budget`` seconds that yield to the loop between them.
+  (the floor, ~15-150 ns per object depending on how scattered the heap is). Everything after
+  it (counting by type object, the handler, stream and timer checks, naming the distinct
+  types, releasing the list) runs in slices of at most ``slice_budget`` seconds that yield
+  to the loop between them.
 * Objects are counted by type object, and each distinct type is named once (``typenames``).
 * ``gc.collect`` is never called; no reference to a counted object survives the census (the
   list is released, in slices too: freeing a million references at once is itself a stall);
-  the census's own task and coroutines are taken out of the counts.
+  the census's own objects (task, coroutines, snapshot...) are taken out by identity.
 * Scrapes read the published :class:`CensusSnapshot` and never walk the heap.
 
 Forked (``mode="fork"``, or ``"auto"`` where it is safe: ``fork.py``), the census runs in a
 child process on a copy-on-write image of the heap (``child.py``): the loop is held only for
 ``os.fork()`` and for publishing the answer, and the child also counts the untracked objects
-and the bytes of every type. When the child cannot run, the census runs in the loop and the
+and the bytes of every type, and tells reachable objects from cyclic garbage
+(``reach.py``) and names what holds the growing types (``holders.py``). In the loop, every
+tracked object is counted as live: garbage waiting for the collector included
+(``<ns>_census_reachability`` 0). When the child cannot run, the census runs in the loop and the
 reason is counted (``fallbacks``).
 """
 
@@ -28,25 +32,26 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import random
 import time
-import types
-import weakref
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import compress
 from typing import Any, NamedTuple
 
+from tornado.ioloop import PeriodicCallback
+
 from ..faults import Faults
 from . import child
 from .fork import REASONS, Fallback, Forker
 from .handler_states import handler_classes, handler_state, websocket_classes
+from .holders import MAX_HOLDER_LENGTH
 from .selection import TypeSelector, project
 from .slicer import HeapPass, Slicer, chunks
 from .snapshot import CensusSnapshot
 from .streams import StreamTally, add_stream, stream_classes
+from .timers import callback_name, scheduled_callback, timer_classes
 from .typenames import TypeNames
 from .watchlist import Watchlist
 
@@ -66,15 +71,22 @@ class Kinds:
     """The subset of ``handlers`` counted as open/closed WebSockets."""
     streams: frozenset[type] = frozenset()
     """``BaseIOStream`` classes: open streams and their buffers summed."""
+    timers: frozenset[type] = frozenset()
+    """``asyncio.TimerHandle`` classes: scheduled timers on ``loop`` counted by callback."""
+    loop: Any = None
+    """The event loop whose timers are counted."""
 
     @classmethod
-    def alive(cls) -> Kinds:
-        """Every such class alive now."""
-        return cls(frozenset(handler_classes()), websocket_classes(), stream_classes())
+    def alive(cls, loop: Any = None) -> Kinds:
+        """Every such class alive now; timers of ``loop`` (none without one)."""
+        timers = timer_classes() if loop is not None else frozenset()
+        return cls(
+            frozenset(handler_classes()), websocket_classes(), stream_classes(), timers, loop
+        )
 
     @cached_property
     def special(self) -> frozenset[type]:
-        return self.handlers | self.streams
+        return self.handlers | self.streams | self.timers
 
 
 class HeapCounts(NamedTuple):
@@ -84,21 +96,33 @@ class HeapCounts(NamedTuple):
     handlers: Counter[tuple[type, str]]
     """``(handler class, state)`` -> live instances."""
     streams: StreamTally
+    timers: Counter[Any]
+    """Callback (unwrapped: ``timers.unwrap``) -> scheduled timers on ``kinds.loop``."""
 
 
 def tally_special(
-    objects: Sequence[Any], kinds: Kinds, handlers: Counter[tuple[type, str]], streams: StreamTally
+    objects: Sequence[Any],
+    kinds: Kinds,
+    handlers: Counter[tuple[type, str]],
+    streams: StreamTally,
+    timers: Counter[Any],
 ) -> None:
-    """Add the handlers and streams among ``objects`` to ``handlers`` and ``streams``.
+    """Add the handlers, streams and timers among ``objects`` to ``handlers``, ``streams``
+    and ``timers``.
 
     Pure (no loop, no logging, no user code): the in-loop census runs it on the chunks that
     hold such objects, and a forked child can run it on its whole list.
     """
     special, stream_types, websockets = kinds.special, kinds.streams, kinds.websockets
+    timer_types, loop = kinds.timers, kinds.loop
     for obj in compress(objects, map(special.__contains__, map(type, objects))):
         cls = type(obj)
         if cls in stream_types:
             add_stream(streams, obj)
+        elif cls in timer_types:
+            callback = scheduled_callback(obj, loop)
+            if callback is not None:
+                timers[callback] += 1
         else:
             handlers[cls, handler_state(obj, websockets)] += 1
 
@@ -106,8 +130,8 @@ def tally_special(
 async def count_by_type(
     objects: list[Any], slicer: Slicer, *, kinds: Kinds = Kinds()
 ) -> HeapCounts:
-    """Count ``objects`` by type object, ``kinds.handlers`` instances by state and
-    ``kinds.streams`` instances by buffer.
+    """Count ``objects`` by type object, ``kinds.handlers`` instances by state,
+    ``kinds.streams`` instances by buffer and ``kinds.timers`` by callback.
 
     A pure function over ``objects`` (tests pass synthetic lists); only slices of
     ``CHUNK`` objects exist at a time beyond the list itself.
@@ -115,6 +139,7 @@ async def count_by_type(
     counts: Counter[type] = Counter()
     handlers: Counter[tuple[type, str]] = Counter()
     streams = StreamTally()
+    timers: Counter[Any] = Counter()
     special = kinds.special
     seen = 0
     async for chunk in chunks(objects, slicer, CHUNK):
@@ -124,21 +149,30 @@ async def count_by_type(
             now = sum(counts[cls] for cls in special)
             if now != seen:
                 seen = now
-                tally_special(chunk, kinds, handlers, streams)
+                tally_special(chunk, kinds, handlers, streams, timers)
         del chunk
-    return HeapCounts(counts, handlers, streams)
+    return HeapCounts(counts, handlers, streams, timers)
 
 
 FIRST_CENSUS_DELAY = 2.0
 """Seconds from ``start()`` to the first scheduled census (or the interval, if shorter): a new
 user sees ``<ns>_objects`` at once rather than one interval later, while the start of the app
 itself (imports, warm-up) is left alone."""
+JITTER = 0.2
+"""``PeriodicCallback`` jitter: each interval is drawn within +-10 %, so that the workers of a
+``fork_processes`` app drift apart instead of all censusing (and forking) at once."""
+HOLDER_LENGTH = MAX_HOLDER_LENGTH
 
 
 class HeapCensus:
     """Runs censuses on ``loop`` (the first within ``FIRST_CENSUS_DELAY`` of ``start()``, then
     every ``interval`` seconds with +-10 % jitter, when ``interval > 0``; or on demand with
-    :meth:`run_now`) and holds the latest snapshot."""
+    :meth:`run_now`) and holds the latest snapshot.
+
+    The census never counts itself: what it holds while it counts (its task and coroutines,
+    the previous snapshot, the type-name cache's weak references, the enumeration; in a child
+    also its closure) is listed by identity in :meth:`_own_objects` and taken out, not
+    subtracted by a counted stack depth."""
 
     def __init__(
         self,
@@ -153,11 +187,15 @@ class HeapCensus:
         clock: Callable[[], float] = time.perf_counter,
         wall: Callable[[], float] = time.time,
         pause: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-        jitter: Callable[[], float] = lambda: random.uniform(-0.1, 0.1),
         forker: Forker | None = None,
     ) -> None:
         self._loop = loop
         self.selector = selector
+        bounds = {"top_n": selector.top_n, "growth_n": selector.growth_n, "hold": selector.hold}
+        self.garbage_selector = TypeSelector(**bounds)
+        """Exported types of ``<ns>_unreachable_objects`` (the same bounds as ``selector``)."""
+        self.timer_selector = TypeSelector(**bounds)
+        """Exported callbacks of ``<ns>_ioloop_timers`` (the same bounds as ``selector``)."""
         self._faults = faults
         self.interval = interval
         self.slice_budget = slice_budget
@@ -166,12 +204,13 @@ class HeapCensus:
         self._clock = clock
         self._wall = wall
         self._pause = pause
-        self._jitter = jitter
         self._names = TypeNames()
         self.snapshot: CensusSnapshot | None = None
         self._task: asyncio.Task[CensusSnapshot] | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._running = False
+        self._first: asyncio.TimerHandle | None = None
+        self._periodic: PeriodicCallback | None = None
+        self._stack: list[Any] = []
+        """The running census's task and coroutines (see ``_own_objects``)."""
         self.forker = forker
         """Runs the census in a child (``None``: always in the loop)."""
         self.fallbacks: dict[str, int] = dict.fromkeys(REASONS, 0) if forker is not None else {}
@@ -180,39 +219,42 @@ class HeapCensus:
         if forker is not None:
             faults.declare("census_fork")
 
+    @property
+    def scheduled(self) -> bool:
+        """Whether scheduled censuses are on (``start()`` with an interval, no ``stop()``)."""
+        return self._first is not None or self._periodic is not None
+
     def start(self) -> None:
         """Start the schedule (no-op when ``interval`` is 0); call on the loop's thread."""
-        self._running = True
-        if self.interval > 0 and self._timer is None:
-            self._schedule(min(FIRST_CENSUS_DELAY, self.interval * (1.0 + self._jitter())))
+        if self.interval > 0 and not self.scheduled:
+            self._first = self._loop.call_later(
+                min(FIRST_CENSUS_DELAY, self.interval), self._first_census
+            )
 
     def stop(self) -> None:
         """Stop the schedule and cancel a census in progress (safe to call twice)."""
-        self._running = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._first is not None:
+            self._first.cancel()
+            self._first = None
+        if self._periodic is not None:
+            self._periodic.stop()
+            self._periodic = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task = None
         if self.forker is not None:
             self.forker.close()
 
-    def _schedule(self, delay: float | None = None) -> None:
-        if delay is None:
-            delay = self.interval * (1.0 + self._jitter())
-        self._timer = self._loop.call_later(delay, self._scheduled)
+    def _first_census(self) -> None:
+        self._first = None
+        self._periodic = PeriodicCallback(self._scheduled, self.interval * 1000, jitter=JITTER)
+        self._periodic.start()
+        self._scheduled()
 
     def _scheduled(self) -> None:
-        self._timer = None
-        if self._running:
-            self.run_now().add_done_callback(self._scheduled_done)
-
-    def _scheduled_done(self, task: asyncio.Task[CensusSnapshot]) -> None:
-        if not task.cancelled():
-            task.exception()  # already counted in _census; retrieved so asyncio does not log it
-        if self._running and self._timer is None:
-            self._schedule()
+        if self._task is not None and not self._task.done():
+            return  # an overrun: the census in progress is this interval's
+        self.run_now().add_done_callback(_retrieve)
 
     def run_now(self) -> asyncio.Task[CensusSnapshot]:
         """Start a census now (after the one in progress, if any); await the returned task for
@@ -225,90 +267,111 @@ class HeapCensus:
         if previous is not None and not previous.done():
             await asyncio.wait([previous])
         del previous
+        task = asyncio.current_task()
+        self._stack = [task, task.get_coro()] if task is not None else []
+        del task
         try:
-            return await self._count()
+            return await self._ours(self._count())
         except asyncio.CancelledError:
             raise
         except Exception as error:
             self._faults.record("census", error)
             raise
+        finally:
+            self._stack = []
+
+    def _ours(self, coroutine: Coroutine[Any, Any, Any]) -> Coroutine[Any, Any, Any]:
+        """``coroutine``, listed as the census's own before it runs."""
+        self._stack.append(coroutine)
+        return coroutine
+
+    def _own_objects(self) -> list[Any]:
+        """What the census itself holds now, by identity: its task and coroutines (and the
+        list naming them), the published snapshot and its containers, the type-name cache's
+        weak references. The list returned is new (so not among what it lists)."""
+        own: list[Any] = [self._stack, *self._stack, *self._names.refs()]
+        if self.snapshot is not None:
+            own += self.snapshot.parts()
+        return own
 
     async def _count(self) -> CensusSnapshot:
         if self.forker is not None:
             reason = self.forker.refusal()
             if reason is None:
                 try:
-                    return await self._count_in_child()
+                    return await self._ours(self._count_in_child())
                 except Fallback as fallback:
                     reason = fallback.reason
                     if reason not in ("unsupported", "headroom"):
                         self._faults.record("census_fork", fallback)
             self.fallbacks[reason] = self.fallbacks.get(reason, 0) + 1
-        return await self._count_in_loop()
+        return await self._ours(self._count_in_loop())
 
     async def _count_in_child(self) -> CensusSnapshot:
         assert self.forker is not None
-        # Alive at the fork and the census's own: this task and the four coroutines on its
-        # stack (_census, _count, _count_in_child, Forker.run).
-        ours: Counter[type] = Counter({types.CoroutineType: 4})
-        task = asyncio.current_task()
-        if task is not None:
-            ours[type(task)] += 1
-        del task
-        kinds = Kinds.alive()
+        kinds = Kinds.alive(self._loop)
+        holder_types = frozenset(self.selector.grown)
+        own = self._own_objects()
 
-        def work() -> dict[str, Any]:
-            return child.census(count_by_type=count_by_type, kinds=kinds, ours=ours)
+        def work() -> tuple[Any, ...]:
+            return tuple(
+                child.census(
+                    count_by_type=count_by_type, kinds=kinds, own=own, holder_types=holder_types
+                )
+            )
 
-        answer, forked = await self.forker.run(work)
-        del work
+        own += [kinds, holder_types, work, *(work.__closure__ or ())]
+        try:
+            value, forked = await self._ours(self.forker.run(work))
+        finally:
+            own.clear()  # own -> work -> its cell -> own: broken here, not left to the collector
+        try:
+            answer = child.ChildCensus.from_wire(value)
+        except ValueError as error:
+            raise Fallback("child_error", str(error)) from None
+        del value
         published = self._clock()
         slicer = Slicer(self.slice_budget, clock=self._clock, pause=self._pause)
         slicer.max_stall = forked.fork_seconds
-        rows = answer["types"]
-        by_name = {name: row[0] for name, row in rows.items()}
-        sizes = {name: row[1] for name, row in rows.items()}
-        del rows
-        handlers = {(name, state): n for name, state, n in answer["handlers"]}
-        streams = StreamTally(*answer["streams"])
         return await self._publish(
-            by_name,
+            {name: n for name, (n, _) in answer.types.items()},
             slicer,
             started=published - forked.wall_seconds,
-            sizes=sizes,
-            handlers=handlers,
-            streams=streams,
-            tracked=answer["tracked"],
-            distinct_types=answer["distinct"],
+            sizes={name: size for name, (_, size) in answer.types.items()},
+            garbage=answer.garbage,
+            timers=answer.timers,
+            handlers={(name, state): n for name, state, n in answer.handlers},
+            streams=StreamTally(*answer.streams),
+            holders=answer.holders,
+            tracked=answer.tracked,
+            distinct_types=answer.distinct,
             mode="fork",
-            untracked=answer["untracked"],
-            pymalloc=answer["pymalloc"],
-            child_seconds=answer["seconds"],
-            child_private_bytes=answer["private_bytes"],
+            reachability=answer.reachability,
+            own=answer.own,
+            untracked=answer.untracked,
+            pymalloc=answer.pymalloc,
+            child_seconds=answer.seconds,
+            child_private_bytes=answer.private_bytes,
         )
 
     async def _count_in_loop(self) -> CensusSnapshot:
-        task = asyncio.current_task()
-        own_weakrefs = len(self._names)  # one weakref.ref per cached type name
         heap = HeapPass(
             self.slice_budget, get_objects=self._get_objects, clock=self._clock, pause=self._pause
         )
+        heap.enumerate()  # no coroutine of its own: the census's stack is the one listed
+        own = [heap, *self._own_objects()]
         async with heap:
             slicer = heap.slicer
             assert slicer is not None
             tracked = len(heap.objects)
-            counts, handler_counts, streams = await count_by_type(
-                heap.objects, slicer, kinds=Kinds.alive()
+            counts, handler_counts, streams, timer_counts = await count_by_type(
+                heap.objects, slicer, kinds=Kinds.alive(self._loop)
             )
-        # Ours and alive at the enumeration: the pass, the cached names' weak references, this
-        # task and the three coroutines on its stack (_census, _count, _count_in_loop). Everything
-        # else the census uses is created after the enumeration, so it is not counted.
-        ours: Counter[type] = Counter({HeapPass: HeapPass.OWN, weakref.ref: own_weakrefs})
-        if task is not None:
-            ours[type(task)] += 1
-            ours[types.CoroutineType] += 3
-        del task
-        counts.subtract(ours)
+        # Each of `own` was alive at the enumeration (they are older, or hold it), so each
+        # tracked one is in it exactly once: taking out their types takes out exactly them.
+        own_types = Counter(map(type, filter(gc.is_tracked, {id(o): o for o in own}.values())))
+        del own
+        counts.subtract(own_types)
         counts = +counts  # drops the types whose only objects were ours
         by_name: dict[str, int] = {}
         names = self._names
@@ -324,14 +387,21 @@ class HeapCensus:
         for (cls, state), n in handler_counts.items():
             key = (names(cls), state)
             handlers[key] = handlers.get(key, 0) + n
+        timers: dict[str, int] = {}
+        for callback, n in timer_counts.items():
+            name = callback_name(callback)
+            timers[name] = timers.get(name, 0) + n
+        del timer_counts
         return await self._publish(
             by_name,
             slicer,
             started=heap.started,
             handlers=handlers,
             streams=streams,
+            timers=timers,
             tracked=tracked,
             distinct_types=distinct,
+            own=own_types.total(),
         )
 
     async def _publish(
@@ -341,17 +411,33 @@ class HeapCensus:
         *,
         started: float,
         sizes: dict[str, int] | None = None,
+        garbage: dict[str, tuple[int, int]] | None = None,
+        timers: dict[str, int],
+        holders: dict[str, str] | None = None,
         **fields: Any,
     ) -> CensusSnapshot:
         """Select the exported types, measure the watched objects and publish the snapshot;
         ``fields`` are the mode's own (handlers, streams, what the child reports)."""
         await slicer.pause()  # selection (~2.5 ms at 10,000 types) gets a slice of its own
+        now = self._wall()
         if sizes is None:
-            exported = self.selector.select(by_name, self._wall())
+            exported = self.selector.select(by_name, now)
             exported_sizes = None
         else:
-            exported = self.selector.select(by_name, self._wall(), sizes=sizes, basis="fork")
+            exported = self.selector.select(by_name, now, sizes=sizes, basis="fork")
             exported_sizes = project(sizes, exported)
+        unreachable = unreachable_sizes = None
+        if garbage is not None:
+            dead = {name: n for name, (n, _) in garbage.items()}
+            dead_sizes = {name: size for name, (_, size) in garbage.items()}
+            unreachable = self.garbage_selector.select(dead, now, sizes=dead_sizes, basis="fork")
+            unreachable_sizes = project(dead_sizes, unreachable)
+        exported_timers = self.timer_selector.select(timers, now)
+        # One holder per type: for the growth selection and the leaking handler classes.
+        wanted = set(self.selector.grown) | {name for name, _ in fields.get("handlers", {})}
+        exported_holders = {
+            name: label[:HOLDER_LENGTH] for name, label in (holders or {}).items() if name in wanted
+        }
         scanned = sum(by_name.values())
         if self.watchlist is not None:
             await self.watchlist.measure(slicer)
@@ -359,6 +445,10 @@ class HeapCensus:
         snapshot = CensusSnapshot(
             objects=exported,
             sizes=exported_sizes,
+            unreachable=unreachable,
+            unreachable_sizes=unreachable_sizes,
+            timers=exported_timers,
+            holders=exported_holders,
             scanned=scanned,
             duration=self._clock() - started,
             max_stall=slicer.max_stall,
@@ -367,3 +457,10 @@ class HeapCensus:
         )
         self.snapshot = snapshot
         return snapshot
+
+
+def _retrieve(task: asyncio.Task[CensusSnapshot]) -> None:
+    """A scheduled census's outcome, retrieved so that asyncio does not log it (a failure is
+    already counted in ``_census``)."""
+    if not task.cancelled():
+        task.exception()

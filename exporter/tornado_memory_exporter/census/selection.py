@@ -17,8 +17,9 @@ class TypeSelector:
     """Choose the exported types of each census.
 
     A type is exported when it is among the ``top_n`` largest (by count, and by bytes when the
-    census measured them), among the ``growth_n`` that grew most since the baseline (the first census; new types count from zero, so a small type that
-    grows steadily is visible long before it is large), or in ``allowlist``. Once exported it
+    census measured them), among the ``growth_n`` that grew most since the baseline (the
+    first census; new types count from zero, so a small type that grows steadily is visible
+    long before it is large), or in ``allowlist``. Once exported it
     stays exported for ``hold`` seconds after it last qualified, with its current count (0 when
     it is gone), so that series do not flap in and out around the cut. Everything else is
     summed into ``type="other"``.
@@ -46,6 +47,9 @@ class TypeSelector:
         self._baselines: dict[str, dict[str, int]] = {}
         self._basis = "inloop"
         self._held_until: dict[str, float] = {}
+        self.grown: tuple[str, ...] = ()
+        """The types selected for their growth by the last :meth:`select` (their holders are
+        looked for by the next forked census)."""
 
     @property
     def baseline(self) -> dict[str, int] | None:
@@ -73,9 +77,11 @@ class TypeSelector:
                 name for name, _ in heapq.nlargest(self.top_n, sizes.items(), key=_COUNT)
             )
         if self.growth_n:
-            growth = zip(counts, map(sub, counts.values(), map(baseline.get, counts, repeat(0))))
+            deltas = map(sub, counts.values(), map(baseline.get, counts, repeat(0)))
+            growth = zip(counts, deltas, strict=True)
             grown = heapq.nlargest(self.growth_n, growth, key=_COUNT)
-            qualified.update(name for name, delta in grown if delta > 0)
+            self.grown = tuple(name for name, delta in grown if delta > 0)
+            qualified.update(self.grown)
         until = now + self.hold
         for name in qualified:
             self._held_until[name] = until

@@ -125,12 +125,9 @@ class HeapPass:
     taken on entry (the one stall that cannot be sliced), followed at once by a yield; on exit
     the list is emptied in slices, whether the work finished, failed or was cancelled.
 
-    The pass itself is alive at the enumeration, so ``objects`` holds it: :attr:`OWN` counts
-    what a census must take out of its figures for it.
+    The pass itself is alive at the enumeration, so ``objects`` holds it: a census takes it
+    out by identity (``HeapCensus._own_objects``).
     """
-
-    OWN = 1
-    """Objects of type :class:`HeapPass` in ``objects`` that are the pass itself."""
 
     def __init__(
         self,
@@ -148,10 +145,18 @@ class HeapPass:
         self.slicer: Slicer | None = None
         self.started = 0.0
 
-    async def __aenter__(self) -> Self:
+    def enumerate(self) -> None:
+        """Take the enumeration now (``async with`` does it on entry when it was not taken):
+        a caller that lists its own objects by identity calls this from its own frame, so
+        that no further coroutine of the pass is alive at the enumeration."""
         self.started = self._clock()
         self.objects = self._get_objects()
         self.slicer = Slicer(self._budget, clock=self._clock, pause=self._pause, start=self.started)
+
+    async def __aenter__(self) -> Self:
+        if self.slicer is None:
+            self.enumerate()
+        assert self.slicer is not None
         try:
             await self.slicer.pause()  # the loop's turn right after the stall
         except BaseException:

@@ -1,4 +1,4 @@
-"""Open Tornado IOStreams and the bytes they hold, for ``<ns>_iostreams_open`` and the buffer gauges.
+"""Open Tornado IOStreams and the bytes they hold: ``<ns>_iostreams_open`` and the buffer gauges.
 
 A push server writing to a client that stops reading queues the data in that connection's
 ``IOStream`` write buffer, without bound unless ``max_write_buffer_size`` is set. Tornado keeps
@@ -35,7 +35,7 @@ class StreamTally:
 
 
 def stream_classes() -> frozenset[type]:
-    """``BaseIOStream`` and its live subclasses (``IOStream``, ``SSLIOStream``, ``PipeIOStream``...)."""
+    """``BaseIOStream`` and its live subclasses (``IOStream``, ``SSLIOStream``...)."""
     return frozenset(handler_classes(tornado.iostream.BaseIOStream))
 
 

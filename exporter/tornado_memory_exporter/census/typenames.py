@@ -62,6 +62,10 @@ class TypeNames:
         except TypeError:  # a type that refuses weak references: name it every time
             return type_name(cls)
 
+    def refs(self) -> list[weakref.ref[type]]:
+        """The cache's weak references (objects of its own, which the census takes out)."""
+        return self._names.keyrefs()
+
     def __len__(self) -> int:
         """Types named so far: also the number of weak references the cache holds, which the
         census subtracts so that its own cache never shows as ``weakref.ReferenceType`` growth."""

@@ -12,7 +12,8 @@ import marshal
 from typing import Any
 
 MAGIC = b"TMEC"
-VERSION = 1
+VERSION = 2
+"""2: the census answer is a tuple of ``child.ChildCensus`` fields (1: a dict)."""
 _HEADER = MAGIC + bytes([VERSION])
 OK = "ok"
 ERROR = "error"

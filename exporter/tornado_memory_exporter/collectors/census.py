@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 
 class CensusCollector(Collector):
-    """``<ns>_objects{type}``, ``<ns>_gc_tracked_objects`` and the census self-metrics.
+    """``<ns>_objects{type}`` (reachable ones when forked), ``<ns>_unreachable_objects{type}``,
+    ``<ns>_object_holder_info``, ``<ns>_ioloop_timers{callback}``, ``<ns>_gc_tracked_objects``
+    and the census self-metrics.
 
     ``snapshot()`` returns the latest :class:`~.census.CensusSnapshot` or ``None``: before the
     first census the families are empty (no made-up zeros; a census that never succeeds shows
@@ -42,8 +44,9 @@ class CensusCollector(Collector):
             "objects": GaugeMetricFamily(
                 f"{ns}_objects",
                 "Live objects by type (module.QualName; builtins bare) at the last heap census "
-                "(gc-tracked ones in the loop; forked, the untracked ones they reach too): top by "
-                'count, bytes and growth, allowlist; type="other" holds the rest.',
+                "(gc-tracked ones in the loop, garbage included; forked, reachable ones only and "
+                "the untracked ones they reach too): top by count, bytes and growth, allowlist; "
+                'type="other" holds the rest.',
                 labels=["type"],
             ),
             "bytes": GaugeMetricFamily(
@@ -52,13 +55,55 @@ class CensusCollector(Collector):
                 'census, on the label set of <ns>_objects; type="other" holds the rest.',
                 labels=["type"],
             ),
+            "unreachable": GaugeMetricFamily(
+                f"{ns}_unreachable_objects",
+                "Unreachable objects by type at the last forked census: reference cycles (and what "
+                "only they hold) waiting for the garbage collector, not leaks; same label rules "
+                'as <ns>_objects, type="other" holds the rest.',
+                labels=["type"],
+            ),
+            "unreachable_bytes": GaugeMetricFamily(
+                f"{ns}_unreachable_object_bytes",
+                "Shallow bytes of the unreachable objects by type at the last forked census, on "
+                'the label set of <ns>_unreachable_objects; type="other" holds the rest.',
+                labels=["type"],
+            ),
+            "unreachable_total": GaugeMetricFamily(
+                f"{ns}_census_unreachable_objects",
+                "Unreachable objects (garbage waiting for the collector) at the last forked "
+                "census, all types (sum of <ns>_unreachable_objects).",
+            ),
+            "unreachable_total_bytes": GaugeMetricFamily(
+                f"{ns}_census_unreachable_bytes",
+                "Shallow bytes of the unreachable objects at the last forked census, all types.",
+            ),
+            "reachability": GaugeMetricFamily(
+                f"{ns}_census_reachability",
+                "1 when the last census told reachable objects from garbage (forked: "
+                "<ns>_objects counts reachable objects only), 0 when it could not (in the loop: "
+                "<ns>_objects includes garbage waiting for the collector).",
+            ),
+            "holder": GaugeMetricFamily(
+                f"{ns}_object_holder_info",
+                "1 for what keeps a growing type (or a handler class with reachable finished or "
+                "closed instances) alive: the shortest path from a root to a sample instance, "
+                "named by code (module global, class attribute, container kind), never content.",
+                labels=["type", "holder"],
+            ),
+            "timers": GaugeMetricFamily(
+                f"{ns}_ioloop_timers",
+                "Timers scheduled (not cancelled) on the IOLoop by callback (module.qualname) at "
+                'the last census; callback="other" holds the rest.',
+                labels=["callback"],
+            ),
             "untracked": GaugeMetricFamily(
                 f"{ns}_gc_untracked_objects",
                 "Objects not tracked by gc that the last forked census reached and counted.",
             ),
             "mode": GaugeMetricFamily(
                 f"{ns}_census_mode",
-                "1 for where the last heap census ran (fork: a forked child; inloop: IOLoop slices).",
+                "1 for where the last heap census ran (fork: a forked child; inloop: IOLoop "
+                "slices).",
                 labels=["mode"],
             ),
             "child_memory": GaugeMetricFamily(
@@ -99,7 +144,8 @@ class CensusCollector(Collector):
     def _interval_family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
             f"{self._ns}_census_interval_seconds",
-            "Seconds between scheduled heap censuses (Config.census_interval); 0: the census is disabled.",
+            "Seconds between scheduled heap censuses (Config.census_interval); 0: the census "
+            "is disabled.",
             value=self._interval,
         )
 
@@ -124,6 +170,19 @@ class CensusCollector(Collector):
             f["objects"].add_metric([name], count)
         for name, size in sorted((s.sizes or {}).items()):
             f["bytes"].add_metric([name], size)
+        if s.unreachable is not None:
+            for name, count in sorted(s.unreachable.items()):
+                f["unreachable"].add_metric([name], count)
+            f["unreachable_total"].add_metric([], sum(s.unreachable.values()))
+        if s.unreachable_sizes is not None:
+            for name, size in sorted(s.unreachable_sizes.items()):
+                f["unreachable_bytes"].add_metric([name], size)
+            f["unreachable_total_bytes"].add_metric([], sum(s.unreachable_sizes.values()))
+        f["reachability"].add_metric([], 1.0 if s.reachability else 0.0)
+        for name, holder in sorted(s.holders.items()):
+            f["holder"].add_metric([name, holder], 1.0)
+        for callback, count in sorted(s.timers.items()):
+            f["timers"].add_metric([callback], count)
         if s.untracked is not None:
             f["untracked"].add_metric([], s.untracked)
         if s.child_private_bytes is not None:

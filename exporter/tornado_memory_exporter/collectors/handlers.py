@@ -1,6 +1,7 @@
 """``<ns>_handlers_alive{handler,state}``: live Tornado ``RequestHandler`` instances by class,
 read from the latest census snapshot (the states are counted by ``census.handler_states``):
-``active|finished`` for HTTP handlers, ``open|closed`` for WebSocket handlers."""
+``active|finished`` for HTTP handlers, ``open|closed`` for WebSocket handlers, and, when the
+census told reachable objects from garbage, ``unreachable`` for either."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..census.handler_states import states_of
+from ..census.handler_states import UNREACHABLE, states_of
 from ..census.snapshot import CensusSnapshot
 
 
@@ -26,8 +27,10 @@ class HandlersCollector(Collector):
         return GaugeMetricFamily(
             self._name,
             "Live RequestHandler instances by class and state at the last heap census: "
-            "active|finished for HTTP handlers, open|closed for WebSocket handlers; finished and "
-            "closed handlers that stay alive are leaking.",
+            "active|finished for HTTP handlers, open|closed for WebSocket handlers, unreachable "
+            "for either in a reference cycle waiting for the collector (forked census only; "
+            "finished and closed then count reachable handlers only); finished and closed "
+            "handlers that stay alive and grow are leaking.",
             labels=["handler", "state"],
         )
 
@@ -38,8 +41,13 @@ class HandlersCollector(Collector):
         family = self._family()
         snapshot = self._snapshot()
         if snapshot is not None:
-            kinds = {name: states_of(state) for name, state in snapshot.handlers}
+            extra = (UNREACHABLE,) if snapshot.reachability else ()
+            kinds = {
+                name: states_of(state) for name, state in snapshot.handlers if state != UNREACHABLE
+            }
+            for name, _ in snapshot.handlers:
+                kinds.setdefault(name, ())  # only unreachable instances: the kind is unknown
             for handler, states in sorted(kinds.items()):
-                for state in states:
+                for state in states + extra:
                     family.add_metric([handler, state], snapshot.handlers.get((handler, state), 0))
         yield family

@@ -26,6 +26,7 @@ from .leaks import (
     BlockingLeak,
     CacheLeak,
     CycleLeak,
+    GarbageLeak,
     HandlerLeak,
     HTTPLeak,
     Leak,
@@ -44,6 +45,7 @@ LOAD_SCHEDULE: dict[str, float] = {
     "/items": 0.2,
     "/db": 0.2,
     "/session": 0.2,
+    "/render": 0.2,
     "/compute": 1.0,
     "/fanout": 0.5,
 }
@@ -147,6 +149,15 @@ class SessionHandler(DemoHandler):
         leak: CycleLeak = self.leak("cycles")
         leak.make_cycle()
         self.write({"uncollectable_created": leak.size})
+
+
+class RenderHandler(DemoHandler):
+    """Renders a page; with ``cycles-per-request`` on, leaves itself in a reference cycle."""
+
+    def get(self) -> None:
+        leak: GarbageLeak = self.leak("cycles-per-request")
+        leak.leave_cycle(self)
+        self.write({"cycles_left": leak.size})
 
 
 class ComputeHandler(DemoHandler):
@@ -299,6 +310,7 @@ class DemoService:
                 (r"/items", ItemsHandler, kwargs),
                 (r"/db", DbHandler, kwargs),
                 (r"/session", SessionHandler, kwargs),
+                (r"/render", RenderHandler, kwargs),
                 (r"/compute", ComputeHandler, kwargs),
                 (r"/fanout", FanoutHandler, kwargs),
                 (r"/slow", SlowHandler, kwargs),
@@ -450,7 +462,7 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 def describe_leaks(leaks: dict[str, Leak]) -> str:
     """One line per scenario, for the banner the demo prints."""
     return "\n".join(
-        f"  {name:<13} {leak.alert:<28} {leak.what}"
+        f"  {name:<18} {leak.alert:<28} {leak.what}"
         + ("" if leak.unavailable is None else " (unavailable)")
         for name, leak in leaks.items()
     )

@@ -15,6 +15,7 @@ purpose); the scenario is reported unavailable on an interpreter built without `
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -150,6 +151,30 @@ class CycleLeak(Leak):
 
 
 @dataclass
+class GarbageLeak(Leak):
+    """A reference cycle left behind by every request, as Tornado's own exception handling
+    leaves them (tornado issues 1872, 2229, 3346): the handler keeps the ``exc_info`` of an
+    error it recovered from, and the traceback's frame holds the handler. Nothing keeps the
+    cycle alive: it is garbage, freed by the next collection of its generation, so the
+    forked census counts it under ``<ns>_unreachable_objects`` and
+    ``<ns>_handlers_alive{state="unreachable"}``, the GC's collected counters and pauses grow,
+    and no leak alert fires (``<ns>_objects`` counts reachable objects only)."""
+
+    rows: int = 50
+    """Rows of the page each handler holds: garbage that costs bytes, not just a count."""
+
+    def leave_cycle(self, handler: Any) -> None:
+        if not self.on:
+            return
+        handler.page = [{"row": i, "cells": [i] * 8} for i in range(self.rows)]
+        try:
+            raise LookupError("template not found: falling back to the default page")
+        except LookupError:
+            handler.failure = sys.exc_info()  # handler -> traceback -> this frame -> handler
+        self.size += 1
+
+
+@dataclass
 class BlockingLeak(Leak):
     """A synchronous call (think requests.get or a big hash) made on the IOLoop."""
 
@@ -238,6 +263,13 @@ def make_leaks() -> dict[str, Leak]:
             "TornadoGCUncollectable",
             "reference cycles the collector cannot free, left in gc.garbage",
             cap=20_000,
+        ),
+        GarbageLeak(
+            "cycles-per-request",
+            "/render",
+            "none (garbage waiting for the collector, not a leak)",
+            "each request leaves its handler in a reference cycle (kept exception info)",
+            cap=1 << 62,
         ),
         BlockingLeak(
             "blocking",

@@ -38,7 +38,7 @@ class CensusHistory:
         return len(self._snapshots)
 
     def counts(self, name: str) -> list[int | None]:
-        """Count of type ``name`` in each kept census, oldest first (``None``: not exported then)."""
+        """Count of type ``name`` in each kept census, oldest first (``None``: not exported)."""
         return [snap.objects.get(name) for snap in self._snapshots]
 
     def types(
@@ -47,13 +47,15 @@ class CensusHistory:
         """Rows for every type exported by any kept census, fastest-growing first.
 
         ``growth`` is measured from ``baseline`` (the census selector's first census; when
-        ``None``, from the oldest kept census), ``last_growth`` from the previous census.
+        ``None``, from the oldest kept census), ``last_growth`` from the previous census;
+        ``holder`` is the latest census's ``<ns>_object_holder_info`` label (``None``: none).
         """
         snaps = list(self._snapshots)
         if not snaps:
             return []
         names = {name for snap in snaps for name in snap.objects if name != OTHER}
         latest, previous = snaps[-1].objects, snaps[-2].objects if len(snaps) > 1 else None
+        holders = snaps[-1].holders
         rows = []
         for name in names:
             count = latest.get(name, 0)
@@ -69,6 +71,7 @@ class CensusHistory:
                     if previous is None or name not in previous
                     else count - previous[name],
                     "counts": [snap.objects.get(name) for snap in snaps],
+                    "holder": holders.get(name),
                 }
             )
         rows.sort(key=lambda row: (-row["growth"], -row["count"], row["type"]))
@@ -92,7 +95,10 @@ class CensusHistory:
         """Live ``RequestHandler`` instances at the latest census, most numerous first."""
         if not self._snapshots:
             return []
-        items = self._snapshots[-1].handlers.items()
-        rows = [{"handler": h, "state": state, "count": n} for (h, state), n in items]
+        latest = self._snapshots[-1]
+        rows = [
+            {"handler": h, "state": state, "count": n, "holder": latest.holders.get(h)}
+            for (h, state), n in latest.handlers.items()
+        ]
         rows.sort(key=lambda row: (-row["count"], row["handler"], row["state"]))
         return rows

@@ -89,9 +89,11 @@ function renderSummary(summary) {
     el("td", { class: "num" }, fmt(row.count)),
     el("td", { class: row.growth > 0 ? "num grow" : "num" }, signed(row.growth)),
     el("td", { class: "num" }, signed(row.last_growth)),
-    el("td", {}, sparkline(row.counts)))));
+    el("td", {}, sparkline(row.counts)),
+    el("td", { class: "mono holder" }, row.holder || ""))));
   fill("handlers", summary.handlers.map((h) => el("tr", {},
-    el("td", { class: "mono" }, h.handler), el("td", {}, h.state), el("td", { class: "num" }, fmt(h.count)))));
+    el("td", { class: "mono" }, h.handler), el("td", {}, h.state), el("td", { class: "num" }, fmt(h.count)),
+    el("td", { class: "mono holder" }, h.holder || ""))));
   fill("watched", summary.watched.map((w) => el("tr", {},
     el("td", {}, w.name), el("td", { class: "num" }, fmt(w.items)), el("td", { class: "num" }, fmt(w.bytes)))));
   fill("pools", summary.pools.map((p) => el("tr", {},
