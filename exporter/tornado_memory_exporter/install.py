@@ -28,6 +28,7 @@ from .collectors.gc_stats import GCStatsCollector
 from .collectors.handlers import HandlersCollector
 from .collectors.info import InfoCollector
 from .collectors.iostreams import IOStreamsCollector
+from .collectors.loop_busy import LoopBusyMeter
 from .collectors.loop_lag import IOLoopProbe
 from .collectors.memory_limit import MemoryLimit
 from .collectors.process import ProcessCollector
@@ -118,6 +119,9 @@ class Exporter:
         sources["handlers"] = HandlersCollector(ns, latest)
         sources["iostreams"] = IOStreamsCollector(ns, latest)
         sources["watch"] = WatchCollector(ns, self._watchlist)
+        sources["ioloop_busy"] = LoopBusyMeter(ns, loop=loop)
+        # Sources that hook into something start and stop with the exporter.
+        self._hooks = [sources[name] for name in ("ioloop_busy",)]
         self._collectors: list[Collector] = [
             GuardedCollector(name, source, self.faults) for name, source in sources.items()
         ]
@@ -181,6 +185,8 @@ class Exporter:
         try:
             self._gc_pauses.start()
             self._ioloop.start()
+            for hook in self._hooks:
+                hook.start()
             self._census.start()
             if self.explorer is not None:
                 self.explorer.start()
@@ -253,6 +259,8 @@ class Exporter:
         if self.explorer is not None:
             self.explorer.stop()
         self._ioloop.stop()
+        for hook in self._hooks:
+            hook.stop()
         self._gc_pauses.stop()
         self.pools.clear()  # adapters unhook from the executors / engines they wrap
         for collector in self._collectors:

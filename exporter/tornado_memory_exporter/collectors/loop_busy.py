@@ -1,0 +1,152 @@
+"""Event-loop utilisation: the time the loop spent running callbacks rather than waiting for I/O."""
+
+from __future__ import annotations
+
+import asyncio
+import selectors
+from collections.abc import Callable, Iterator
+from time import perf_counter
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ..faults import log
+
+
+class LoopBusyMeter(Collector):
+    """``<ns>_ioloop_busy_seconds_total``: ``rate()`` of it is the loop's utilisation (0 to 1),
+    Node's event-loop utilisation: near 1 is a CPU-bound loop (scale out), a low figure with
+    high ``<ns>_ioloop_lag_seconds`` is a loop idle but blocked now and then.
+
+    How: an asyncio selector loop spends its idle time in exactly one place, the selector's
+    ``select(timeout)``; every other moment it runs callbacks, its own bookkeeping or
+    collections. ``start()`` shadows the selector's ``select`` with a wrapper that notes the
+    clock on the way in and out, and busy time is what lies between one ``select`` returning
+    and the next one starting. That costs two clock reads per loop iteration (not per
+    callback), the same order as the GC pause hook (``python -m bench.loop_busy``).
+
+    Limits, stated:
+    - it reads the loop's private ``_selector`` attribute (asyncio publishes no hook for this;
+      no private asyncio function is called): a loop without one (uvloop, the proactor loop,
+      Tornado's selector thread on Windows) or whose selector cannot be wrapped is not
+      measured; the series is then absent and the reason logged once (every
+      ``selectors.BaseSelector`` takes an instance attribute, so a Python selector always can);
+    - time between two runs of a stopped loop (``run_until_complete`` and the next) counts as
+      busy: Tornado apps run one loop forever, where this never arises;
+    - the selector's own event translation after the system call returns counts as idle
+      (microseconds per iteration);
+    - a loop blocked in a callback shows its blocked time at a scrape taken meanwhile from
+      another thread, since busy time runs from the last ``select`` exit to "now".
+
+    ``stop()`` restores what it wrapped; if something else wrapped the selector after us, our
+    wrapper stays in its chain but only passes calls through.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        clock: Callable[[], float] = perf_counter,
+    ) -> None:
+        self._name = f"{namespace}_ioloop_busy_seconds"
+        self._loop = loop
+        self._clock = clock
+        # (busy seconds up to the last select() entry, clock at the last select() exit or None
+        # while inside select()): one tuple, so a scrape on another thread reads both halves of
+        # one state (an attribute load is atomic, two would not be).
+        self._state: tuple[float, float | None] = (0.0, clock())
+        self._reported = 0.0
+        self._selector: selectors.BaseSelector | None = None
+        self._wrapper: Callable[..., Any] | None = None
+        self._shadowed: Callable[..., Any] | None = None  # an instance attribute we replaced
+        self._measuring = False
+        self.unmeasured: str | None = None
+        """Why the loop is not measured (series absent), or ``None``."""
+
+    def start(self) -> None:
+        """Wrap the loop's selector (idempotent); on a loop it cannot measure, log why once."""
+        if self._measuring:
+            return
+        reason = self._refusal()
+        if reason is not None:
+            if self.unmeasured is None:
+                log.info("%s is not served: %s", self._name, reason)
+            self.unmeasured = reason
+            return
+        selector = self._loop._selector  # type: ignore[attr-defined]
+        inner = selector.select
+        self._shadowed = vars(selector).get("select")
+        self._wrapper = self._timed(inner)
+        selector.select = self._wrapper
+        self._selector = selector
+        self._state = (self._reported, self._clock())
+        self._measuring = True
+
+    def stop(self) -> None:
+        """Unwrap the selector (safe to call twice); the count so far stays readable."""
+        if not self._measuring:
+            return
+        self._reported = self._busy()
+        self._measuring = False  # a wrapper left in someone else's chain now only passes through
+        selector = self._selector
+        if selector is not None and vars(selector).get("select") is self._wrapper:
+            if self._shadowed is not None:
+                selector.select = self._shadowed
+            else:
+                del selector.select
+        self._selector = self._wrapper = self._shadowed = None
+
+    def _refusal(self) -> str | None:
+        # Why: asyncio has no public hook around the wait; reading the attribute (never calling a
+        # private function) and checking its type means a loop built otherwise degrades to an
+        # absent series, not an error.
+        selector = getattr(self._loop, "_selector", None)
+        loop_type = f"{type(self._loop).__module__}.{type(self._loop).__qualname__}"
+        if not isinstance(selector, selectors.BaseSelector):
+            return f"the loop ({loop_type}) has no Python selector to time (uvloop, proactor)"
+        return None
+
+    def _timed(self, select: Callable[..., Any]) -> Callable[..., Any]:
+        clock, meter = self._clock, self
+
+        def timed_select(timeout: float | None = None) -> Any:
+            if not meter._measuring:
+                return select(timeout)
+            entered = clock()
+            busy, exited = meter._state
+            busy += entered - exited if exited is not None else 0.0
+            meter._state = (busy, None)
+            try:
+                return select(timeout)
+            finally:
+                meter._state = (busy, clock())
+
+        return timed_select
+
+    def _busy(self) -> float:
+        now = self._clock()  # before the state: a state written after it only adds
+        busy, exited = self._state
+        if exited is not None:
+            busy += max(0.0, now - exited)
+        # Two scrapes racing a select() may see the same interval split differently; a counter
+        # must never go down, so report at least what was reported.
+        self._reported = max(self._reported, busy)
+        return self._reported
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(
+            self._name,
+            "Seconds the IOLoop spent running callbacks rather than waiting for I/O "
+            "(rate() is its utilisation, 0-1).",
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family()
+
+    def collect(self) -> Iterator[Metric]:
+        if self._measuring:
+            family = self._family()
+            family.add_metric([], self._busy())
+            yield family
