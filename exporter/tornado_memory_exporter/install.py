@@ -28,6 +28,7 @@ from .collectors.gc_stats import GCStatsCollector
 from .collectors.handlers import HandlersCollector
 from .collectors.info import InfoCollector
 from .collectors.iostreams import IOStreamsCollector
+from .collectors.live_heap import LiveHeapRecorder
 from .collectors.loop_busy import LoopBusyMeter
 from .collectors.loop_lag import IOLoopProbe
 from .collectors.memory_limit import MemoryLimit
@@ -120,8 +121,9 @@ class Exporter:
         sources["iostreams"] = IOStreamsCollector(ns, latest)
         sources["watch"] = WatchCollector(ns, self._watchlist)
         sources["ioloop_busy"] = LoopBusyMeter(ns, loop=loop)
+        sources["live_heap"] = LiveHeapRecorder(ns, self.faults)
         # Sources that hook into something start and stop with the exporter.
-        self._hooks = [sources[name] for name in ("ioloop_busy",)]
+        self._hooks = [sources[name] for name in ("ioloop_busy", "live_heap")]
         self._collectors: list[Collector] = [
             GuardedCollector(name, source, self.faults) for name, source in sources.items()
         ]
