@@ -33,6 +33,7 @@ from .collectors.loop_busy import LoopBusyMeter
 from .collectors.loop_lag import IOLoopProbe
 from .collectors.memory_limit import MemoryLimit
 from .collectors.process import ProcessCollector
+from .collectors.ready_queue import ReadyCallbacks
 from .collectors.watch import WatchCollector
 from .config import Config
 from .explorer import Explorer, explorer_routes
@@ -122,6 +123,7 @@ class Exporter:
         sources["watch"] = WatchCollector(ns, self._watchlist)
         sources["ioloop_busy"] = LoopBusyMeter(ns, loop=loop)
         sources["live_heap"] = LiveHeapRecorder(ns, self.faults)
+        sources["ioloop_ready"] = ReadyCallbacks(ns, loop=loop)
         # Sources that hook into something start and stop with the exporter.
         self._hooks = [sources[name] for name in ("ioloop_busy", "live_heap")]
         self._collectors: list[Collector] = [
