@@ -22,9 +22,11 @@ class LoopBusyMeter(Collector):
     How: an asyncio selector loop spends its idle time in exactly one place, the selector's
     ``select(timeout)``; every other moment it runs callbacks, its own bookkeeping or
     collections. ``start()`` shadows the selector's ``select`` with a wrapper that notes the
-    clock on the way in and out, and busy time is what lies between one ``select`` returning
-    and the next one starting. That costs two clock reads per loop iteration (not per
-    callback), the same order as the GC pause hook (``python -m bench.loop_busy``).
+    clock on the way in and out of every ``select`` that may wait, and busy time is what lies
+    between one such wait ending and the next one starting. A ``select(0)`` (callbacks ready,
+    or a timer due: the loop polls without waiting) is left untimed and counts as busy, so a
+    saturated loop pays one Python call and a comparison per iteration, and an idle one two
+    clock reads per wait (not per callback): ``python -m bench.loop_busy`` measures both.
 
     Limits, stated:
     - it reads the loop's private ``_selector`` attribute (asyncio publishes no hook for this;
@@ -53,10 +55,11 @@ class LoopBusyMeter(Collector):
         self._name = f"{namespace}_ioloop_busy_seconds"
         self._loop = loop
         self._clock = clock
-        # (busy seconds up to the last select() entry, clock at the last select() exit or None
-        # while inside select()): one tuple, so a scrape on another thread reads both halves of
-        # one state (an attribute load is atomic, two would not be).
-        self._state: tuple[float, float | None] = (0.0, clock())
+        # Busy seconds up to the last wait's start, and the clock when the last wait ended
+        # (None during a wait). Written by the loop's thread, read by scrapes on any thread:
+        # see _busy() for why two plain attributes are safe.
+        self._busy_before = 0.0
+        self._exited: float | None = clock()
         self._reported = 0.0
         self._selector: selectors.BaseSelector | None = None
         self._wrapper: Callable[..., Any] | None = None
@@ -81,7 +84,7 @@ class LoopBusyMeter(Collector):
         self._wrapper = self._timed(inner)
         selector.select = self._wrapper
         self._selector = selector
-        self._state = (self._reported, self._clock())
+        self._busy_before, self._exited = self._reported, self._clock()
         self._measuring = True
 
     def stop(self) -> None:
@@ -112,26 +115,32 @@ class LoopBusyMeter(Collector):
         clock, meter = self._clock, self
 
         def timed_select(timeout: float | None = None) -> Any:
-            if not meter._measuring:
+            # timeout 0: callbacks are ready or a timer is due, so this poll is part of the
+            # loop's work, not a wait. Leaving it untimed keeps a saturated loop (every
+            # iteration polls) at one comparison per iteration instead of two clock reads.
+            if timeout == 0 or not meter._measuring:
                 return select(timeout)
             entered = clock()
-            busy, exited = meter._state
-            busy += entered - exited if exited is not None else 0.0
-            meter._state = (busy, None)
+            exited = meter._exited
+            if exited is not None:
+                meter._busy_before += entered - exited
+            meter._exited = None
             try:
                 return select(timeout)
             finally:
-                meter._state = (busy, clock())
+                meter._exited = clock()
 
         return timed_select
 
     def _busy(self) -> float:
-        now = self._clock()  # before the state: a state written after it only adds
-        busy, exited = self._state
+        # Read the clock, then the busy seconds, then the wait's end: a wait starting or ending
+        # between these reads can only make the figure smaller than the truth (never count an
+        # interval twice), and the clamp below keeps the counter from going down meanwhile.
+        now = self._clock()
+        busy = self._busy_before
+        exited = self._exited
         if exited is not None:
             busy += max(0.0, now - exited)
-        # Two scrapes racing a select() may see the same interval split differently; a counter
-        # must never go down, so report at least what was reported.
         self._reported = max(self._reported, busy)
         return self._reported
 
