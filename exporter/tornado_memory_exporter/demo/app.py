@@ -30,6 +30,7 @@ from .leaks import (
     HTTPLeak,
     Leak,
     SlowConsumerLeak,
+    TimerLeak,
     WebSocketLeak,
     make_leaks,
 )
@@ -46,6 +47,7 @@ LOAD_SCHEDULE: dict[str, float] = {
     "/session": 0.2,
     "/compute": 1.0,
     "/fanout": 0.5,
+    "/login": 0.2,
 }
 # The chat's background: members always connected, each talking every CHAT_PERIOD seconds, and a
 # visitor that connects, says hello and leaves every VISITOR_PERIOD seconds.
@@ -173,6 +175,20 @@ class FanoutHandler(DemoHandler):
         self.write({"fanned_out": 0})
 
 
+def expire_session(session: str) -> None:
+    """What a session's expiry timeout runs (the demo keeps no sessions: nothing to end)."""
+
+
+class LoginHandler(DemoHandler):
+    """Schedules the session's expiry; with the ``timers`` leak on, an hour away and never
+    cancelled."""
+
+    def get(self) -> None:
+        leak: TimerLeak = self.leak("timers")
+        delay = leak.schedule(expire_session, self.get_argument("user", "guest")[:64])
+        self.write({"session_expires_in": delay, "leaked_timers": leak.size})
+
+
 class SlowHandler(DemoHandler):
     """The demo's upstream: answers after ``seconds`` (at most 5) without blocking the loop."""
 
@@ -241,7 +257,8 @@ class TickerSocket(tornado.websocket.WebSocketHandler):
 
 
 class LeaksHandler(DemoHandler):
-    """``GET /leaks`` lists the scenarios; ``POST /leaks/<name>`` with body ``on``/``off`` switches one."""
+    """``GET /leaks`` lists the scenarios; ``POST /leaks/<name>`` with body ``on``/``off``
+    switches one."""
 
     def get(self, name: str | None = None) -> None:
         if name is None:
@@ -301,6 +318,7 @@ class DemoService:
                 (r"/session", SessionHandler, kwargs),
                 (r"/compute", ComputeHandler, kwargs),
                 (r"/fanout", FanoutHandler, kwargs),
+                (r"/login", LoginHandler, kwargs),
                 (r"/slow", SlowHandler, kwargs),
                 (r"/chat", ChatSocket, kwargs),
                 (r"/ticker", TickerSocket, kwargs),
@@ -346,7 +364,7 @@ class DemoService:
                 client.close()
 
     async def switched(self, leak: Leak) -> None:
-        """Act on a leak just switched: the slow consumer connects to the ticker and stops reading."""
+        """Act on a leak just switched: the slow consumer connects to the ticker, stops reading."""
         if isinstance(leak, SlowConsumerLeak) and leak.on and leak.client is None:
             leak.client = await self._connect_silent_client(f"/ticker?who={leak.name}")
 
@@ -361,7 +379,8 @@ class DemoService:
         await stream.connect((url.hostname, url.port))
         await stream.write(
             (
-                f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"GET {path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                 f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
                 f"Sec-WebSocket-Version: 13\r\n{LOAD_HEADER}: 1\r\n\r\n"
             ).encode()
