@@ -1,6 +1,9 @@
 import gc
+import time
 
+from appserver import AppServer
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from tornado_memory_exporter.collectors.live_heap import LiveHeapRecorder
 from tornado_memory_exporter.faults import Faults
@@ -100,3 +103,23 @@ def test_real_collections_move_the_gauge_only_for_the_oldest_generation():
     assert first > 0 and second_at >= first_at
     assert 10_000 <= second - first < 10_050  # the kept lists, plus the test's own few objects
     assert len(kept) == 10_000
+
+
+def test_a_real_app_serves_the_heap_after_the_apps_full_collection():
+    was_enabled = gc.isenabled()
+    gc.disable()  # no automatic full collection but the one below until the scrape is read
+    try:
+        with AppServer() as server:
+            started = time.time()
+            gc.collect()  # the app's own full collection (the library never makes one)
+            ended = time.time()
+            samples = {
+                sample.name: sample.value
+                for family in text_string_to_metric_families(server.scrape())
+                for sample in family.samples
+            }
+    finally:
+        if was_enabled:
+            gc.enable()
+    assert samples[BLOCKS] > 0
+    assert started <= samples[AT] <= ended

@@ -5,7 +5,10 @@ import selectors
 import time
 
 import pytest
+import tornado.web
+from appserver import AppServer
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from tornado_memory_exporter.collectors.loop_busy import LoopBusyMeter
 
@@ -166,3 +169,27 @@ def test_a_loop_without_a_python_selector_has_no_series_and_says_why_once(caplog
     assert reason == "the loop (uvloop.Loop) has no Python selector to time (uvloop, proactor)"
     logged = [r.getMessage() for r in caplog.records if "busy_seconds" in r.getMessage()]
     assert logged == [f"tornado_ioloop_busy_seconds is not served: {reason}"]
+
+
+class Blocking(tornado.web.RequestHandler):
+    def get(self):
+        time.sleep(0.3)  # a handler holding the loop
+        self.write("done")
+
+
+def test_a_real_app_serves_the_busy_time_of_its_blocking_handler():
+    with AppServer(tornado.web.Application([("/block", Blocking)])) as server:
+        before = served(server.scrape())
+        assert server.get("/block")[0] == 200
+        after = served(server.scrape())
+    assert 0.3 <= after - before < 1.0
+
+
+def served(exposition: str) -> float:
+    (value,) = [
+        sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == NAME
+    ]
+    return value

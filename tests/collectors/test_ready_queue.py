@@ -3,7 +3,9 @@ import logging
 import os
 
 import pytest
+from appserver import AppServer
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from tornado_memory_exporter.collectors.ready_queue import ReadyCallbacks
 
@@ -56,3 +58,10 @@ def test_a_loop_without_a_ready_queue_has_no_series_and_says_why_once(caplog):
     assert reason == "the loop (uvloop.Loop) has no ready queue to read (uvloop)"
     logged = [r.getMessage() for r in caplog.records if NAME in r.getMessage()]
     assert logged == [f"{NAME} is not served: {reason}"]
+
+
+def test_a_real_app_serves_its_ready_queue():
+    with AppServer() as server:
+        families = {f.name: f for f in text_string_to_metric_families(server.scrape())}
+    (sample,) = families[NAME].samples
+    assert families[NAME].type == "gauge" and sample.value >= 0
