@@ -31,15 +31,15 @@ class LoopBusyMeter(Collector):
     Limits, stated:
     - it reads the loop's private ``_selector`` attribute (asyncio publishes no hook for this;
       no private asyncio function is called): a loop without one (uvloop, the proactor loop,
-      Tornado's selector thread on Windows) or whose selector cannot be wrapped is not
-      measured; the series is then absent and the reason logged once (every
-      ``selectors.BaseSelector`` takes an instance attribute, so a Python selector always can);
+      Tornado's selector thread on Windows) is not measured: the series is then absent and
+      the reason logged once;
     - time between two runs of a stopped loop (``run_until_complete`` and the next) counts as
       busy: Tornado apps run one loop forever, where this never arises;
     - the selector's own event translation after the system call returns counts as idle
       (microseconds per iteration);
     - a loop blocked in a callback shows its blocked time at a scrape taken meanwhile from
-      another thread, since busy time runs from the last ``select`` exit to "now".
+      another thread, since busy time runs from the last ``select`` exit to "now";
+    - under ``start_in_thread()`` the loop measured is the exporter's own (as for the lag).
 
     ``stop()`` restores what it wrapped; if something else wrapped the selector after us, our
     wrapper stays in its chain but only passes calls through.
@@ -50,16 +50,14 @@ class LoopBusyMeter(Collector):
         namespace: str,
         *,
         loop: asyncio.AbstractEventLoop,
-        clock: Callable[[], float] = perf_counter,
     ) -> None:
         self._name = f"{namespace}_ioloop_busy_seconds"
         self._loop = loop
-        self._clock = clock
         # Busy seconds up to the last wait's start, and the clock when the last wait ended
         # (None during a wait). Written by the loop's thread, read by scrapes on any thread:
         # see _busy() for why two plain attributes are safe.
         self._busy_before = 0.0
-        self._exited: float | None = clock()
+        self._exited: float | None = perf_counter()
         self._reported = 0.0
         self._selector: selectors.BaseSelector | None = None
         self._wrapper: Callable[..., Any] | None = None
@@ -84,7 +82,7 @@ class LoopBusyMeter(Collector):
         self._wrapper = self._timed(inner)
         selector.select = self._wrapper
         self._selector = selector
-        self._busy_before, self._exited = self._reported, self._clock()
+        self._busy_before, self._exited = self._reported, perf_counter()
         self._measuring = True
 
     def stop(self) -> None:
@@ -112,7 +110,7 @@ class LoopBusyMeter(Collector):
         return None
 
     def _timed(self, select: Callable[..., Any]) -> Callable[..., Any]:
-        clock, meter = self._clock, self
+        clock, meter = perf_counter, self
 
         def timed_select(timeout: float | None = None) -> Any:
             # timeout 0: callbacks are ready or a timer is due, so this poll is part of the
@@ -136,7 +134,7 @@ class LoopBusyMeter(Collector):
         # Read the clock, then the busy seconds, then the wait's end: a wait starting or ending
         # between these reads can only make the figure smaller than the truth (never count an
         # interval twice), and the clamp below keeps the counter from going down meanwhile.
-        now = self._clock()
+        now = perf_counter()
         busy = self._busy_before
         exited = self._exited
         if exited is not None:
