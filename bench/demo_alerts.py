@@ -23,6 +23,7 @@ ALERTS = {
     "handlers": "TornadoHandlersLeaking",
     "cache": "TornadoWatchedObjectGrowing",
     "slow-consumer": "TornadoWriteBuffersGrowing",
+    "timers": "TornadoTimersGrowing",
 }
 # Leaks whose alert shares a name with another's: told apart by a label of the firing alert.
 LABELS = {"websockets": ("TornadoHandlersLeaking", "state", "closed")}

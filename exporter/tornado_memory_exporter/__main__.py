@@ -18,6 +18,7 @@ LEAK_NAMES = (  # demo.leaks.make_leaks()
     "http",
     "websockets",
     "slow-consumer",
+    "timers",
 )
 # The demo takes a census every few seconds so that leaks show up within a minute.
 DEMO_CENSUS_INTERVAL = 5.0

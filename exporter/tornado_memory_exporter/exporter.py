@@ -29,9 +29,12 @@ from .collectors.gc_stats import GCStatsCollector
 from .collectors.handlers import HandlersCollector
 from .collectors.info import InfoCollector
 from .collectors.iostreams import IOStreamsCollector
+from .collectors.live_heap import LiveHeapRecorder
+from .collectors.loop_busy import LoopBusyMeter
 from .collectors.loop_lag import IOLoopProbe
 from .collectors.memory_limit import MemoryLimit
 from .collectors.process import ProcessCollector
+from .collectors.ready_queue import ReadyCallbacks
 from .collectors.watch import WatchCollector
 from .config import Config
 from .explorer import Explorer, explorer_routes
@@ -177,6 +180,9 @@ class Exporter:
             "handlers": HandlersCollector(ns, latest),
             "iostreams": IOStreamsCollector(ns, latest),
             "watch": WatchCollector(ns, self._watchlist),
+            "ioloop_busy": LoopBusyMeter(ns, loop=self.loop),
+            "ioloop_ready": ReadyCallbacks(ns, loop=self.loop),
+            "live_heap": LiveHeapRecorder(ns, faults),
         }
 
     @property

@@ -310,6 +310,23 @@ def test_slow_consumer_leak_fills_the_write_buffers(demo: Demo) -> None:
     )
 
 
+def test_timers_leak_schedules_expiries_nothing_cancels(demo: Demo) -> None:
+    leak = demo.service.leaks["timers"]
+    status, _, body = demo.get("/login?user=ada")
+    assert (status, json.loads(body)) == (200, {"session_expires_in": 1.0, "leaked_timers": 0})
+    demo.switch("timers", "on")
+    demo.hit("/login?user=ada", 24)
+    status, _, body = demo.get("/login?user=bob")
+    assert json.loads(body) == {"session_expires_in": 3600.0, "leaked_timers": 25}
+    timers = list(leak.timers)
+    assert len(timers) == 25 and not any(timer.cancelled() for timer in timers)
+    now = demo.call(lambda: asyncio.sleep(0, asyncio.get_running_loop().time()))
+    assert all(3500 < timer.when() - now <= 3600 for timer in timers)  # an hour away
+    demo.switch("timers", "off")
+    assert leak.size == 0 and leak.timers == []
+    assert all(timer.cancelled() for timer in timers)  # off cancels what was leaked
+
+
 def test_cli_rejects_an_unknown_leak() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tornado_memory_exporter", "demo", "--leak", "nope"],

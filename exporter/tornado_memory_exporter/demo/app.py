@@ -31,6 +31,7 @@ from .leaks import (
     HTTPLeak,
     Leak,
     SlowConsumerLeak,
+    TimerLeak,
     WebSocketLeak,
     make_leaks,
 )
@@ -48,6 +49,7 @@ LOAD_SCHEDULE: dict[str, float] = {
     "/render": 0.2,
     "/compute": 1.0,
     "/fanout": 0.5,
+    "/login": 0.2,
 }
 # The chat's background: members always connected, each talking every CHAT_PERIOD seconds, and a
 # visitor that connects, says hello and leaves every VISITOR_PERIOD seconds.
@@ -184,6 +186,20 @@ class FanoutHandler(DemoHandler):
         self.write({"fanned_out": 0})
 
 
+def expire_session(session: str) -> None:
+    """What a session's expiry timeout runs (the demo keeps no sessions: nothing to end)."""
+
+
+class LoginHandler(DemoHandler):
+    """Schedules the session's expiry; with the ``timers`` leak on, an hour away and never
+    cancelled."""
+
+    def get(self) -> None:
+        leak: TimerLeak = self.leak("timers")
+        delay = leak.schedule(expire_session, self.get_argument("user", "guest")[:64])
+        self.write({"session_expires_in": delay, "leaked_timers": leak.size})
+
+
 class SlowHandler(DemoHandler):
     """The demo's upstream: answers after ``seconds`` (at most 5) without blocking the loop."""
 
@@ -313,6 +329,7 @@ class DemoService:
                 (r"/render", RenderHandler, kwargs),
                 (r"/compute", ComputeHandler, kwargs),
                 (r"/fanout", FanoutHandler, kwargs),
+                (r"/login", LoginHandler, kwargs),
                 (r"/slow", SlowHandler, kwargs),
                 (r"/chat", ChatSocket, kwargs),
                 (r"/ticker", TickerSocket, kwargs),

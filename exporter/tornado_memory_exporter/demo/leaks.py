@@ -18,8 +18,11 @@ import gc
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import tornado.ioloop
 
 try:
     from _testcapi import with_tp_del
@@ -233,6 +236,33 @@ class SlowConsumerLeak(Leak):
         self.size = 0
 
 
+@dataclass
+class TimerLeak(Leak):
+    """A timeout scheduled per request and never cancelled (a session expiry an hour away that
+    logout should have cancelled): IOLoop timers of one callback pile up. While off the same
+    callback is scheduled ``steady_delay`` ahead and runs, a steady population of timers."""
+
+    leak_delay: float = 3600.0
+    steady_delay: float = 1.0
+    timers: list[Any] = field(default_factory=list)
+
+    def schedule(self, callback: Callable[..., None], *args: Any) -> float:
+        """Schedule ``callback(*args)`` on the current IOLoop; returns the delay chosen."""
+        loop = tornado.ioloop.IOLoop.current()
+        if self.on and not self.capped:
+            self.timers.append(loop.call_later(self.leak_delay, callback, *args))
+            self.size = len(self.timers)
+            return self.leak_delay
+        loop.call_later(self.steady_delay, callback, *args)
+        return self.steady_delay
+
+    def release(self) -> None:
+        for timer in self.timers:  # called on the loop's thread (the switch handler)
+            tornado.ioloop.IOLoop.current().remove_timeout(timer)
+        self.timers.clear()
+        self.size = 0
+
+
 def make_leaks() -> dict[str, Leak]:
     """A fresh set of all scenarios, by name (the names of ``POST /leaks/<name>``)."""
     leaks: list[Leak] = [
@@ -298,6 +328,13 @@ def make_leaks() -> dict[str, Leak]:
             "TornadoWriteBuffersGrowing",
             "a ticker client stops reading while the server keeps pushing (bytes queued)",
             cap=64 << 20,
+        ),
+        TimerLeak(
+            "timers",
+            "/login",
+            "TornadoTimersGrowing",
+            "each login schedules a session expiry an hour away that nothing cancels",
+            cap=20_000,
         ),
     ]
     return {leak.name: leak for leak in leaks}
