@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import weakref
 from typing import Any
 
 import psutil
 import tornado.httpserver
 import tornado.web
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
-from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
-from tornado.routing import DefaultHostMatches, HostMatches, Matcher, Rule, RuleRouter
+from tornado.httputil import HTTPServerRequest
+from tornado.routing import Matcher, Rule
 
 from . import validate
 from .census.fork import Forker
@@ -39,6 +38,7 @@ from .pools.registry import PoolRegistry
 from .web.credentials import Credentials
 from .web.exposure import require_safe_exposure
 from .web.metrics import MetricsHandler, Renderer, literal, render_thread
+from .web.routes import registry_for, route_owner, takeover_error
 from .workers import SnapshotWriter, WorkerView, worker_id
 
 # One exporter per registry: a second would publish every series twice.
@@ -283,45 +283,6 @@ class _PathPrefixes(Matcher):
         return {} if request.path.startswith(self.prefixes) else None
 
 
-def route_owner(app: tornado.web.Application, path: str) -> str | None:
-    """``module.Class`` of the handler ``app`` routes ``path`` to on any host, or ``None``.
-
-    Host rules count as matching (a route for another host is still the app's route); a rule
-    that also takes a random path of no app (a catch-all such as a 404 page or a fallback
-    proxy) does not count as routing ``path``.
-    """
-    rule = _serving_rule(app.default_router, _probe(path))
-    if rule is None or rule is _serving_rule(
-        app.default_router, _probe("/" + secrets.token_hex(16))
-    ):
-        return None
-    target = rule.target
-    cls = target if isinstance(target, type) else type(target)
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _probe(path: str) -> HTTPServerRequest:
-    line = RequestStartLine("GET", path, "HTTP/1.1")
-    return HTTPServerRequest(start_line=line, headers=HTTPHeaders({"Host": "localhost"}))
-
-
-def _serving_rule(router: RuleRouter, request: HTTPServerRequest) -> Rule | None:
-    for rule in router.rules:
-        if not isinstance(rule.matcher, (HostMatches, DefaultHostMatches)):
-            try:
-                if rule.matcher.match(request) is None:
-                    continue
-            except Exception:  # noqa: BLE001 - a matcher that cannot read a bare request
-                continue
-        if isinstance(rule.target, RuleRouter):  # a host's (or a prefix's) own rules
-            found = _serving_rule(rule.target, request)
-            if found is not None:
-                return found
-            continue
-        return rule
-    return None
-
-
 def _check_arguments(
     app: object, path: object, config: object, registry: object, handler: object, replace: object
 ) -> None:
@@ -383,17 +344,17 @@ def install(
             "run by asyncio.run(main()); without access to the loop, use start_in_thread()"
         ) from None
     config = config if config is not None else Config()
-    registry = registry if registry is not None else REGISTRY
-    if registry in _installed:
-        raise RuntimeError(
-            "an Exporter is already installed on this registry; call its stop() first "
-            "or pass registry=CollectorRegistry()"
-        )
     if path is not None and app is not None:
         if config.explorer_enabled:  # the app's addresses are not known here
             require_safe_exposure(Credentials.of(config), None)
         if not replace:
             _refuse_takeover(app, path, config)
+    registry = registry_for(app, path, registry)  # not the global one if the app serves it
+    if registry in _installed:
+        raise RuntimeError(
+            "an Exporter is already installed on this registry; call its stop() first "
+            "or pass registry=CollectorRegistry()"
+        )
     exporter = Exporter(config=config, registry=registry, loop=loop)
     exporter._start()
     if path is not None and app is not None:
@@ -414,7 +375,4 @@ def _refuse_takeover(app: tornado.web.Application, path: str, config: Config) ->
     for option, probe in probes:
         owner = route_owner(app, probe)
         if owner is not None:
-            raise ValueError(
-                f"{option}: the application already routes {probe!r} to {owner}; install() will "
-                f"not shadow it: choose another {option}, or pass replace=True to serve ours there"
-            )
+            raise takeover_error(option, probe, owner)
