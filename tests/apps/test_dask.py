@@ -1,0 +1,109 @@
+"""A real Dask scheduler (``LocalCluster``, dashboard on 127.0.0.1), installed as
+docs/installing.md says: its own ``/metrics`` serves prometheus_client's global registry, so
+``install(app, None)`` publishes through it; its pages stay its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from realapps import assert_healthy, assert_published_once, names, need, total
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from tornado_memory_exporter import Config, install
+
+distributed = need("distributed")
+need("bokeh")  # the dashboard pages (/status...) exist only with bokeh
+
+PAGES = ("/status", "/info/main/workers.html", "/health", "/metrics", "/individual-plots.json")
+
+
+async def fetch(url: str) -> tuple[int, str, str]:
+    try:
+        response = await AsyncHTTPClient().fetch(url, raise_error=True, request_timeout=30)
+    except HTTPClientError as error:
+        return error.code, "", ""
+    return response.code, response.headers.get("Content-Type", ""), response.body.decode()
+
+
+def run(scenario) -> None:
+    async def main() -> None:
+        async with distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=False,
+            asynchronous=True,
+            dashboard_address="127.0.0.1:0",
+            worker_dashboard_address="127.0.0.1:0",
+        ) as cluster:
+            async with distributed.Client(cluster, asynchronous=True) as client:
+                assert await client.submit(sum, [1, 2, 3]) == 6  # the scheduler did some work
+                scheduler = cluster.scheduler
+                base = f"http://127.0.0.1:{scheduler.http_server.port}"
+                await scenario(scheduler.http_application, base)
+
+    asyncio.run(main())
+
+
+async def pages(base: str) -> dict[str, tuple[int, str]]:
+    return {path: (await fetch(base + path))[:2] for path in PAGES}
+
+
+def test_the_recipe_publishes_through_dasks_metrics_and_refuses_its_routes():
+    async def scenario(app, base: str) -> None:
+        before = await pages(base)
+        assert before["/status"][0] == 200 and before["/metrics"][0] == 200
+        with pytest.raises(
+            ValueError,
+            match=r"routes '/metrics' to distributed\.http\.scheduler\.prometheus\.core\."
+            r"PrometheusHandler.*install\(app, None\) publishes ours through it",
+        ):
+            install(app)
+        with pytest.raises(
+            ValueError, match=r"routes '/status' to bokeh\.server\.views\.doc_handler\.DocHandler"
+        ):
+            install(app, "/status")
+        exporter = install(app, None, config=Config(census_interval=0))  # the recipe
+        try:
+            await exporter.census_now()
+            assert await pages(base) == before  # no route replaced
+            code, content_type, text = await fetch(base + "/metrics")
+            assert code == 200
+            assert names(text, "dask_scheduler_workers")  # Dask's own series, and ours
+            assert_published_once(text)
+            assert_healthy(text)
+            # The scheduler's handlers: none finished and still reachable (none leaked).
+            assert total(text, "tornado_handlers_alive", state="finished") == 0
+        finally:
+            exporter.stop()
+
+    run(scenario)
+
+
+def test_a_second_path_gets_a_registry_of_its_own_and_says_so(caplog: pytest.LogCaptureFixture):
+    async def scenario(app, base: str) -> None:
+        with caplog.at_level(logging.WARNING, logger="tornado_memory_exporter"):
+            exporter = install(app, "/tornado/metrics", config=Config(census_interval=0))
+        try:
+            logged = [r for r in caplog.records if r.name == "tornado_memory_exporter"]
+            assert [(r.levelname, r.getMessage()) for r in logged] == [
+                (
+                    "WARNING",
+                    "the application already serves metrics at /metrics (distributed.http.scheduler."
+                    "prometheus.core.PrometheusHandler): /tornado/metrics serves a registry of its "
+                    "own so that no series is published twice; to publish through the "
+                    "application's /metrics instead, install(app, None)",
+                )
+            ]
+            await exporter.census_now()
+            _, _, dask = await fetch(base + "/metrics")
+            _, _, ours = await fetch(base + "/tornado/metrics")
+            assert names(dask, "tornado_") == set() and names(dask, "dask_scheduler_workers")
+            assert names(ours, "dask_") == set() and names(ours, "process_") == set()
+            assert_published_once(dask, ours)
+            assert_healthy(ours)
+        finally:
+            exporter.stop()
+
+    run(scenario)
