@@ -15,7 +15,9 @@ Legs (``--legs`` picks some; ``all``, the default, is every leg but ``prom3``):
   host's Python against the sid binaries;
 - ``py3.15``: install and smoke run (``.ci/smoke.py``) in the same root;
 - ``deps-oldest``, ``deps-newest``: the oldest declared and the newest tornado and
-  prometheus_client, each a smoke run plus ``promtool check metrics`` of its scrape.
+  prometheus_client, each a smoke run plus ``promtool check metrics`` of its scrape;
+- ``apps``: ``tests/apps`` (only there) in a virtualenv of real Tornado apps from the registry
+  (Dask, Flower with Celery, Bokeh, terminado): the recipes of docs/installing.md run in them.
 
 Everything but ``py3.11`` needs root on Debian with apt (debootstrap is installed through apt):
 elsewhere those legs are skipped with a note. The mirror is the one the machine's apt already
@@ -57,6 +59,14 @@ BROWSER_TEST = "tests/explorer/test_explorer_browser.py"
 E2E_TEST = "tests/demo/test_e2e.py"
 E2E_PYTHON = "3.14"  # the sid leg that also runs the end-to-end demo against Prometheus 3
 TEST_JOBS = 2
+APPS_TESTS = "tests/apps"
+# The apps the recipes of docs/installing.md are tested in (newest releases, the venv rebuilt
+# daily), and what their tests need beside the package's own dependencies.
+APPS_REQUIREMENTS = [
+    *("tornado", "prometheus-client", "psutil", "pympler"),
+    *("distributed", "bokeh", "flower", "celery", "terminado"),
+    *("pytest", "PyYAML"),
+]
 
 _stop = threading.Event()
 _children: set[subprocess.Popen] = set()  # stopped on SIGTERM/Ctrl-C, so that no test outlives us
@@ -390,7 +400,8 @@ class SidRoot:
         run(["chroot", str(self.path), *inner], log, timeout=timeout)
 
     def venv(self, version: str, spec: str, log: Path) -> str:
-        """/opt/venv-<version> with ``spec`` installed from /src (rebuilt when pyproject changes)."""
+        """/opt/venv-<version> with ``spec`` installed from /src (rebuilt when pyproject
+        changes)."""
         venv = f"/opt/venv-{version}"
         key = hashlib.sha256((REPO / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
         stamp = self.path / venv.lstrip("/") / ".tme-installed"
@@ -469,10 +480,8 @@ class Legs:
             except BaseException as error:  # noqa: BLE001 - a failing leg names itself
                 self.results[name] = ("FAILED", time.monotonic() - started, str(error))
             status, seconds, detail = self.results[name]
-            print(
-                f"leg {name}: {status} in {seconds:.0f}s {detail.splitlines()[0][:110] if detail else ''}",
-                flush=True,
-            )
+            first = detail.splitlines()[0][:110] if detail else ""
+            print(f"leg {name}: {status} in {seconds:.0f}s {first}", flush=True)
 
         return self.pool.submit(go)
 
@@ -528,7 +537,10 @@ class Legs:
                     daily=True,
                 ),
             )
+        if "apps" in self.selected:
+            self.prepare("apps", lambda log: host_venv("apps", APPS_REQUIREMENTS, log, daily=True))
         futures = [
+            self.leg("apps", self.apps, "apps"),  # short: started first, beside the suite
             self.leg("py3.11", self.host_suite),
             self.leg("prom3", self.prom3, "sid-binaries"),
             # the longest (with the end-to-end tests) first, so it does not run alone at the end
@@ -554,11 +566,22 @@ class Legs:
         return summary(log)
 
     def host_suite(self) -> str:
-        return self.pytest(self.python, self.log("py3.11"), dict(os.environ), *self.pytest_args)
+        return self.pytest(
+            self.python,
+            self.log("py3.11"),
+            dict(os.environ),
+            f"--ignore={APPS_TESTS}",
+            *self.pytest_args,
+        )
+
+    def apps(self, python: Path) -> str:
+        return self.pytest(str(python), self.log("apps"), dict(os.environ), APPS_TESTS)
 
     def prom3(self, binaries: dict[str, str]) -> str:
         env = {**os.environ, **binaries}
-        return self.pytest(self.python, self.log("prom3"), env, "-m", "integration")
+        return self.pytest(
+            self.python, self.log("prom3"), env, "-m", "integration", f"--ignore={APPS_TESTS}"
+        )
 
     def chroot_suite(self, version: str):
         def body(root: SidRoot, binaries: dict[str, str]) -> str:
@@ -571,6 +594,7 @@ class Legs:
             )
             inside = {k: "/src/" + str(Path(v).relative_to(REPO)) for k, v in binaries.items()}
             skip = [
+                f"--ignore={APPS_TESTS}",
                 f"--ignore={BROWSER_TEST}",
                 *([f"--ignore={E2E_TEST}"] if version != E2E_PYTHON else []),
             ]
@@ -638,7 +662,7 @@ def last_line(log: Path, marker: str) -> str:
     return lines[-1].strip("= ") if lines else ""
 
 
-ALL = ["py3.11", "prom3", "py3.13", "py3.14", "py3.15", "deps-oldest", "deps-newest"]
+ALL = ["py3.11", "prom3", "py3.13", "py3.14", "py3.15", "deps-oldest", "deps-newest", "apps"]
 DEFAULT = [leg for leg in ALL if leg != "prom3"]
 
 
@@ -682,9 +706,8 @@ def main() -> int:
     print(f"\n{'leg':<12} {'result':<8} {'seconds':>7}  detail")
     for name in selected:
         status, seconds, detail = legs.results.get(name, ("FAILED", 0.0, "did not run"))
-        print(
-            f"{name:<12} {status:<8} {seconds:>7.0f}  {detail.splitlines()[0][:110] if detail else ''}"
-        )
+        first = detail.splitlines()[0][:110] if detail else ""
+        print(f"{name:<12} {status:<8} {seconds:>7.0f}  {first}")
     print(f"{'total':<12} {'':<8} {total:>7.0f}  wall time, legs overlapping; logs in {LOGS}")
     failed = [n for n in selected if legs.results.get(n, ("FAILED",))[0] == "FAILED"]
     for name in failed:

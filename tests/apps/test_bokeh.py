@@ -4,12 +4,9 @@ app hook of docs/installing.md; real Bokeh client sessions open and close WebSoc
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
-from pathlib import Path
 
 from realapps import assert_healthy, assert_published_once, need, value
-from realbin import Daemon, free_port, wait_for
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from tornado_memory_exporter import Config, install

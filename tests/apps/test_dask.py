@@ -8,7 +8,8 @@ import asyncio
 import logging
 
 import pytest
-from realapps import assert_healthy, assert_published_once, names, need, total
+from prometheus_client import CollectorRegistry
+from realapps import assert_healthy, assert_published_once, names, need, recipe, total
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from tornado_memory_exporter import Config, install
@@ -16,6 +17,7 @@ from tornado_memory_exporter import Config, install
 distributed = need("distributed")
 need("bokeh")  # the dashboard pages (/status...) exist only with bokeh
 
+DASK_METRICS = "distributed.http.scheduler.prometheus.core.PrometheusHandler"
 PAGES = ("/status", "/info/main/workers.html", "/health", "/metrics", "/individual-plots.json")
 
 
@@ -27,7 +29,7 @@ async def fetch(url: str) -> tuple[int, str, str]:
     return response.code, response.headers.get("Content-Type", ""), response.body.decode()
 
 
-def run(scenario) -> None:
+def run(scenario, **scheduler_kwargs: object) -> None:
     async def main() -> None:
         async with distributed.LocalCluster(
             n_workers=1,
@@ -36,12 +38,13 @@ def run(scenario) -> None:
             asynchronous=True,
             dashboard_address="127.0.0.1:0",
             worker_dashboard_address="127.0.0.1:0",
+            scheduler_kwargs=scheduler_kwargs,
         ) as cluster:
             async with distributed.Client(cluster, asynchronous=True) as client:
                 assert await client.submit(sum, [1, 2, 3]) == 6  # the scheduler did some work
                 scheduler = cluster.scheduler
                 base = f"http://127.0.0.1:{scheduler.http_server.port}"
-                await scenario(scheduler.http_application, base)
+                await scenario(scheduler, base)
 
     asyncio.run(main())
 
@@ -50,8 +53,13 @@ async def pages(base: str) -> dict[str, tuple[int, str]]:
     return {path: (await fetch(base + path))[:2] for path in PAGES}
 
 
-def test_the_recipe_publishes_through_dasks_metrics_and_refuses_its_routes():
-    async def scenario(app, base: str) -> None:
+def test_the_preload_recipe_publishes_through_dasks_metrics_and_refuses_its_routes(tmp_path):
+    preload = tmp_path / "tme_preload.py"
+    preload.write_text(recipe("dask-preload"))
+
+    async def scenario(scheduler, base: str) -> None:
+        app = scheduler.http_application
+        exporter = scheduler.tornado_memory_exporter  # installed by the preload
         before = await pages(base)
         assert before["/status"][0] == 200 and before["/metrics"][0] == 200
         with pytest.raises(
@@ -59,12 +67,11 @@ def test_the_recipe_publishes_through_dasks_metrics_and_refuses_its_routes():
             match=r"routes '/metrics' to distributed\.http\.scheduler\.prometheus\.core\."
             r"PrometheusHandler.*install\(app, None\) publishes ours through it",
         ):
-            install(app)
+            install(app, registry=CollectorRegistry())
         with pytest.raises(
             ValueError, match=r"routes '/status' to bokeh\.server\.views\.doc_handler\.DocHandler"
         ):
-            install(app, "/status")
-        exporter = install(app, None, config=Config(census_interval=0))  # the recipe
+            install(app, "/status", registry=CollectorRegistry())
         try:
             await exporter.census_now()
             assert await pages(base) == before  # no route replaced
@@ -78,11 +85,12 @@ def test_the_recipe_publishes_through_dasks_metrics_and_refuses_its_routes():
         finally:
             exporter.stop()
 
-    run(scenario)
+    run(scenario, preload=[str(preload)])
 
 
 def test_a_second_path_gets_a_registry_of_its_own_and_says_so(caplog: pytest.LogCaptureFixture):
-    async def scenario(app, base: str) -> None:
+    async def scenario(scheduler, base: str) -> None:
+        app = scheduler.http_application
         with caplog.at_level(logging.WARNING, logger="tornado_memory_exporter"):
             exporter = install(app, "/tornado/metrics", config=Config(census_interval=0))
         try:
@@ -90,10 +98,10 @@ def test_a_second_path_gets_a_registry_of_its_own_and_says_so(caplog: pytest.Log
             assert [(r.levelname, r.getMessage()) for r in logged] == [
                 (
                     "WARNING",
-                    "the application already serves metrics at /metrics (distributed.http.scheduler."
-                    "prometheus.core.PrometheusHandler): /tornado/metrics serves a registry of its "
-                    "own so that no series is published twice; to publish through the "
-                    "application's /metrics instead, install(app, None)",
+                    f"the application already serves metrics at /metrics ({DASK_METRICS}): "
+                    "/tornado/metrics serves a registry of its own so that no series is "
+                    "published twice; to publish through the application's /metrics instead, "
+                    "install(app, None)",
                 )
             ]
             await exporter.census_now()

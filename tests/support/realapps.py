@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 from collections import Counter
+from pathlib import Path
 from types import ModuleType
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 Series = tuple[str, tuple[tuple[str, str], ...]]
+RECIPES = Path(__file__).resolve().parents[2] / "docs" / "installing.md"
+
+
+def recipe(name: str) -> str:
+    """The code block marked ``<!-- recipe: name -->`` in docs/installing.md, as written."""
+    match = re.search(
+        rf"<!-- recipe: {re.escape(name)} -->\n```\w*\n(.*?)```", RECIPES.read_text(), re.S
+    )
+    assert match, f"docs/installing.md has no recipe {name!r}"
+    return match[1]
 
 
 def need(module: str) -> ModuleType:
