@@ -4,9 +4,12 @@ app hook of docs/installing.md; real Bokeh client sessions open and close WebSoc
 from __future__ import annotations
 
 import asyncio
+import functools
+import sys
 import time
 
-from realapps import assert_healthy, assert_published_once, need, value
+from realapps import assert_healthy, assert_published_once, get, need, recipe, value
+from realbin import Daemon, free_port, wait_for
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from tornado_memory_exporter import Config, install
@@ -17,7 +20,8 @@ from bokeh.models import Div  # noqa: E402
 from bokeh.server.server import Server  # noqa: E402
 
 WS = "bokeh.server.views.ws.WSHandler"
-PAGES = ("/app", "/", "/static/js/bokeh.min.js", "/nothing-here")
+# Bokeh's answers, the same with ours installed ("/" redirects to the only app).
+PAGES = {"/app": 200, "/": 200, "/static/js/bokeh.min.js": 200, "/nothing-here": 404}
 
 
 def make_doc(doc) -> None:
@@ -47,22 +51,23 @@ async def until(what: str, probe, timeout: float = 20.0):
 
 def test_embedded_server_keeps_its_routes_and_counts_its_websocket_sessions():
     async def main() -> None:
-        server = Server(
-            {"/app": make_doc},
-            port=0,
-            address="127.0.0.1",
-            # Bokeh keeps a closed session (and its handler) until it discards unused sessions.
-            check_unused_sessions_milliseconds=200,
-            unused_session_lifetime_milliseconds=200,
-        )
-        server.start()
+        scope = {
+            "make_doc": make_doc,
+            "install": functools.partial(install, config=Config(census_interval=0)),
+            "Server": functools.partial(
+                Server,
+                address="127.0.0.1",
+                # Bokeh keeps a closed session (and its handler) until it discards unused ones.
+                check_unused_sessions_milliseconds=200,
+                unused_session_lifetime_milliseconds=200,
+            ),
+        }
+        exec(recipe("bokeh-embedded").replace("port=5006", "port=0"), scope)  # the recipe
+        server, exporter = scope["server"], scope["exporter"]
         base = f"http://127.0.0.1:{server.port}"
         try:
-            before = {path: (await fetch(base + path))[0] for path in PAGES}
-            # The recipe: Bokeh serves no metrics of its own; its Tornado app is server._tornado.
-            exporter = install(server._tornado, "/metrics", config=Config(census_interval=0))
             try:
-                assert {path: (await fetch(base + path))[0] for path in PAGES} == before
+                assert {path: (await fetch(base + path))[0] for path in PAGES} == PAGES
                 sessions = [
                     await asyncio.to_thread(pull_session, url=base + "/app") for _ in range(3)
                 ]
@@ -87,3 +92,45 @@ def test_embedded_server_keeps_its_routes_and_counts_its_websocket_sessions():
             server.stop()
 
     asyncio.run(main())
+
+
+def test_bokeh_serve_with_the_app_hook_recipe_counts_a_real_session():
+    port, metrics_port = free_port(), free_port()
+    with Daemon("bokeh") as daemon:
+        app = daemon.dir / "shop"
+        app.mkdir()
+        (app / "main.py").write_text(
+            "from bokeh.io import curdoc\nfrom bokeh.models import Div\n"
+            "curdoc().add_root(Div(text='hello'))\n"
+        )
+        hook = recipe("bokeh-app-hooks").replace("census_interval=30", "census_interval=0.5")
+        (app / "app_hooks.py").write_text(hook.replace("port=9464", f"port={metrics_port}"))
+        daemon.spawn(
+            [
+                *(sys.executable, "-m", "bokeh", "serve", str(app)),
+                *("--address", "127.0.0.1", "--port", str(port)),
+                *("--allow-websocket-origin", f"127.0.0.1:{port}"),
+                # discard closed sessions (and their handlers) quickly
+                *("--check-unused-sessions", "200", "--unused-session-lifetime", "200"),
+            ]
+        )
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+
+        def scrape_when(condition) -> str:
+            def probe() -> str | None:
+                assert daemon.process.poll() is None, daemon.log_tail()
+                code, text = get(metrics)
+                return text if code == 200 and condition(text) else None
+
+            return wait_for("a census of the bokeh serve process", probe, timeout=60)
+
+        scrape_when(lambda text: (value(text, "tornado_census_objects_scanned") or 0) > 0)
+        session = pull_session(url=f"http://127.0.0.1:{port}/shop")
+        try:
+            text = scrape_when(lambda text: alive(text, "open") == 1)
+        finally:
+            session.close()
+        assert get(f"http://127.0.0.1:{port}/shop")[0] == 200
+        text = scrape_when(lambda text: alive(text, "open") == alive(text, "closed") == 0)
+        assert_published_once(text)
+        assert_healthy(text)

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry
-from realapps import assert_healthy, assert_published_once, names, need, recipe, value
+from realapps import assert_healthy, assert_published_once, get, names, need, recipe, value
 from realbin import Daemon, free_port, wait_for
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.ioloop import IOLoop
@@ -36,14 +34,6 @@ async def fetch(url: str) -> tuple[int, str]:
     except HTTPClientError as error:
         return error.code, ""
     return response.code, response.body.decode()
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, ""
 
 
 def test_embedded_flower_publishes_ours_through_its_metrics_and_keeps_its_routes():

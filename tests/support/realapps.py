@@ -8,6 +8,8 @@ import importlib
 import os
 import re
 import subprocess
+import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +39,15 @@ def need(module: str) -> ModuleType:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def get(url: str) -> tuple[int, str]:
+    """Status and body of a GET (an HTTP error status is returned, not raised)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, ""
 
 
 def series(text: str) -> Counter[Series]:
