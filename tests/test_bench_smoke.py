@@ -21,12 +21,14 @@ TINY = {
     "scrape": ["--scrapes", "5", "--warmup", "1"],
     "gc_hook": ["--rounds", "2", "--rows", "2000"],
     "websockets": ["--connections", "50", "--rounds", "1"],
+    "footprint": ["--rounds", "1", "--import-rounds", "1"],
 }
 # The line of each report that carries its ratio.
 RATIO_LINES = {
     "scrape": r"ratio ours/peer +\d+\.\d\dx +\d+\.\d\dx",
     "gc_hook": r"hook +median +\d+\.\d\d ms +ratio to none \d+\.\d{3}",
     "websockets": r"ratio with/without +\d+\.\d\dx +\d+\.\d\dx",
+    "footprint": r"added by ours +-?\d+\.\d\d MiB +target <= 8 MiB: (ok|MISSED)\n",
 }
 
 WRK_OK = """\
