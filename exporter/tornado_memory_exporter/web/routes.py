@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import secrets
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import tornado.web
 from prometheus_client import REGISTRY, CollectorRegistry
 from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 from tornado.routing import HostMatches, Router
+from tornado.web import ErrorHandler
 
 from .metrics import MetricsHandler
 
@@ -114,65 +116,84 @@ def _metrics_paths(app: tornado.web.Application) -> list[str]:
 
 
 def _owner_class(app: tornado.web.Application, path: str) -> type | None:
-    found = _handler(app, path)
-    if found is None or found == _handler(app, "/" + secrets.token_hex(16)):
-        return None  # not routed, or a catch-all
-    return found[0]
-
-
-def _handler(app: tornado.web.Application, path: str) -> tuple[Any, ...] | None:
-    """What a GET of ``path`` reaches: (class, its kwargs, shape of the path arguments), asked
-    of the application on the probe's host, then of the rules of every other host."""
-    request = _probe(path)
-    routers: list[Any] = [app]
-    for rule in app.default_router.rules:
-        if isinstance(rule.matcher, HostMatches) and isinstance(rule.target, Router):
-            if rule.matcher.match(request) is None:  # a host the probe is not
-                routers.append(rule.target)
-    for router in routers:
-        try:
-            delegate = router.find_handler(request)
-        except Exception:  # noqa: BLE001 - a matcher that cannot read a bare request
-            continue
-        found = _describe(delegate)
-        if found is not None and not (
-            isinstance(found[0], type) and issubclass(found[0], tornado.web.ErrorHandler)
-        ):
-            return found
+    token = secrets.token_hex(16)
+    for router in _routers(app):
+        found = _reached(router, path)
+        if found is not None and not found.catches(_reached(router, "/" + token), path, token):
+            return found.handler
     return None
 
 
-def _describe(delegate: object) -> tuple[Any, ...] | None:
-    if delegate is None:
-        return None
-    cls = getattr(delegate, "handler_class", None)  # a RequestHandler route (_HandlerDelegate)
-    if cls is not None:
-        kwargs = getattr(delegate, "handler_kwargs", None) or {}
-        args = getattr(delegate, "path_args", None) or []
-        names = sorted(getattr(delegate, "path_kwargs", None) or {})
-        return cls, _Same(kwargs), len(args), tuple(names)
-    callback = getattr(delegate, "request_callback", None)  # a callable target (WSGIContainer...)
-    return (type(callback if callback is not None else delegate),)
+def _routers(app: tornado.web.Application) -> list[Any]:
+    """The application (as the probe's host sees it), then the rules of every other host."""
+    request = _probe("/")
+    return [app] + [
+        rule.target
+        for rule in app.default_router.rules
+        if isinstance(rule.matcher, HostMatches)
+        and isinstance(rule.target, Router)
+        and rule.matcher.match(request) is None
+    ]
 
 
-class _Same:
-    """Handler kwargs compared by identity first (the same rule hands the same dict), then by
-    value where the values can be compared."""
+@dataclass
+class _Reached:
+    """The handler a probe reached, with what the route handed it."""
 
-    def __init__(self, kwargs: dict[str, Any]) -> None:
-        self.kwargs = kwargs
+    handler: type
+    kwargs: dict[str, Any]
+    args: list[Any]
+    named: dict[str, Any]
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Same):
-            return NotImplemented
-        if self.kwargs is other.kwargs:
-            return True
-        try:
-            return bool(self.kwargs == other.kwargs)
-        except Exception:  # noqa: BLE001 - values whose == raises (arrays) are not the same
+    def catches(self, other: _Reached | None, path: str, token: str) -> bool:
+        """Whether ``other``, reached by the random path ``/token``, is this same route taking
+        any path: same handler and kwargs, and captures that are the random path's where this
+        probe's are ``path``'s (``(.*)`` captures the whole path; ``/static/(.*)`` does not)."""
+        if other is None or other.handler is not self.handler:
+            return False
+        if other.kwargs is not self.kwargs and not _equal(other.kwargs, self.kwargs):
             return False
 
-    __hash__ = None  # type: ignore[assignment]
+        def as_path(value: Any) -> Any:
+            if isinstance(value, bytes):
+                return value.replace(token.encode(), path.lstrip("/").encode())
+            if isinstance(value, str):
+                return value.replace(token, path.lstrip("/"))
+            return value
+
+        return [as_path(a) for a in other.args] == self.args and {
+            k: as_path(v) for k, v in other.named.items()
+        } == self.named
+
+
+def _reached(router: Any, path: str) -> _Reached | None:
+    """What a GET of ``path`` reaches through ``router``; None for no route, or Tornado's
+    ``ErrorHandler`` (its 404)."""
+    try:
+        delegate = router.find_handler(_probe(path))
+    except Exception:  # noqa: BLE001 - a matcher that cannot read a bare request
+        return None
+    if delegate is None:
+        return None
+    handler = getattr(delegate, "handler_class", None)  # a RequestHandler's route
+    if handler is None:  # another target (a WSGIContainer, a callable...): named by its type
+        target = getattr(delegate, "request_callback", None) or delegate
+        return _Reached(type(target), {}, [], {})
+    if issubclass(handler, ErrorHandler):
+        return None
+    return _Reached(
+        handler,
+        getattr(delegate, "handler_kwargs", None) or {},
+        list(getattr(delegate, "path_args", None) or []),
+        dict(getattr(delegate, "path_kwargs", None) or {}),
+    )
+
+
+def _equal(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values whose == raises (arrays) are not the same
+        return False
 
 
 def _probe(path: str) -> HTTPServerRequest:
