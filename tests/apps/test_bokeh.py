@@ -7,6 +7,7 @@ import asyncio
 import functools
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from realapps import assert_healthy, assert_published_once, get, need, recipe, value
 from realbin import Daemon, free_port, wait_for
@@ -34,6 +35,24 @@ async def fetch(url: str) -> tuple[int, str]:
     except HTTPClientError as error:
         return error.code, ""
     return response.code, response.body.decode()
+
+
+class Session:
+    """A real Bokeh client session (bokeh.client, over a WebSocket), opened and closed on a
+    thread of its own: it runs a loop of its own there, which close() must find again."""
+
+    def __init__(self, thread: ThreadPoolExecutor, session: object) -> None:
+        self.thread, self.session = thread, session
+
+    @classmethod
+    async def open(cls, url: str) -> Session:
+        thread = ThreadPoolExecutor(1)
+        loop = asyncio.get_running_loop()
+        return cls(thread, await loop.run_in_executor(thread, lambda: pull_session(url=url)))
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.thread, self.session.close)
+        self.thread.shutdown()
 
 
 def alive(text: str, state: str) -> float:
@@ -68,14 +87,12 @@ def test_embedded_server_keeps_its_routes_and_counts_its_websocket_sessions():
         try:
             try:
                 assert {path: (await fetch(base + path))[0] for path in PAGES} == PAGES
-                sessions = [
-                    await asyncio.to_thread(pull_session, url=base + "/app") for _ in range(3)
-                ]
+                sessions = [await Session.open(base + "/app") for _ in range(3)]
                 await exporter.census_now()
                 text = (await fetch(base + "/metrics"))[1]
                 assert alive(text, "open") == 3 and alive(text, "closed") == 0
                 for session in sessions:
-                    await asyncio.to_thread(session.close)
+                    await session.close()
 
                 async def closed() -> bool:
                     await exporter.census_now()
