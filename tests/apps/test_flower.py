@@ -63,6 +63,17 @@ def test_embedded_flower_publishes_ours_through_its_metrics_and_keeps_its_routes
                 assert_healthy(text)
             finally:
                 exporter.stop()
+            # Flower's catch-all 404 route is no conflict: a path of ours beside it (on a
+            # registry of its own, as Flower serves the global one).
+            assert (await fetch(base + "/tornado/metrics"))[0] == 404
+            exporter = install(app, "/tornado/metrics", config=Config(census_interval=0))
+            try:
+                await exporter.census_now()
+                ours = (await fetch(base + "/tornado/metrics"))[1]
+                assert_published_once(ours, (await fetch(base + "/metrics"))[1])
+                assert_healthy(ours)
+            finally:
+                exporter.stop()
             # start_in_thread() inside such an app, as documented: a registry of its own.
             thread = start_in_thread(port=0, registry=CollectorRegistry())
             try:
