@@ -17,7 +17,8 @@ Legs (``--legs`` picks some; ``all``, the default, is every leg but ``prom3``):
 - ``deps-oldest``, ``deps-newest``: the oldest declared and the newest tornado and
   prometheus_client, each a smoke run plus ``promtool check metrics`` of its scrape;
 - ``apps``: ``tests/apps`` (only there) in a virtualenv of real Tornado apps from the registry
-  (Dask, Flower with Celery, Bokeh, terminado): the recipes of docs/installing.md run in them.
+  (Dask, Flower with Celery, Bokeh, Panel, terminado): the recipes of docs/installing.md run
+  in them.
 
 Everything but ``py3.11`` needs root on Debian with apt (debootstrap is installed through apt):
 elsewhere those legs are skipped with a note. The mirror is the one the machine's apt already
@@ -64,7 +65,7 @@ APPS_TESTS = "tests/apps"
 # daily), and what their tests need beside the package's own dependencies.
 APPS_REQUIREMENTS = [
     *("tornado", "prometheus-client", "psutil", "pympler"),
-    *("distributed", "bokeh", "flower", "celery", "terminado"),
+    *("distributed", "bokeh", "panel", "flower", "celery", "terminado"),
     *("pytest", "PyYAML"),
 ]
 

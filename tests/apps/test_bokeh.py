@@ -9,6 +9,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from realapps import assert_healthy, assert_published_once, get, need, recipe, value
 from realbin import Daemon, free_port, wait_for
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
@@ -55,9 +56,9 @@ class Session:
         self.thread.shutdown()
 
 
-def alive(text: str, state: str) -> float:
+def alive(text: str, state: str, handler: str = WS) -> float:
     """Bokeh's WebSocket handlers in ``state`` at the last census (0 when the series is absent)."""
-    return value(text, "tornado_handlers_alive", handler=WS, state=state) or 0.0
+    return value(text, "tornado_handlers_alive", handler=handler, state=state) or 0.0
 
 
 async def until(what: str, probe, timeout: float = 20.0):
@@ -111,20 +112,32 @@ def test_embedded_server_keeps_its_routes_and_counts_its_websocket_sessions():
     asyncio.run(main())
 
 
-def test_bokeh_serve_with_the_app_hook_recipe_counts_a_real_session():
+# The command: the app's main.py and its WebSocket handler (`panel serve` runs Bokeh's server
+# and its app hooks, with a handler of its own).
+SERVE = {
+    "bokeh": (
+        "from bokeh.io import curdoc\nfrom bokeh.models import Div\n"
+        "curdoc().add_root(Div(text='hello'))\n",
+        WS,
+    ),
+    "panel": ("import panel as pn\npn.panel('hello').servable()\n", "panel.io.server.WSHandler"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(SERVE))
+def test_serve_with_the_app_hook_recipe_counts_a_real_session(command: str):
+    need(command)  # the client resolves the app's models (Panel's) through it
+    main, handler = SERVE[command]
     port, metrics_port = free_port(), free_port()
-    with Daemon("bokeh") as daemon:
+    with Daemon(command) as daemon:
         app = daemon.dir / "shop"
         app.mkdir()
-        (app / "main.py").write_text(
-            "from bokeh.io import curdoc\nfrom bokeh.models import Div\n"
-            "curdoc().add_root(Div(text='hello'))\n"
-        )
+        (app / "main.py").write_text(main)
         hook = recipe("bokeh-app-hooks").replace("census_interval=30", "census_interval=0.5")
         (app / "app_hooks.py").write_text(hook.replace("port=9464", f"port={metrics_port}"))
         daemon.spawn(
             [
-                *(sys.executable, "-m", "bokeh", "serve", str(app)),
+                *(sys.executable, "-m", command, "serve", str(app)),
                 *("--address", "127.0.0.1", "--port", str(port)),
                 *("--allow-websocket-origin", f"127.0.0.1:{port}"),
                 # discard closed sessions (and their handlers) quickly
@@ -139,15 +152,17 @@ def test_bokeh_serve_with_the_app_hook_recipe_counts_a_real_session():
                 code, text = get(metrics)
                 return text if code == 200 and condition(text) else None
 
-            return wait_for("a census of the bokeh serve process", probe, timeout=60)
+            return wait_for(f"a census of the {command} serve process", probe, timeout=60)
 
         scrape_when(lambda text: (value(text, "tornado_census_objects_scanned") or 0) > 0)
         session = pull_session(url=f"http://127.0.0.1:{port}/shop")
         try:
-            text = scrape_when(lambda text: alive(text, "open") == 1)
+            text = scrape_when(lambda text: alive(text, "open", handler) == 1)
         finally:
             session.close()
         assert get(f"http://127.0.0.1:{port}/shop")[0] == 200
-        text = scrape_when(lambda text: alive(text, "open") == alive(text, "closed") == 0)
+        text = scrape_when(
+            lambda text: alive(text, "open", handler) == alive(text, "closed", handler) == 0
+        )
         assert_published_once(text)
         assert_healthy(text)
