@@ -4,6 +4,7 @@ counted; and the apps themselves imported or the test skipped (failed under ``CI
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 
@@ -113,3 +115,23 @@ def promtool_check(text: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+class Session:
+    """A real Bokeh client session (bokeh.client, over a WebSocket), opened and closed on a
+    thread of its own: it runs a loop of its own there, which close() must find again."""
+
+    def __init__(self, thread: ThreadPoolExecutor, session: object) -> None:
+        self.thread, self.session = thread, session
+
+    @classmethod
+    async def open(cls, url: str) -> Session:
+        thread = ThreadPoolExecutor(1)
+        loop = asyncio.get_running_loop()
+        from bokeh.client import pull_session
+
+        return cls(thread, await loop.run_in_executor(thread, lambda: pull_session(url=url)))
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self.thread, self.session.close)
+        self.thread.shutdown()
