@@ -1,4 +1,5 @@
-"""install() in an application it did not write: no route takeover, atomic failures, literal paths."""
+"""install() in an application it did not write: no route takeover, atomic failures, literal
+paths."""
 
 from __future__ import annotations
 
