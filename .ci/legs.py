@@ -15,7 +15,10 @@ Legs (``--legs`` picks some; ``all``, the default, is every leg but ``prom3``):
   host's Python against the sid binaries;
 - ``py3.15``: install and smoke run (``.ci/smoke.py``) in the same root;
 - ``deps-oldest``, ``deps-newest``: the oldest declared and the newest tornado and
-  prometheus_client, each a smoke run plus ``promtool check metrics`` of its scrape.
+  prometheus_client, each a smoke run plus ``promtool check metrics`` of its scrape;
+- ``apps``: ``tests/apps`` (only there) in a virtualenv of real Tornado apps from the registry
+  (Dask, Flower with Celery, Bokeh, Panel, terminado): the recipes of docs/installing.md run
+  in them.
 
 Everything but ``py3.11`` needs root on Debian with apt (debootstrap is installed through apt):
 elsewhere those legs are skipped with a note. The mirror is the one the machine's apt already
@@ -57,6 +60,14 @@ BROWSER_TEST = "tests/explorer/test_explorer_browser.py"
 E2E_TEST = "tests/demo/test_e2e.py"
 E2E_PYTHON = "3.14"  # the sid leg that also runs the end-to-end demo against Prometheus 3
 TEST_JOBS = 2
+APPS_TESTS = "tests/apps"
+# The apps the recipes of docs/installing.md are tested in (newest releases, the venv rebuilt
+# daily), and what their tests need beside the package's own dependencies.
+APPS_REQUIREMENTS = [
+    *("tornado", "prometheus-client", "psutil", "pympler"),
+    *("distributed", "bokeh", "panel", "flower", "celery", "terminado"),
+    *("pytest", "PyYAML"),
+]
 
 _stop = threading.Event()
 _children: set[subprocess.Popen] = set()  # stopped on SIGTERM/Ctrl-C, so that no test outlives us
@@ -533,7 +544,10 @@ class Legs:
                     daily=True,
                 ),
             )
+        if "apps" in self.selected:
+            self.prepare("apps", lambda log: host_venv("apps", APPS_REQUIREMENTS, log, daily=True))
         futures = [
+            self.leg("apps", self.apps, "apps"),  # short: started first, beside the suite
             self.leg("py3.11", self.host_suite),
             self.leg("prom3", self.prom3, "sid-binaries"),
             # the longest (with the end-to-end tests) first, so it does not run alone at the end
@@ -559,11 +573,22 @@ class Legs:
         return summary(log)
 
     def host_suite(self) -> str:
-        return self.pytest(self.python, self.log("py3.11"), dict(os.environ), *self.pytest_args)
+        return self.pytest(
+            self.python,
+            self.log("py3.11"),
+            dict(os.environ),
+            f"--ignore={APPS_TESTS}",
+            *self.pytest_args,
+        )
+
+    def apps(self, python: Path) -> str:
+        return self.pytest(str(python), self.log("apps"), dict(os.environ), APPS_TESTS)
 
     def prom3(self, binaries: dict[str, str]) -> str:
         env = {**os.environ, **binaries}
-        return self.pytest(self.python, self.log("prom3"), env, "-m", "integration")
+        return self.pytest(
+            self.python, self.log("prom3"), env, "-m", "integration", f"--ignore={APPS_TESTS}"
+        )
 
     def chroot_suite(self, version: str):
         def body(root: SidRoot, binaries: dict[str, str]) -> str:
@@ -576,6 +601,7 @@ class Legs:
             )
             inside = {k: "/src/" + str(Path(v).relative_to(REPO)) for k, v in binaries.items()}
             skip = [
+                f"--ignore={APPS_TESTS}",
                 f"--ignore={BROWSER_TEST}",
                 *([f"--ignore={E2E_TEST}"] if version != E2E_PYTHON else []),
             ]
@@ -643,7 +669,7 @@ def last_line(log: Path, marker: str) -> str:
     return lines[-1].strip("= ") if lines else ""
 
 
-ALL = ["py3.11", "prom3", "py3.13", "py3.14", "py3.15", "deps-oldest", "deps-newest"]
+ALL = ["py3.11", "prom3", "py3.13", "py3.14", "py3.15", "deps-oldest", "deps-newest", "apps"]
 DEFAULT = [leg for leg in ALL if leg != "prom3"]
 
 

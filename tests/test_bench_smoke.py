@@ -22,6 +22,7 @@ TINY = {
     "gc_hook": ["--rounds", "2", "--rows", "2000"],
     "websockets": ["--connections", "50", "--rounds", "1"],
     "loop_busy": ["--rounds", "1", "--iterations", "2000"],
+    "footprint": ["--rounds", "1", "--import-rounds", "1"],
 }
 # The line of each report that carries its ratio.
 RATIO_LINES = {
@@ -29,6 +30,7 @@ RATIO_LINES = {
     "gc_hook": r"hook +median +\d+\.\d\d ms +ratio to none \d+\.\d{3}",
     "websockets": r"ratio with/without +\d+\.\d\dx +\d+\.\d\dx",
     "loop_busy": r"http +meter +median +\d+\.\d\d ms +ratio to none \d+\.\d{3}",
+    "footprint": r"added by ours +-?\d+\.\d\d MiB +target <= 8 MiB: (ok|MISSED)\n",
 }
 
 WRK_OK = """\

@@ -13,7 +13,7 @@ from appserver import AppServer
 from prometheus_client import REGISTRY, CollectorRegistry
 
 from tornado_memory_exporter import Config, install, start_metrics_server
-from tornado_memory_exporter.install import route_owner
+from tornado_memory_exporter.web.routes import route_owner
 
 ODD_PATH = "/user/alice@example.com/a+b(1)/metrics"  # +, (, ) and @ are plain path characters
 

@@ -18,7 +18,7 @@ from .exporter import Exporter
 from .web.credentials import Credentials
 from .web.exposure import require_safe_exposure
 from .web.metrics import MetricsHandler, literal, render_thread
-from .web.routes import route_owner
+from .web.routes import registry_for, route_owner, takeover_error
 from .web.server import MetricsServer
 
 
@@ -77,6 +77,7 @@ def install(
             require_safe_exposure(Credentials.of(config), None)
         if not replace:
             _refuse_takeover(app, path, config)
+    registry = registry_for(app, path, registry)  # not the global one if the app serves it
     exporter = Exporter(config=config, registry=registry, loop=loop)
     exporter.start()
     if app is not None and path is not None:
@@ -196,9 +197,9 @@ def _config(config: Config | None) -> Config:
     return validate.instance("config", config, Config, f"a Config: pass {hint}")
 
 
-def _registry(registry: CollectorRegistry | None) -> CollectorRegistry:
+def _registry(registry: CollectorRegistry | None) -> CollectorRegistry | None:
     if registry is None:
-        return REGISTRY
+        return None  # install() picks: the global one, or its own beside an app's /metrics
     return validate.instance(
         "registry", registry, CollectorRegistry, "a prometheus_client CollectorRegistry"
     )
@@ -212,7 +213,4 @@ def _refuse_takeover(app: tornado.web.Application, path: str, config: Config) ->
     for option, probe in probes:
         owner = route_owner(app, probe)
         if owner is not None:
-            raise ValueError(
-                f"{option}: the application already routes {probe!r} to {owner}; install() will "
-                f"not shadow it: choose another {option}, or pass replace=True to serve ours there"
-            )
+            raise takeover_error(option, probe, owner)

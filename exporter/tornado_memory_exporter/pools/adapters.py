@@ -27,6 +27,7 @@ the tests run every adapter against the real library so that a change there show
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -39,17 +40,14 @@ from ..buckets import BucketCounts
 from .pool import DEFAULT_BUCKETS
 from .snapshot import PoolSnapshot
 
-try:
-    from tornado.curl_httpclient import CurlAsyncHTTPClient
-except ImportError:  # pycurl is not installed
-    CurlAsyncHTTPClient = None
-
 
 def adapt(target: Any) -> Any:
     """An object with ``pool_snapshot()`` (and maybe ``close()``) for ``target``, or None."""
     if isinstance(target, SimpleAsyncHTTPClient):
         return _SimpleClient(target)
-    if CurlAsyncHTTPClient is not None and isinstance(target, CurlAsyncHTTPClient):
+    # Not imported here: pycurl loads libcurl (+5.8 MiB RSS); an app with a curl client has it.
+    curl = sys.modules.get("tornado.curl_httpclient")
+    if curl is not None and isinstance(target, curl.CurlAsyncHTTPClient):
         return _CurlClient(target)
     if isinstance(target, ThreadPoolExecutor):
         return _Executor(target)
