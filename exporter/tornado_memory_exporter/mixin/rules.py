@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import MixinConfig, duration, seconds
+from .config import LIBRARY_MODULES, MixinConfig, duration, seconds
 
 RULES_FILE = "tornado-memory.rules.yml"
 PROMETHEUS_RULE_FILE = "tornado-memory.prometheusrule.yaml"
@@ -73,6 +73,8 @@ CONSEQUENCES = (
     "TornadoObjectTypeGrowing",
 )
 APPLICATION = "application"
+# TornadoObjectTypeGrowing raises one alert (the fastest-growing type) per process and origin.
+OBJECT_TYPE_ALERTS_PER_ORIGIN = 1
 
 
 def floor_name(cfg: MixinConfig, metric: str) -> str:
@@ -217,7 +219,7 @@ def origin(cfg: MixinConfig, expr: str) -> str:
     """``expr`` with an ``origin`` label computed from ``type``: builtin (no dot), library (a
     module of ``library_modules``, or a private one such as ``_asyncio``/``_contextvars``:
     CPython's C internals) or application."""
-    modules = "|".join(m.replace(".", "\\\\.") for m in cfg.library_modules)
+    modules = "|".join(m.replace(".", "\\\\.") for m in LIBRARY_MODULES)
     libraries = f"({modules}|_[A-Za-z0-9_]*)" if modules else "(_[A-Za-z0-9_]*)"
     out = f'label_replace({expr}, "origin", "{APPLICATION}", "type", ".+")'
     out = f'label_replace({out}, "origin", "library", "type", "{libraries}\\\\..+")'
@@ -315,7 +317,7 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
             "TornadoObjectTypeGrowing",
             "warning",
             origin(cfg, m("objects", 'type!="other"')) + "\n  and\n"
-            f"  topk by ({cfg.on}, origin) ({cfg.object_type_alerts_per_origin},\n    "
+            f"  topk by ({cfg.on}, origin) ({OBJECT_TYPE_ALERTS_PER_ORIGIN},\n    "
             + origin(
                 cfg,
                 f"\n    deriv({objects}[{cfg.trend_window}]) * 3600\n  and\n  "
