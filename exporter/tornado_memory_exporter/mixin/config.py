@@ -189,6 +189,12 @@ class MixinConfig:
         return self.young_trend_window
 
     @property
+    def handlers_leak_for(self) -> str:
+        """``for:`` of TornadoHandlersLeaking: two thirds of the young window (longer than half
+        of it, like ``leak_for``; short enough to fire within the hour on reachable counts)."""
+        return _part(self.young_trend_window, 2, 3)
+
+    @property
     def young_growth_per_hour(self) -> float:
         """Young processes' growth threshold (stricter: a warm-up's slowing tail stays under it)."""
         return YOUNG_GROWTH_FACTOR * self.leak_growth_per_hour

@@ -68,6 +68,13 @@ LEAKING = Template(
     ")\n"
 )
 AGE = Template("time() - $start")
+# Reachable finished handlers (a census that computed reachability): garbage no longer counts,
+# so a count that keeps rising through both halves of a short window is a leak at any age.
+REACHABLE_GROWS = Template(
+    "$floor - $floor offset $half >= $half_minimum\n"
+    "and $floor offset $half - $floor offset $window >= $half_minimum\n"
+    "and on($on) $reachability == 1\n"
+)
 RESTART_PEAK = Template(
     "max_over_time($rss[$lookback]) / max_over_time($limit[$lookback])\n"
     "and changes($start[$lookback]) > 0\n"
@@ -97,6 +104,37 @@ def age_name(cfg: MixinConfig) -> str:
 def restart_peak_name(cfg: MixinConfig) -> str:
     """Recording rule: RSS / limit peak around a restart, present only just after one."""
     return record_name(cfg, "process_restarts", "peak_memory_ratio")
+
+
+def handlers_reachable_name(cfg: MixinConfig) -> str:
+    """Recording rule: reachable finished handlers that grow like a leak (any process age)."""
+    return record_name(cfg, "handlers_alive", "reachable_leaking")
+
+
+def handler_windows(cfg: MixinConfig) -> tuple[str, str, str]:
+    """(short floor, half, window) of the reachable-handlers clause: fractions of the young
+    window, so that a steady leak fires within floor + window + ``for:`` (45 min by default)."""
+    young = seconds(cfg.young_trend_window)
+    return duration(max(1, young // 6)), duration(max(1, young // 3)), duration(2 * (young // 3))
+
+
+def handlers_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
+    """The short floor of finished handlers and its reachable-only leak clause."""
+    short, half, window = handler_windows(cfg)
+    floor = record_name(cfg, "handlers_alive", "floor_short")
+    series = cfg.metric("handlers_alive", LEAKED_HANDLERS)
+    grows = REACHABLE_GROWS.substitute(
+        floor=floor,
+        half=half,
+        window=window,
+        half_minimum=max(1, cfg.handlers_leak_min // 2),
+        on=cfg.on,
+        reachability=cfg.metric("census_reachability"),
+    )
+    return [
+        {"record": floor, "expr": FLOOR.substitute(series=series, window=short)},
+        {"record": handlers_reachable_name(cfg), "expr": grows},
+    ]
 
 
 def minimum_growth(cfg: MixinConfig, metric: str) -> int:
@@ -171,6 +209,7 @@ def recording_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
         )
     for metric in FLOORED:
         rules += [{"record": name, "expr": e} for name, e in _clauses(cfg, metric).items()]
+    rules += handlers_rules(cfg)
     peak = RESTART_PEAK.substitute(
         rss=m(RSS),
         limit=m("process_memory_limit_bytes"),

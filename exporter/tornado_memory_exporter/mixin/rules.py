@@ -16,6 +16,8 @@ from .promql import (
     LEAKED_HANDLERS,
     RSS,
     floor_name,
+    handler_windows,
+    handlers_reachable_name,
     leaking_name,
     recording_rules,
     restart_peak_name,
@@ -298,19 +300,7 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
             f"least {cfg.leak_min_objects}. Builtin and library types that grow with it are "
             "consequences (inhibited in Alertmanager).",
         ),
-        Alert(
-            "TornadoHandlersLeaking",
-            "warning",
-            LEAKING.substitute(
-                series=m("handlers_alive", LEAKED_HANDLERS),
-                leaking=leaking_name(cfg, "handlers_alive"),
-            ),
-            cfg.leak_for,
-            "Finished Tornado request handlers are kept alive and accumulating.",
-            f"{WHO} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} "
-            f"{{{{ $labels.handler }}}} handlers alive and their floor grew {growth}, by at least "
-            f"{cfg.handlers_leak_min}: something still references them after their request ended.",
-        ),
+        handlers_alert(cfg),
         Alert(
             "TornadoWatchedObjectGrowing",
             "warning",
@@ -324,6 +314,53 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
             f"items and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
         ),
     ]
+
+
+HANDLERS = Template(
+    "(\n"
+    "  $handlers\n"
+    "  and ($reachable_leaking or ($leaking unless on($on) $reachability == 1))\n"
+    ")\n"
+)
+# The census's holder of a type (``<ns>_object_holder_info{type, holder} 1``), joined by type:
+# one holder per type (topk), and the series unchanged where the census names none.
+HOLDER = Template(
+    "label_replace(\n"
+    '  $expr, "type", "$$1", "$type_label", "(.+)"\n'
+    ") * on($on, type) group_left(holder) topk by ($on, type) (1, $holders)\n"
+    "or on($on, $type_label) "
+)
+KEPT_ALIVE_BY = "{{ if $labels.holder }}, kept alive by {{ $labels.holder }}{{ end }}"
+
+
+def handlers_alert(cfg: MixinConfig) -> Alert:
+    """TornadoHandlersLeaking: finished handlers kept alive. Where the census computed
+    reachability (``<ns>_census_reachability`` 1) only reachable ones are counted, so a steady
+    rise through a short window fires at any process age; elsewhere the floors' rules."""
+    m, short = cfg.metric, handler_windows(cfg)
+    handlers = m("handlers_alive", LEAKED_HANDLERS)
+    clause = HANDLERS.substitute(
+        handlers=handlers,
+        reachable_leaking=handlers_reachable_name(cfg),
+        leaking=leaking_name(cfg, "handlers_alive"),
+        on=cfg.on,
+        reachability=m("census_reachability"),
+    )
+    holder = HOLDER.substitute(
+        expr=clause.strip(), type_label="handler", on=cfg.on, holders=m("object_holder_info")
+    )
+    return Alert(
+        "TornadoHandlersLeaking",
+        "warning",
+        holder + clause,
+        cfg.handlers_leak_for,
+        "Finished Tornado request handlers are kept alive and accumulating.",
+        f"{WHO} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} "
+        f"{{{{ $labels.handler }}}} handlers alive{KEPT_ALIVE_BY}: with reachability, they rose "
+        f"by at least {max(1, cfg.handlers_leak_min // 2)} in each half of the last {short[2]}; "
+        f"without, their floor grew {_growth(cfg)}, by at least {cfg.handlers_leak_min}. "
+        "Something still references them after their request ended.",
+    )
 
 
 P99_ABOVE = Template("histogram_quantile(0.99, rate($buckets[$window]))\n> $threshold\n")

@@ -17,8 +17,18 @@ from typing import Any
 
 from ..config import MixinConfig, duration, seconds
 from ..rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE, Alert
-from .plan import STALE, MiB, Plan, Values, compress, expected, find_alert, group, timed
-from .traps import long_groups, noise_groups
+from .plan import (
+    STALE,
+    MiB,
+    Plan,
+    Values,
+    compress,
+    expected,
+    find_alert,
+    group,
+    timed,
+)
+from .traps import long_groups, never_fires, noise_groups
 
 # Two files, each with its own evaluation interval: the leak scenarios span many hours and need
 # only the leak windows' resolution; the other alerts need a step dividing every `for:`.
@@ -295,6 +305,59 @@ def _staircase_group(plan: Plan) -> dict[str, Any]:
         }
     ]
     return group(plan, "staircase leak: steps that never come back", series, tests)
+
+
+def _reachable_handlers_groups(plan: Plan) -> list[dict[str, Any]]:
+    """With reachability (``census_reachability`` 1), a steady leak of finished handlers fires
+    within the hour of its start at any process age, and names its holder; unreachable
+    garbage, a framework keeping closed sessions for a minute and a filled LRU stay silent."""
+    cfg = plan.cfg
+    hour = seconds(cfg.floor_window)
+    alert = find_alert(cfg, "TornadoHandlersLeaking")
+    per_step = max(1, math.ceil(4 * cfg.handlers_leak_min * plan.step / hour))
+    handler = {"handler": "myapp.ChatHandler", "state": "finished"}
+    holder = {"type": "myapp.ChatHandler", "holder": "myapp.chat.ROOM.members"}
+    groups = []
+    for title, leak_from in (("from process start", 0), ("in a process aged 8h", 8 * hour)):
+        check = leak_from + hour - plan.step
+        end = check + plan.step
+        values = plan.ramp(3, per_step, end, start=leak_from)
+        series = [
+            plan.series("process_start_time_seconds", plan.const(0, end)),
+            plan.series("census_reachability", plan.const(1, end)),
+            plan.series("object_holder_info", plan.const(1, end), **holder),
+            plan.series("handlers_alive", values, **handler),
+        ]
+        labels = {**plan.labels, **handler, **holder}
+        fires = [expected(cfg, alert, labels, values[plan.n(check)])]
+        tests = [
+            {"eval_time": duration(leak_from), "alertname": alert.name, "exp_alerts": []},
+            {"eval_time": duration(check), "alertname": alert.name, "exp_alerts": fires},
+        ]
+        name = f"reachable finished handlers leak {title}: fires within the hour, names its holder"
+        groups.append(group(plan, name, series, tests))
+    end = 3 * hour
+    n = plan.n(end) + 1
+    garbage = plan.ramp(0, per_step, end)  # unreachable: collected at the next full collection
+    kept_a_minute = [(i * 7) % 40 for i in range(n)]  # closed sessions kept 15-60 s
+    lru = [min(300, i * 300 // max(1, plan.n(hour // 6))) for i in range(n)]
+    series = [
+        plan.series("process_start_time_seconds", plan.const(0, end)),
+        plan.series("census_reachability", plan.const(1, end)),
+        plan.series("handlers_alive", garbage, handler="myapp.A", state="unreachable"),
+        plan.series("handlers_alive", kept_a_minute, handler="myapp.B", state="closed"),
+        plan.series("handlers_alive", lru, handler="myapp.C", state="finished"),
+    ]
+    groups.append(
+        group(
+            plan,
+            "traps: unreachable handlers, sessions kept a minute, a filled LRU stay silent",
+            series,
+            [],
+            [never_fires(0, end)],
+        )
+    )
+    return groups
 
 
 def _object_types_group(plan: Plan) -> dict[str, Any]:
@@ -621,6 +684,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         ),
         _worker_group(plan),
         _object_types_group(plan),
+        *_reachable_handlers_groups(plan),
         *_limit_groups(plan),
         _restart_loop_group(plan),
         *_allocator_groups(plan),

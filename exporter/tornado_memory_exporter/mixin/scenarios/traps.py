@@ -191,7 +191,7 @@ def slow_leak_series(plan: Plan) -> tuple[list[dict[str, str]], int, float, floa
     return series, check, rss[plan.n(check)], blocks[plan.n(check)]  # type: ignore[return-value]
 
 
-def _never_fires(since: int, until: int) -> dict[str, Any]:
+def never_fires(since: int, until: int) -> dict[str, Any]:
     return {
         "expr": f'count_over_time(ALERTS{{alertstate="firing"}}[{duration(until - since)}])',
         "eval_time": duration(until),
@@ -216,7 +216,7 @@ def noise_groups(plan: Plan) -> list[dict[str, Any]]:
             "one-time step, deploy restarts stay silent",
             trap_series(plan),
             [],
-            [floors, _never_fires(0, end)],
+            [floors, never_fires(0, end)],
         )
     ]
     series, check, rss, blocks = slow_leak_series(plan)
@@ -249,6 +249,6 @@ def long_groups(plan: Plan) -> list[dict[str, Any]]:
             "traps: a daily traffic cycle in a process older than a day stays silent",
             series,
             [],
-            [_never_fires(since, until)],
+            [never_fires(since, until)],
         )
     ]
