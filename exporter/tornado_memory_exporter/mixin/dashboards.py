@@ -353,7 +353,7 @@ def overview(cfg: MixinConfig) -> dict[str, Any]:
         Panel(
             "IOLoop lag p99",
             "99th percentile of how late the IOLoop probe ran: time the loop was "
-            "blocked (TornadoIOLoopBlocked).",
+            "blocked (TornadoIOLoopBlocked). Timers piling up: TornadoTimersGrowing.",
             "s",
             [
                 Target(

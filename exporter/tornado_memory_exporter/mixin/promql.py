@@ -137,6 +137,31 @@ def handlers_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
     ]
 
 
+# Scheduled timers of one callback: a floor over a quarter of the floor window (timers that
+# fire soon come and go) rising through both halves of the floor window.
+TIMERS_GROW = Template(
+    "$floor - $floor offset $half >= $minimum\n"
+    "and $floor offset $half - $floor offset $window >= $minimum\n"
+)
+
+
+def timers_windows(cfg: MixinConfig) -> tuple[str, str, str]:
+    """(floor, half, window) of TornadoTimersGrowing."""
+    floor = seconds(cfg.floor_window)
+    return duration(max(1, floor // 4)), duration(max(1, floor // 2)), cfg.floor_window
+
+
+def timers_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
+    """The floor of scheduled timers per callback."""
+    window = timers_windows(cfg)[0]
+    return [
+        {
+            "record": floor_name(cfg, "ioloop_timers"),
+            "expr": FLOOR.substitute(series=cfg.metric("ioloop_timers"), window=window),
+        }
+    ]
+
+
 def minimum_growth(cfg: MixinConfig, metric: str) -> int:
     """How much a floor of counted objects must also have grown over the trend window."""
     return {
@@ -209,7 +234,7 @@ def recording_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
         )
     for metric in FLOORED:
         rules += [{"record": name, "expr": e} for name, e in _clauses(cfg, metric).items()]
-    rules += handlers_rules(cfg)
+    rules += handlers_rules(cfg) + timers_rules(cfg)
     peak = RESTART_PEAK.substitute(
         rss=m(RSS),
         limit=m("process_memory_limit_bytes"),

@@ -15,12 +15,14 @@ from .config import LIBRARY_MODULES, MixinConfig, duration, seconds
 from .promql import (
     LEAKED_HANDLERS,
     RSS,
+    TIMERS_GROW,
     floor_name,
     handler_windows,
     handlers_reachable_name,
     leaking_name,
     recording_rules,
     restart_peak_name,
+    timers_windows,
 )
 
 __all__ = ["Alert", "alerts", "build_prometheus_rule", "build_rules", "floor_name"]
@@ -287,16 +289,21 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
         Alert(
             "TornadoObjectTypeGrowing",
             "warning",
-            OBJECT_TYPE.substitute(
-                objects=origin(m("objects", 'type!="other"')),
-                on=cfg.on,
-                per_origin=OBJECT_TYPE_ALERTS_PER_ORIGIN,
-                rates=rates,
+            with_holder(
+                cfg,
+                OBJECT_TYPE.substitute(
+                    objects=origin(m("objects", 'type!="other"')),
+                    on=cfg.on,
+                    per_origin=OBJECT_TYPE_ALERTS_PER_ORIGIN,
+                    rates=rates,
+                ),
+                "type",
             ),
             cfg.leak_for,
             "Live objects of one type keep accumulating in a Tornado process.",
             f"{WHO} has {{{{ $value | humanize }}}} live {{{{ $labels.type }}}} objects, the "
-            f"fastest-growing {{{{ $labels.origin }}}} type: their floor grew {growth}, by at "
+            f"fastest-growing {{{{ $labels.origin }}}} type{KEPT_ALIVE_BY}: their floor grew "
+            f"{growth}, by at "
             f"least {cfg.leak_min_objects}. Builtin and library types that grow with it are "
             "consequences (inhibited in Alertmanager).",
         ),
@@ -330,6 +337,19 @@ HOLDER = Template(
     ") * on($on, type) group_left(holder) topk by ($on, type) (1, $holders)\n"
     "or on($on, $type_label) "
 )
+
+
+def with_holder(cfg: MixinConfig, expr: str, type_label: str) -> str:
+    """``expr`` with the census's ``holder`` label joined on ``type_label`` where it names one."""
+    joined = HOLDER.substitute(
+        expr=expr.strip(),
+        type_label=type_label,
+        on=cfg.on,
+        holders=cfg.metric("object_holder_info"),
+    )
+    return joined + expr
+
+
 KEPT_ALIVE_BY = "{{ if $labels.holder }}, kept alive by {{ $labels.holder }}{{ end }}"
 
 
@@ -346,13 +366,10 @@ def handlers_alert(cfg: MixinConfig) -> Alert:
         on=cfg.on,
         reachability=m("census_reachability"),
     )
-    holder = HOLDER.substitute(
-        expr=clause.strip(), type_label="handler", on=cfg.on, holders=m("object_holder_info")
-    )
     return Alert(
         "TornadoHandlersLeaking",
         "warning",
-        holder + clause,
+        with_holder(cfg, clause, "handler"),
         cfg.handlers_leak_for,
         "Finished Tornado request handlers are kept alive and accumulating.",
         f"{WHO} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} "
@@ -409,6 +426,25 @@ def runtime_alerts(cfg: MixinConfig) -> list[Alert]:
             "something runs on the loop without yielding.",
         ),
     ]
+
+
+def timers_alert(cfg: MixinConfig) -> Alert:
+    """TornadoTimersGrowing: timers scheduled on the loop by one callback keep piling up (a
+    handler that schedules a timeout it never cancels); a steady PeriodicCallback population
+    and timers that come and go keep a flat floor."""
+    floor, half, window = timers_windows(cfg)
+    timers, minimum = floor_name(cfg, "ioloop_timers"), cfg.handlers_leak_min
+    return Alert(
+        "TornadoTimersGrowing",
+        "warning",
+        f"{cfg.metric('ioloop_timers')}\nand "
+        + TIMERS_GROW.substitute(floor=timers, half=half, window=window, minimum=minimum),
+        cfg.leak_for,
+        "Timers scheduled by one callback keep accumulating on a Tornado IOLoop.",
+        f"{WHO} has {{{{ $value | humanize }}}} timers of {{{{ $labels.callback }}}} scheduled "
+        f"on its IOLoop; their floor (minimum over {floor}) rose by at least {minimum} in each "
+        f"half of the last {window}: timeouts scheduled and never cancelled.",
+    )
 
 
 def pool_alerts(cfg: MixinConfig) -> list[Alert]:
@@ -540,6 +576,7 @@ def alerts(cfg: MixinConfig) -> list[Alert]:
         *memory_alerts(cfg),
         *object_alerts(cfg),
         *runtime_alerts(cfg),
+        timers_alert(cfg),
         *pool_alerts(cfg),
         *exporter_alerts(cfg),
         write_buffers_alert(cfg),

@@ -28,7 +28,7 @@ from .plan import (
     group,
     timed,
 )
-from .traps import long_groups, never_fires, noise_groups
+from .traps import long_groups, never_fires, noise_groups, sawtooth
 
 # Two files, each with its own evaluation interval: the leak scenarios span many hours and need
 # only the leak windows' resolution; the other alerts need a step dividing every `for:`.
@@ -360,6 +360,35 @@ def _reachable_handlers_groups(plan: Plan) -> list[dict[str, Any]]:
     return groups
 
 
+def _timers_group(plan: Plan) -> dict[str, Any]:
+    """Timers of one callback scheduled and never cancelled fire TornadoTimersGrowing within
+    two floor windows of the leak's start; a steady PeriodicCallback population and timers
+    that come and go (a sawtooth of short timeouts) stay silent."""
+    cfg = plan.cfg
+    alert = find_alert(cfg, "TornadoTimersGrowing")
+    per_step = max(1, math.ceil(4 * cfg.handlers_leak_min * plan.step / plan.floor))
+    check = 2 * plan.floor + seconds(alert.for_)
+    end = check + plan.step
+    leak = {"callback": "myapp.SessionHandler.expire"}
+    values = plan.ramp(5, per_step, end)
+    series = [
+        plan.series("ioloop_timers", values, **leak),
+        plan.series("ioloop_timers", plan.const(12, end), callback="other"),
+        plan.series(
+            "ioloop_timers", sawtooth(plan, 0, 200, plan.floor // 7, end), callback="myapp.poll"
+        ),
+    ]
+    tests = [
+        {"eval_time": duration(plan.floor // 2), "alertname": alert.name, "exp_alerts": []},
+        {
+            "eval_time": duration(check),
+            "alertname": alert.name,
+            "exp_alerts": [expected(cfg, alert, {**plan.labels, **leak}, values[plan.n(check)])],
+        },
+    ]
+    return group(plan, "timers of one callback never cancelled (steady ones silent)", series, tests)
+
+
 def _object_types_group(plan: Plan) -> dict[str, Any]:
     """Many types grow with one leak: one alert per origin (the fastest-growing type of each),
     labelled application, library or builtin."""
@@ -379,19 +408,25 @@ def _object_types_group(plan: Plan) -> dict[str, Any]:
         "list": ("builtin", 2),
         "function": ("builtin", 1),
     }
-    series = [plan.series("process_start_time_seconds", plan.const(0, end))]
+    # the census names what keeps the sessions alive: the page says so
+    holder = {"type": "myapp.Session", "holder": "myapp.sessions.CACHE"}
+    series = [
+        plan.series("process_start_time_seconds", plan.const(0, end)),
+        plan.series("object_holder_info", plan.const(1, end), **holder),
+    ]
     fires = []
     for name, (kind, factor) in types.items():
         values = plan.ramp(base, rate * factor, end)
         series.append(plan.series("objects", values, type=name))
         if factor == max(f for k, f in types.values() if k == kind):
-            fires.append(
-                (alert, {**plan.labels, "type": name, "origin": kind}, values[plan.n(fire_at)])
-            )
+            labels = {**plan.labels, "type": name, "origin": kind}
+            if name == holder["type"]:
+                labels.update(holder)
+            fires.append((alert, labels, values[plan.n(fire_at)]))
     fires.sort(key=lambda fire: sorted(fire[1].items()))
     return group(
         plan,
-        "many growing types: one alert per origin, the fastest-growing",
+        "many growing types: one alert per origin, the fastest-growing (with its holder)",
         series,
         timed(plan, alert.name, onset, fires),
     )
@@ -685,6 +720,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         _worker_group(plan),
         _object_types_group(plan),
         *_reachable_handlers_groups(plan),
+        _timers_group(plan),
         *_limit_groups(plan),
         _restart_loop_group(plan),
         *_allocator_groups(plan),
