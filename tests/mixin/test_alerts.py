@@ -146,6 +146,16 @@ def test_scenarios_hold_for_other_configs(tmp_path: Path, profile: str) -> None:
         )
 
 
+@pytest.mark.integration
+def test_a_twelve_hour_trend_window_keeps_every_trap_silent(tmp_path: Path) -> None:
+    # The README's TOML example. Its traffic ramp (4 h up, 2 h held, 4 h down) once fired three
+    # alerts: its flanks sat at the three points the both-halves clause compares; the clause
+    # now also asks the floor to be at its highest of the last half window.
+    write_all(MixinConfig(trend_window="12h"), tmp_path)
+    result = promtool("test", "rules", str(tmp_path / "alerts" / "tornado-memory.traps.test.yml"))
+    assert result.returncode == 0, result.stdout.decode()[-3000:] + result.stderr.decode()[-3000:]
+
+
 def test_every_alert_and_severity_is_asserted_firing_and_silent() -> None:
     firing: set[tuple[str, str]] = set()
     silent: set[str] = set()
@@ -280,3 +290,7 @@ def test_the_time_to_fire_page_lists_every_scenario_with_its_time() -> None:
     assert len(rows) == sum(len(t["tests"]) for t in build_rule_tests(MixinConfig()).values())
     missing = [row for row in rows if "| " + " | ".join(row) + " |" not in page]
     assert missing == [], "alerts/TIME-TO-FIRE.md is stale: regenerate it"
+    # every leak row with a duration as its target meets it
+    for name, _, goal, time in rows:
+        if goal.startswith("by "):
+            assert seconds(time.split()[-1]) <= seconds(goal.split()[-1]), name

@@ -46,6 +46,9 @@ GROWS = Template(
     "deriv($floor[$window]) * 3600 > $rate * $floor\n"
     "and $floor - $floor offset $half > $half_growth * $floor\n"
     "and $floor offset $half - $floor offset $window > $half_growth * $floor\n"
+    # still at its highest: a ramp that returns within the window is past its top by the time
+    # its flanks sit at the three points compared above (a 12h trend window saw that)
+    "and $floor >= max_over_time($floor[$half])\n"
 )
 GROWS_BY_AT_LEAST = Template("and $floor - $floor offset $window >= $minimum\n")
 # A daily traffic cycle: above the floor of the same time a day earlier, once there is one.
@@ -63,7 +66,7 @@ LEAKING = Template(
     "or\n"
     "(\n"
     "  $grows_young\n"
-    "  and on($on) $age > $young_from\n"
+    "  and on($on) $age >= $young_from\n"
     "  and on($on) $age <= $old_from\n"
     ")\n"
 )

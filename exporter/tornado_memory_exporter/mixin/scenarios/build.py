@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import MixinConfig, duration, seconds
+from ..promql import handler_windows
 from ..rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE, Alert
 from .plan import (
     STALE,
@@ -77,7 +78,7 @@ def _leak_rate(plan: Plan, base: float, minimum: int = 0) -> float:
 def _young_onset(plan: Plan) -> int:
     """First evaluation at which a process started at 0 is past its warm-up guard."""
     guard = seconds(plan.cfg.warmup_window) + plan.floor
-    return (guard // plan.step + 1) * plan.step
+    return -(-guard // plan.step) * plan.step
 
 
 def _growth_group(
@@ -319,7 +320,9 @@ def _reachable_handlers_groups(plan: Plan) -> list[dict[str, Any]]:
     holder = {"type": "myapp.ChatHandler", "holder": "myapp.chat.ROOM.members"}
     groups = []
     for title, leak_from in (("from process start", 0), ("in a process aged 8h", 8 * hour)):
-        check = leak_from + hour - plan.step
+        # the short floor's lag, both halves, for: and two evaluations (48m20s by default)
+        short, _, window = (seconds(w) for w in handler_windows(cfg))
+        check = leak_from + short + window + seconds(alert.for_) + 2 * plan.step
         end = check + plan.step
         values = plan.ramp(3, per_step, end, start=leak_from)
         series = [
@@ -351,7 +354,7 @@ def _reachable_handlers_groups(plan: Plan) -> list[dict[str, Any]]:
     groups.append(
         group(
             plan,
-            "traps: unreachable handlers, sessions kept a minute, a filled LRU stay silent",
+            "silent: unreachable handlers, sessions kept a minute, a filled LRU of 300",
             series,
             [],
             [never_fires(0, end)],
@@ -736,6 +739,37 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
     }
 
 
+# Scenario name prefix -> target, for the scenarios whose target is not "from process start".
+_TARGETS = {
+    "reachable finished handlers": "within 1h of the leak's start",
+    "timers of one callback": "within 2 floor windows + for:",
+    "near limit: a leak from process start": "1h before its limit",
+    "OOM restart loop": "before the second restart",
+    "a slow leak under a long GC sawtooth": "once old enough to judge",
+    "staircase leak": "once old enough to judge",
+}
+_FROM_START = {
+    "TornadoMemoryLeakSuspected",
+    "TornadoPythonHeapGrowing",
+    "TornadoObjectTypeGrowing",
+    "TornadoHandlersLeaking",
+    "TornadoWatchedObjectGrowing",
+    "TornadoMemoryNearLimit",
+    "TornadoAllocatorRetention",
+}
+
+
+def target(cfg: MixinConfig, scenario: str, alert: str) -> str:
+    """The target time of a firing scenario (the issue's, in words or as a duration)."""
+    for prefix, text in _TARGETS.items():
+        if scenario.startswith(prefix):
+            return text
+    if alert in _FROM_START:  # a leak from process start: warm-up, floor, for:
+        budget = seconds(cfg.warmup_window) + seconds(cfg.floor_window) + seconds(cfg.leak_for)
+        return f"by {duration(budget)}"
+    return "onset + for:"
+
+
 def time_to_fire(cfg: MixinConfig) -> list[tuple[str, str, str]]:
     """(scenario, alerts, when) of every generated scenario: the first evaluation at which it
     asserts firing alerts (time from the start of its series), or how long a trap stays silent."""
@@ -760,15 +794,15 @@ def time_to_fire(cfg: MixinConfig) -> list[tuple[str, str, str]]:
                     (
                         scenario["name"],
                         ", ".join(names) + f" ({'/'.join(severities)})",
+                        target(cfg, scenario["name"], names[0]),
                         f"firing at {first['eval_time']}",
                     )
                 )
             else:
                 (check,) = [c for c in scenario["promql_expr_test"] if "ALERTS" in c["expr"]]
                 window = check["expr"].rsplit("[", 1)[1].split("]")[0]
-                rows.append(
-                    (scenario["name"], "none", f"silent for {window} (until {check['eval_time']})")
-                )
+                until = f"silent for {window} (until {check['eval_time']})"
+                rows.append((scenario["name"], "none", "silent", until))
     return rows
 
 
@@ -783,5 +817,5 @@ def time_to_fire_table(cfg: MixinConfig) -> str:
         "regenerate; times are from the start of each scenario's series (a trap is silent\n"
         'through its whole run; the naive `deriv(rss[1h]) > 0` and "20% in 2h" rules fire on\n'
         "every trap, which the suite checks).\n\n"
-        "| scenario | alerts | time |\n|---|---|---|\n" + rows
+        "| scenario | alerts | target | time |\n|---|---|---|---|\n" + rows
     )
