@@ -18,11 +18,11 @@ from tornado_memory_exporter.mixin import (
     build_rule_tests,
     build_rules,
     write_all,
-    yamlout,
 )
 from tornado_memory_exporter.mixin.config import duration, seconds
 from tornado_memory_exporter.mixin.rules import ALERTING_GROUP, RECORDING_GROUP
 from tornado_memory_exporter.mixin.scenarios.build import time_to_fire
+from tornado_memory_exporter.mixin.write import to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
@@ -48,6 +48,7 @@ CONTRACT = {
     "TornadoMemoryExporterDown": {"warning"},
     "TornadoWriteBuffersGrowing": {"warning"},
     "TornadoAllocatorRetention": {"warning"},
+    "TornadoTimersGrowing": {"warning"},
 }
 
 
@@ -87,7 +88,7 @@ def test_every_alert_has_static_summary_templated_description_runbook_and_for() 
 def test_rules_pass_promtool_lint_and_the_prometheusrule_twin_too(tmp_path: Path) -> None:
     result = promtool("check", "rules", "--lint=all", "--lint-fatal", str(RULES))
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
-    assert b"SUCCESS: 25 rules found" in result.stdout
+    assert b"SUCCESS: 50 rules found" in result.stdout
     crd = yaml.safe_load((ALERTS / "tornado-memory.prometheusrule.yaml").read_text())
     assert crd["spec"] == yaml.safe_load(RULES.read_text())
     (tmp_path / "spec.yml").write_text(yaml.safe_dump(crd["spec"]))
@@ -127,8 +128,10 @@ def test_scenarios_hold_for_other_configs(tmp_path: Path, profile: str) -> None:
         else MixinConfig.fast(
             selector='job="shop", env=~"prod|stage"',
             namespace="shop",
-            floor_window="30s",
+            # a longer trend window; the floor window stays: the near-limit twins' windows
+            # follow it, and a longer one leaves the fast leak no room for "warning only"
             trend_window="90s",
+            day_window="6m",
         )
     )
     write_all(cfg, tmp_path)
@@ -141,6 +144,16 @@ def test_scenarios_hold_for_other_configs(tmp_path: Path, profile: str) -> None:
         assert result.returncode == 0, (
             result.stdout.decode()[-3000:] + result.stderr.decode()[-3000:]
         )
+
+
+@pytest.mark.integration
+def test_a_twelve_hour_trend_window_keeps_every_trap_silent(tmp_path: Path) -> None:
+    # The README's TOML example. Its traffic ramp (4 h up, 2 h held, 4 h down) once fired three
+    # alerts: its flanks sat at the three points the both-halves clause compares; the clause
+    # now also asks the floor to be at its highest of the last half window.
+    write_all(MixinConfig(trend_window="12h"), tmp_path)
+    result = promtool("test", "rules", str(tmp_path / "alerts" / "tornado-memory.traps.test.yml"))
+    assert result.returncode == 0, result.stdout.decode()[-3000:] + result.stderr.decode()[-3000:]
 
 
 def test_every_alert_and_severity_is_asserted_firing_and_silent() -> None:
@@ -175,7 +188,7 @@ def _trap_run(
     tmp_path: Path, rules: dict[str, Any], groups: list[dict[str, Any]], cfg: MixinConfig
 ) -> str:
     """Run ``groups`` against ``rules``; return the promtool failure output ('' on success)."""
-    (tmp_path / "r.yml").write_text(yamlout.dump(rules))
+    (tmp_path / "r.yml").write_text(to_yaml(rules))
     # The alerts read the recording group's floors: without an order promtool may evaluate the
     # groups either way round, and a trap's verdict then depends on the run.
     tests = {
@@ -184,7 +197,7 @@ def _trap_run(
         "group_eval_order": [RECORDING_GROUP, ALERTING_GROUP],
         "tests": groups,
     }
-    (tmp_path / "t.yml").write_text(yamlout.dump(tests))
+    (tmp_path / "t.yml").write_text(to_yaml(tests))
     result = promtool("test", "rules", str(tmp_path / "t.yml"))
     return "" if result.returncode == 0 else (result.stdout + result.stderr).decode()
 
@@ -232,7 +245,8 @@ def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
             alert_rule_test=[],
             promql_expr_test=[
                 {
-                    "expr": f'count by (instance) (count_over_time(ALERTS{{alertstate="firing"}}[{end}]))',
+                    "expr": "count by (instance) "
+                    f'(count_over_time(ALERTS{{alertstate="firing"}}[{end}]))',
                     "eval_time": end,
                     "exp_samples": [],
                 }
@@ -256,7 +270,7 @@ def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
         # with a 1h warm-up guard the 3h warm-up of a deploy is judged as a leak
         ({"warmup_window": "1h"}, "traps: sawtooth", "deploy-warmup"),
         # the strict young-process rate is what keeps the warm-up's slowing tail silent
-        ({"young_growth_per_hour": 0.002}, "traps: sawtooth", "deploy-warmup-slowing"),
+        ({"leak_growth_per_hour": 0.0004}, "traps: sawtooth", "deploy-warmup-slowing"),
     ],
 )
 @pytest.mark.integration
@@ -270,11 +284,13 @@ def test_each_new_guard_is_what_keeps_its_trap_silent(
     assert f'instance="{instance}"' in failure, failure[-2000:]
 
 
-def test_the_readme_lists_every_scenario_with_its_time() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_time_to_fire_page_lists_every_scenario_with_its_time() -> None:
+    page = (ALERTS / "TIME-TO-FIRE.md").read_text()
     rows = time_to_fire(MixinConfig())
     assert len(rows) == sum(len(t["tests"]) for t in build_rule_tests(MixinConfig()).values())
-    missing = [row for row in rows if "| " + " | ".join(row) + " |" not in readme]
-    assert missing == [], (
-        "README's scenario table is stale: regenerate it from scenarios.build.time_to_fire"
-    )
+    missing = [row for row in rows if "| " + " | ".join(row) + " |" not in page]
+    assert missing == [], "alerts/TIME-TO-FIRE.md is stale: regenerate it"
+    # every leak row with a duration as its target meets it
+    for name, _, goal, time in rows:
+        if goal.startswith("by "):
+            assert seconds(time.split()[-1]) <= seconds(goal.split()[-1]), name

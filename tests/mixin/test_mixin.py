@@ -1,7 +1,8 @@
-"""The mixin's config, YAML writer, generator and CLI: what a user touches to narrow and regenerate."""
+"""The mixin's config, YAML writer, generator and CLI: what a user narrows and regenerates."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,9 +20,9 @@ from tornado_memory_exporter.mixin import (
     render_all,
     templating,
     write_all,
-    yamlout,
 )
 from tornado_memory_exporter.mixin.config import duration, seconds
+from tornado_memory_exporter.mixin.write import to_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERATED_DIRS = ("alerts", "dashboards")
@@ -51,7 +52,7 @@ def test_yaml_writer_round_trips_every_generated_file(profile: str) -> None:
     for name, text in render_all(cfg).items():
         if name.endswith((".yml", ".yaml")):
             assert yaml.safe_load(text) is not None, name
-    assert yaml.safe_load(yamlout.dump(build_rules(cfg))) == build_rules(cfg)
+    assert yaml.safe_load(to_yaml(build_rules(cfg))) == build_rules(cfg)
 
 
 @pytest.mark.parametrize(
@@ -87,7 +88,7 @@ def test_yaml_writer_round_trips_every_generated_file(profile: str) -> None:
 )
 def test_yaml_writer_keeps_tricky_strings(value: str) -> None:
     data = {"key": value, "list": [value, {"inner": value}], value or "empty": 1}
-    assert yaml.safe_load(yamlout.dump(data)) == data
+    assert yaml.safe_load(to_yaml(data)) == data
 
 
 def test_durations_round_trip_and_bad_ones_are_named() -> None:
@@ -112,12 +113,12 @@ def test_durations_round_trip_and_bad_ones_are_named() -> None:
         ({"selector": 'job="a"}) or vector(1'}, "selector="),
         ({"floor_window": "6h"}, "floor_window='6h' must be shorter than trend_window='6h'"),
         ({"trend_window": "2h1s"}, "trend_window='2h1s' must be an even number of seconds"),
-        ({"leak_for": "soon"}, "leak_for='soon' is not a Prometheus duration"),
-        ({"leak_growth_per_hour": 0}, "leak_growth_per_hour=0 must be a positive number"),
-        ({"pool_saturation_ratio": 1.5}, "pool_saturation_ratio=1.5 must be at most 1"),
-        ({"leak_min_objects": -1}, "leak_min_objects=-1 must be a non-negative integer"),
+        ({"pool_window": "soon"}, "pool_window='soon' is not a Prometheus duration"),
+        ({"leak_growth_per_hour": 0}, "leak_growth_per_hour=0 must be a finite number > 0"),
+        ({"pool_window": "0s"}, "pool_window='0s' must be > 0s"),
+        ({"leak_min_objects": -1}, "leak_min_objects=-1 must be an integer >= 0"),
         ({"instance_labels": ()}, "instance_labels=() must be"),
-        ({"gc_oldest_generation": 2}, "gc_oldest_generation=2 must be like '2'"),
+        ({"instance_labels": ("job", "in-stance")}, "instance_labels=('job', 'in-stance') must"),
         ({"dashboard_uid_prefix": "x" * 31}, "dashboard_uid_prefix='xxx"),
     ],
 )
@@ -125,6 +126,35 @@ def test_invalid_config_raises_naming_the_value(changes: dict, message: str) -> 
     with pytest.raises(ValueError) as error:
         MixinConfig(**changes)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"floor_window": 3600}, "floor_window=3600 is not a Prometheus duration: pass a string"),
+        ({"leak_growth_per_hour": "1%"}, "leak_growth_per_hour='1%' must be a finite number > 0"),
+        ({"leak_min_objects": 10.0}, "leak_min_objects=10.0 must be an integer >= 0"),
+        ({"dashboard_tags": ["a"]}, "dashboard_tags=['a'] must be a tuple of strings"),
+        ({"runbook_url": None}, "runbook_url=None must be a non-empty string"),
+    ],
+)
+def test_wrong_types_raise_type_error_saying_what_to_pass(changes: dict, message: str) -> None:
+    with pytest.raises(TypeError) as error:
+        MixinConfig(**changes)
+    assert message in str(error.value)
+
+
+def test_few_options_and_every_for_derived_from_the_windows() -> None:
+    assert len(dataclasses.fields(MixinConfig)) <= 25
+    assert not [f.name for f in dataclasses.fields(MixinConfig) if f.name.endswith("_for")]
+    # the defaults keep their documented durations; the fast profile scales them
+    default, fast = MixinConfig(), MixinConfig.fast()
+    assert (default.leak_for, default.near_limit_for, default.pool_saturated_for) == (
+        "30m",
+        "30m",
+        "15m",
+    )
+    assert (fast.leak_for, fast.near_limit_for, fast.alert_group_wait) == ("20s", "10s", "10s")
 
 
 def test_from_mapping_rejects_unknown_keys_and_profiles() -> None:
@@ -165,7 +195,7 @@ def test_fast_profile_keeps_the_guards_of_the_default_one() -> None:
         )
         for c in (default, fast)
     ]
-    for d, f in zip(*per_window):
+    for d, f in zip(*per_window, strict=True):
         assert f >= d * 0.99, per_window
 
 

@@ -48,7 +48,7 @@ def inhibit_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
 
 
 def route(cfg: MixinConfig, receiver: str = RECEIVER) -> dict[str, Any]:
-    """The sub-route of every Tornado alert: grouped per process, so one leak is one notification."""
+    """The sub-route of every Tornado alert: grouped per process (one leak, one notification)."""
     return {
         "receiver": receiver,
         "matchers": ['alertname=~"Tornado.+"'],

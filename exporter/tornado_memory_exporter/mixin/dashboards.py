@@ -488,7 +488,7 @@ def loop_row(cfg: MixinConfig) -> list[Panel | Row]:
         Panel(
             "IOLoop lag p99",
             "99th percentile of how late the IOLoop probe ran: time the loop was "
-            "blocked (TornadoIOLoopBlocked).",
+            "blocked (TornadoIOLoopBlocked). Timers piling up: TornadoTimersGrowing.",
             "s",
             [Target(_quantile(0.99, m("ioloop_lag_seconds_bucket", *f), "instance, worker"), WHO)],
             width=8,

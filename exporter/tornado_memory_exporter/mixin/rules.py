@@ -1,30 +1,57 @@
-"""Recording and alerting rules, built from a ``MixinConfig``.
+"""Alerting rules, built from a ``MixinConfig`` on the recording rules of ``promql.py``.
 
-Leak rules never look at a level, and never at a raw derivative (a GC sawtooth flips its sign and
-resets ``for:``). They trend the *floor*, ``min_over_time`` over a window longer than the
-sawtooth, and require that it grows (``growing``):
-
-- in a process older than floor + trend windows: faster than a fraction of itself per hour over
-  the trend window and in both of its halves (a traffic ramp that returns, a one-time step or a
-  warm-up that plateaus fails one half), and, once the process is older than a day, above the
-  floor of the same time a day earlier (a daily traffic cycle is not a leak);
-- in a younger process past its warm-up window (a deploy that leaks from its start): faster
-  than a stricter fraction per hour in both halves of a short window.
-
-Series of an instance continue under the same labels after a restart, so every window that could
-reach into the previous process is guarded by the process age. Adding an alert is one entry in
-``alerts()`` (and its scenario in ``scenarios/build.py``).
+Each alert is a short expression over the recorded clauses (``...:floor``, ``...:leaking``),
+written as a ``string.Template``. Adding an alert is one entry in one of the families below
+(and its scenario in ``scenarios/build.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from string import Template
 from typing import Any
 
-from .config import MixinConfig, duration, seconds
+from .config import LIBRARY_MODULES, MixinConfig, duration, seconds
+from .promql import (
+    LEAKED_HANDLERS,
+    RSS,
+    TIMERS_GROW,
+    floor_name,
+    handler_windows,
+    handlers_reachable_name,
+    leaking_name,
+    recording_rules,
+    restart_peak_name,
+    timers_windows,
+)
+
+__all__ = ["Alert", "alerts", "build_prometheus_rule", "build_rules", "floor_name"]
 
 RULES_FILE = "tornado-memory.rules.yml"
 PROMETHEUS_RULE_FILE = "tornado-memory.prometheusrule.yaml"
+RECORDING_GROUP = "tornado-memory.rules"
+ALERTING_GROUP = "tornado-memory.alerts"
+# Labels Prometheus gives every target: a down target has no other labels to join on.
+TARGET_LABELS = ("job", "instance")
+# Alerts that name a cause, and those that only show its consequences (Alertmanager inhibits
+# the second on the same process while the first fires; see alertmanager.py).
+ROOT_CAUSES = (
+    "TornadoHandlersLeaking",
+    "TornadoWatchedObjectGrowing",
+    "TornadoPoolLeak",
+    # RSS that slow consumers' queues or the allocators' free lists hold is not a second problem
+    "TornadoWriteBuffersGrowing",
+    "TornadoAllocatorRetention",
+)
+CONSEQUENCES = (
+    "TornadoMemoryLeakSuspected",
+    "TornadoPythonHeapGrowing",
+    "TornadoObjectTypeGrowing",
+)
+APPLICATION = "application"
+# TornadoObjectTypeGrowing raises one alert (the fastest-growing type) per process and origin.
+OBJECT_TYPE_ALERTS_PER_ORIGIN = 1
+WHO = "{{ $labels.instance }} (job {{ $labels.job }})"
 
 
 @dataclass(frozen=True)
@@ -54,113 +81,34 @@ class Alert:
         }
 
 
-RSS = "process_resident_memory_bytes"
-# Labels Prometheus gives every target: a down target has no other labels to join on.
-TARGET_LABELS = ("job", "instance")
-# Alerts that name a cause, and those that only show its consequences (Alertmanager inhibits
-# the second on the same process while the first fires; see alertmanager.py).
-ROOT_CAUSES = (
-    "TornadoHandlersLeaking",
-    "TornadoWatchedObjectGrowing",
-    "TornadoPoolLeak",
-    # RSS that slow consumers' queues or the allocators' free lists hold is not a second problem
-    "TornadoWriteBuffersGrowing",
-    "TornadoAllocatorRetention",
-)
-CONSEQUENCES = (
-    "TornadoMemoryLeakSuspected",
-    "TornadoPythonHeapGrowing",
-    "TornadoObjectTypeGrowing",
-)
-APPLICATION = "application"
+def _pct(ratio: float) -> str:
+    return f"{ratio * 100:g}%"
 
 
-def floor_name(cfg: MixinConfig, metric: str) -> str:
-    """Name of the recording rule holding the floor of ``<ns>_<metric>``."""
-    return f"instance:{cfg.namespace}_{metric}:floor"
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
 
 
-# Handlers alive after their work ended: finished HTTP handlers and closed WebSockets (an open
-# WebSocket is a live connection, finished by Tornado at the upgrade: never a leak).
-LEAKED_HANDLERS = 'state=~"finished|closed"'
-
-
-def restart_peak_name(cfg: MixinConfig) -> str:
-    """Recording rule: RSS / limit peak around a restart, present only just after one."""
-    return f"instance:{cfg.namespace}_process_restarts:peak_memory_ratio"
-
-
-# metric -> extra matchers restricting what is floored (the census's "other" bucket is no type).
-FLOORED = {
-    "process_resident_memory_bytes": (),
-    "python_allocated_blocks": (),
-    "objects": ('type!="other"',),
-    "handlers_alive": (LEAKED_HANDLERS,),
-    "watched_object_items": (),
-}
-
-
-def recording_rules(cfg: MixinConfig) -> list[dict[str, str]]:
-    m, lookback = cfg.metric, cfg.restart_lookback
-    return [
-        {
-            "record": floor_name(cfg, metric),
-            "expr": f"min_over_time({m(metric, *matchers)}[{cfg.floor_window}])",
-        }
-        for metric, matchers in FLOORED.items()
-    ] + [
-        {
-            "record": restart_peak_name(cfg),
-            "expr": (
-                f"max_over_time({m(RSS)}[{lookback}]) / max_over_time({m('process_memory_limit_bytes')}[{lookback}])\n"
-                f"  and changes({m('process_start_time_seconds')}[{lookback}]) > 0\n"
-            ),
-        }
-    ]
-
-
-def _age(cfg: MixinConfig, op: str, older_than: int) -> str:
-    return f"on({cfg.on}) (time() - {cfg.metric('process_start_time_seconds')} {op} {older_than})"
-
-
-def growing(cfg: MixinConfig, floor: str, *, minimum: int = 0) -> str:
-    """PromQL that keeps the series of ``floor`` that grow like a leak (see the module docstring)."""
-    f, g = floor, cfg.leak_growth_per_hour
-    floor_s, trend_s = seconds(cfg.floor_window), seconds(cfg.trend_window)
-    half, trend = duration(trend_s // 2), cfg.trend_window
-    half_min = (
-        f"{g * trend_s / 2 / 3600 / 2:.6g} * {f}"  # each half grows at half the rate at least
-    )
-    day_s = seconds(cfg.day_window)
-    old = [
-        f"deriv({f}[{trend}]) * 3600 > {g:g} * {f}",
-        f"{f} - {f} offset {half} > {half_min}",
-        f"{f} offset {half} - {f} offset {trend} > {half_min}",
-        *([f"{f} - {f} offset {trend} >= {minimum}"] if minimum else []),
-        # a daily cycle: compare with the same time a day earlier, once there is one
-        f"(\n      {f} - {f} offset {cfg.day_window} > {g * day_s / 3600:.6g} * {f}\n"
-        f"      or ({f} unless {f} offset {cfg.day_window})\n"
-        f"      or ({f} and {_age(cfg, '<=', day_s + floor_s)})\n    )",
-        _age(cfg, ">", floor_s + trend_s),
-    ]
-    young_s = seconds(cfg.young_trend_window)
-    yh, y, gy = duration(young_s // 2), cfg.young_trend_window, cfg.young_growth_per_hour
-    young_min = f"{gy * young_s / 2 / 3600 / 2:.6g} * {f}"
-    young = [
-        f"deriv({f}[{y}]) * 3600 > {gy:g} * {f}",
-        f"{f} - {f} offset {yh} > {young_min}",
-        f"{f} offset {yh} - {f} offset {y} > {young_min}",
-        *([f"{f} - {f} offset {y} >= {minimum}"] if minimum else []),
-        _age(cfg, ">", seconds(cfg.warmup_window) + floor_s),
-        _age(cfg, "<=", floor_s + trend_s),
-    ]
+def _growth(cfg: MixinConfig) -> str:
+    """How the leak clauses judge growth, in words (the descriptions of the leak alerts)."""
+    young_until = duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))
     return (
-        "(\n  (\n    "
-        + "\n    and ".join(old)
-        + "\n  )\n  or\n  (\n    "
-        + "\n    and ".join(young)
-        + "\n  )\n  )"
+        f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the "
+        f"last {cfg.trend_window} (in a process younger than {young_until}: "
+        f"{_pct(cfg.young_growth_per_hour)} per hour through the last {cfg.young_trend_window}, "
+        f"after its {cfg.warmup_window} warm-up)"
     )
+
+
+def origin(expr: str) -> str:
+    """``expr`` with an ``origin`` label computed from ``type``: builtin (no dot), library (a
+    module of ``LIBRARY_MODULES``, or a private one such as ``_asyncio``/``_contextvars``:
+    CPython's C internals) or application."""
+    modules = "|".join(m.replace(".", "\\\\.") for m in LIBRARY_MODULES)
+    libraries = f"({modules}|_[A-Za-z0-9_]*)"
+    out = f'label_replace({expr}, "origin", "{APPLICATION}", "type", ".+")'
+    out = f'label_replace({out}, "origin", "library", "type", "{libraries}\\\\..+")'
+    return f'label_replace({out}, "origin", "builtin", "type", "[^.]+")'
 
 
 def allocator_free(cfg: MixinConfig) -> str:
@@ -173,309 +121,467 @@ def allocator_free(cfg: MixinConfig) -> str:
     return f"(({malloc} + {pymalloc}) or {malloc} or {pymalloc})"
 
 
-def allocator_retention(cfg: MixinConfig) -> Alert:
-    """TornadoAllocatorRetention: the RSS floor grows steadily (as for TornadoMemoryLeakSuspected)
-    while the Python heap's floor does not, and the floor of the allocators' free bytes grew by
-    ``allocator_free_growth_bytes`` over the trend window: memory Python freed, kept by malloc."""
-    rss, blocks = (
-        floor_name(cfg, "process_resident_memory_bytes"),
-        floor_name(cfg, "python_allocated_blocks"),
-    )
-    free = allocator_free(cfg)
-    floor, trend = cfg.floor_window, cfg.trend_window
-    who = "{{ $labels.instance }} (job {{ $labels.job }})"
-    return Alert(
-        "TornadoAllocatorRetention",
-        "warning",
-        _all(
-            cfg.metric(RSS),
-            growing(cfg, rss),
-            f"on({cfg.on}) deriv({blocks}[{trend}]) * 3600 <= {cfg.leak_growth_per_hour:g} * {blocks}",
-            # the free bytes' floor now, above their lowest in the trend window (a young process
-            # has less history than the window: its lowest so far counts)
-            f"on({cfg.on}) (min_over_time({free}[{floor}:]) - min_over_time({free}[{trend}:]))"
-            f" > {cfg.allocator_free_growth_bytes}",
-        ),
-        cfg.leak_for,
-        "Resident memory grows while the Python heap is flat and the allocators keep freed memory.",
-        f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B and its floor grew for {trend} while "
-        "Python's allocated blocks stayed flat, and the free bytes held by malloc and pymalloc grew "
-        f"by more than {cfg.allocator_free_growth_bytes // (1024 * 1024)} MiB: fragmentation, not a "
-        "leak of Python objects.",
-    )
+LEAKING = Template("$series\nand $leaking\n")
+NEAR_LIMIT_WARNING = Template(
+    "$rss\n"
+    "and $floor > $ratio * $limit\n"
+    "and predict_linear($floor[$trend], $horizon) > $limit\n"
+    "and $leaking\n"
+)
+NEAR_LIMIT_CRITICAL = Template(
+    "$rss\n"
+    "and $floor > $ratio * $limit\n"
+    "and predict_linear($floor[$window], $horizon) > $limit\n"
+    "and $floor - $floor offset $window > $min_growth * $limit\n"
+)
+RESTART_LOOP = Template(
+    "changes($start[$window]) > 0\n"
+    "and min_over_time($peak[$window]) > $ratio\n"
+    "and (\n"
+    "  changes($start[$window]) >= 2\n"
+    "  or $rss / $limit > $ratio\n"
+    ")\n"
+)
+ALLOCATOR_RETENTION = Template(
+    "$rss\n"
+    "and $rss_leaking\n"
+    "and on($on) deriv($blocks[$trend]) * 3600 <= $growth * $blocks\n"
+    # the free bytes' floor now, above their lowest in the trend window (a young process has
+    # less history than the window: its lowest so far counts)
+    "and on($on) (min_over_time($free[$floor:]) - min_over_time($free[$trend:])) > $bytes\n"
+)
 
 
-def _all(*clauses: str) -> str:
-    return "\n  and ".join(clauses) + "\n"
-
-
-def _pct(ratio: float) -> str:
-    return f"{ratio * 100:g}%"
-
-
-def origin(cfg: MixinConfig, expr: str) -> str:
-    """``expr`` with an ``origin`` label computed from ``type``: builtin (no dot), library (a
-    module of ``library_modules``, or a private one such as ``_asyncio``/``_contextvars``:
-    CPython's C internals) or application."""
-    modules = "|".join(m.replace(".", "\\\\.") for m in cfg.library_modules)
-    libraries = f"({modules}|_[A-Za-z0-9_]*)" if modules else "(_[A-Za-z0-9_]*)"
-    out = f'label_replace({expr}, "origin", "{APPLICATION}", "type", ".+")'
-    out = f'label_replace({out}, "origin", "library", "type", "{libraries}\\\\..+")'
-    return f'label_replace({out}, "origin", "builtin", "type", "[^.]+")'
-
-
-def alerts(cfg: MixinConfig) -> list[Alert]:
-    """Every alert of docs/design.md, in runbook order."""
-    m = cfg.metric
-    rss, blocks = floor_name(cfg, RSS), floor_name(cfg, "python_allocated_blocks")
-    objects, handlers = floor_name(cfg, "objects"), floor_name(cfg, "handlers_alive")
-    watched = floor_name(cfg, "watched_object_items")
-    limit = m("process_memory_limit_bytes")
-    start = m("process_start_time_seconds")
-    oldest = f'generation="{cfg.gc_oldest_generation}"'
-    growth = (
-        f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the last "
-        f"{cfg.trend_window} (in a process younger than {duration(seconds(cfg.floor_window) + seconds(cfg.trend_window))}: "
-        f"{_pct(cfg.young_growth_per_hour)} per hour through the last {cfg.young_trend_window}, after its "
-        f"{cfg.warmup_window} warm-up)"
-    )
-    who = "{{ $labels.instance }} (job {{ $labels.job }})"
-    lag = seconds(cfg.floor_window)
-    finished = m("handlers_alive", LEAKED_HANDLERS)
-    census = m("exporter_errors_total", 'collector="census"')
-    census_off = f"on({cfg.on}) ({m('census_interval_seconds')} == 0)"
-    out = [
+def memory_alerts(cfg: MixinConfig) -> list[Alert]:
+    """RSS: the leak trend, the near-limit twins and the OOM restart loop."""
+    m, rss = cfg.metric, floor_name(cfg, RSS)
+    limit, lag = m("process_memory_limit_bytes"), seconds(cfg.floor_window)
+    warning_ratio, critical_ratio = cfg.near_limit_warning_ratio, cfg.near_limit_critical_ratio
+    return [
         Alert(
             "TornadoMemoryLeakSuspected",
             "warning",
-            f"{m(RSS)}\n  and\n  {growing(cfg, rss)}\n",
+            LEAKING.substitute(series=m(RSS), leaking=leaking_name(cfg, RSS)),
             cfg.leak_for,
             "Resident memory of a Tornado process has been growing steadily.",
-            f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B and its floor (minimum over "
-            f"{cfg.floor_window}) grew {growth}. If the Python heap (allocated blocks) stays flat meanwhile, "
-            "this is allocator retention, not leaking Python objects.",
+            f"The RSS of {WHO} is {{{{ $value | humanize1024 }}}}B and its floor (minimum over "
+            f"{cfg.floor_window}) grew {_growth(cfg)}. If the Python heap (allocated blocks) "
+            "stays flat meanwhile, this is allocator retention, not leaking Python objects.",
         ),
         Alert(
             "TornadoMemoryNearLimit",
             "warning",
-            _all(
-                m(RSS),
-                f"{rss} > {cfg.near_limit_warning_ratio:g} * {limit}",
-                f"predict_linear({rss}[{cfg.trend_window}], {seconds(cfg.near_limit_warning_horizon) + lag}) > {limit}",
-                growing(cfg, rss),
+            NEAR_LIMIT_WARNING.substitute(
+                rss=m(RSS),
+                floor=rss,
+                ratio=f"{warning_ratio:g}",
+                limit=limit,
+                trend=cfg.trend_window,
+                horizon=seconds(cfg.near_limit_warning_horizon) + lag,
+                leaking=leaking_name(cfg, RSS),
             ),
             cfg.near_limit_for,
             "A Tornado process is predicted to reach its memory limit.",
-            f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B; its floor grows like a leak, is above "
-            f"{_pct(cfg.near_limit_warning_ratio)} of the memory limit and its {cfg.trend_window} trend "
-            f"reaches the limit within {cfg.near_limit_warning_horizon}.",
+            f"The RSS of {WHO} is {{{{ $value | humanize1024 }}}}B; its floor grows like a leak, "
+            f"is above {_pct(warning_ratio)} of the memory limit and its {cfg.trend_window} "
+            f"trend reaches the limit within {cfg.near_limit_warning_horizon}.",
         ),
         Alert(
             "TornadoMemoryNearLimit",
             "critical",
-            _all(
-                m(RSS),
-                f"{rss} > {cfg.near_limit_critical_ratio:g} * {limit}",
+            NEAR_LIMIT_CRITICAL.substitute(
+                rss=m(RSS),
+                floor=rss,
+                ratio=f"{critical_ratio:g}",
+                limit=limit,
+                window=cfg.near_limit_window,
                 # the floor lags RSS by up to the floor window: predict that much further
-                f"predict_linear({rss}[{cfg.near_limit_window}], {seconds(cfg.near_limit_critical_horizon) + lag}) > {limit}",
-                f"{rss} - {rss} offset {cfg.near_limit_window} > {cfg.near_limit_min_growth:g} * {limit}",
+                horizon=seconds(cfg.near_limit_critical_horizon) + lag,
+                min_growth=f"{cfg.near_limit_min_growth:g}",
             ),
             cfg.near_limit_for,
             "A Tornado process is predicted to reach its memory limit soon.",
-            f"The RSS of {who} is {{{{ $value | humanize1024 }}}}B; its floor is above "
-            f"{_pct(cfg.near_limit_critical_ratio)} of the memory limit, grew by more than "
-            f"{_pct(cfg.near_limit_min_growth)} of it in {cfg.near_limit_window} and that trend reaches "
-            f"the limit within {cfg.near_limit_critical_horizon}, whatever the process age.",
+            f"The RSS of {WHO} is {{{{ $value | humanize1024 }}}}B; its floor is above "
+            f"{_pct(critical_ratio)} of the memory limit, grew by more than "
+            f"{_pct(cfg.near_limit_min_growth)} of it in {cfg.near_limit_window} and that trend "
+            f"reaches the limit within {cfg.near_limit_critical_horizon}, whatever the process "
+            "age.",
         ),
-        Alert(
-            "TornadoMemoryRestartLoop",
-            "critical",
-            _all(
-                f"changes({start}[{cfg.restart_window}]) > 0",
-                f"min_over_time({restart_peak_name(cfg)}[{cfg.restart_window}]) > {cfg.restart_near_limit_ratio:g}",
-                f"(\n    changes({start}[{cfg.restart_window}]) >= 2\n"
-                f"    or {m(RSS)} / {limit} > {cfg.restart_near_limit_ratio:g}\n  )",
-            ),
-            cfg.restart_loop_for,
-            "A Tornado process keeps restarting with its memory at the limit.",
-            f"{who} restarted {{{{ $value }}}} time(s) in the last {cfg.restart_window}, each time with its RSS "
-            f"above {_pct(cfg.restart_near_limit_ratio)} of the memory limit just before, and restarted "
-            "again or is back there: an OOM restart loop (the leak trend alerts never see a process this old).",
+        restart_loop_alert(cfg),
+    ]
+
+
+def restart_loop_alert(cfg: MixinConfig) -> Alert:
+    """TornadoMemoryRestartLoop: restarts with the memory at the limit just before each."""
+    m, ratio = cfg.metric, cfg.restart_near_limit_ratio
+    return Alert(
+        "TornadoMemoryRestartLoop",
+        "critical",
+        RESTART_LOOP.substitute(
+            start=m("process_start_time_seconds"),
+            window=cfg.restart_window,
+            peak=restart_peak_name(cfg),
+            ratio=f"{ratio:g}",
+            rss=m(RSS),
+            limit=m("process_memory_limit_bytes"),
         ),
+        cfg.restart_loop_for,
+        "A Tornado process keeps restarting with its memory at the limit.",
+        f"{WHO} restarted {{{{ $value }}}} time(s) in the last {cfg.restart_window}, each time "
+        f"with its RSS above {_pct(ratio)} of the memory limit just before, and restarted "
+        "again or is back there: an OOM restart loop (the leak trend alerts never see a process "
+        "this old).",
+    )
+
+
+def allocator_retention_alert(cfg: MixinConfig) -> Alert:
+    """TornadoAllocatorRetention: the RSS floor grows steadily (as for TornadoMemoryLeakSuspected)
+    while the Python heap's floor does not, and the floor of the allocators' free bytes grew by
+    ``allocator_free_growth_bytes`` over the trend window: memory Python freed, kept by malloc."""
+    blocks, trend = floor_name(cfg, "python_allocated_blocks"), cfg.trend_window
+    return Alert(
+        "TornadoAllocatorRetention",
+        "warning",
+        ALLOCATOR_RETENTION.substitute(
+            rss=cfg.metric(RSS),
+            rss_leaking=leaking_name(cfg, RSS),
+            on=cfg.on,
+            blocks=blocks,
+            trend=trend,
+            growth=f"{cfg.leak_growth_per_hour:g}",
+            free=allocator_free(cfg),
+            floor=cfg.floor_window,
+            bytes=cfg.allocator_free_growth_bytes,
+        ),
+        cfg.leak_for,
+        "Resident memory grows while the Python heap is flat and the allocators keep freed memory.",
+        f"The RSS of {WHO} is {{{{ $value | humanize1024 }}}}B and its floor grew for {trend} "
+        "while Python's allocated blocks stayed flat, and the free bytes held by malloc and "
+        f"pymalloc grew by more than {_mib(cfg.allocator_free_growth_bytes)}: fragmentation, "
+        "not a leak of Python objects.",
+    )
+
+
+OBJECT_TYPE = Template("$objects\nand\ntopk by ($on, origin) ($per_origin,\n  $rates\n)\n")
+
+
+def object_alerts(cfg: MixinConfig) -> list[Alert]:
+    """Python heap, object types, finished handlers and watched objects that keep growing."""
+    m, growth = cfg.metric, _growth(cfg)
+    objects = floor_name(cfg, "objects")
+    rates = origin(
+        f"deriv({objects}[{cfg.trend_window}]) * 3600 and {leaking_name(cfg, 'objects')}"
+    )
+    return [
         Alert(
             "TornadoPythonHeapGrowing",
             "warning",
-            f"{m('python_allocated_blocks')}\n  and\n  {growing(cfg, blocks)}\n",
+            LEAKING.substitute(
+                series=m("python_allocated_blocks"),
+                leaking=leaking_name(cfg, "python_allocated_blocks"),
+            ),
             cfg.leak_for,
             "Python's own heap of a Tornado process has been growing steadily.",
-            f"Python's allocated blocks of {who} are {{{{ $value | humanize }}}} and their floor grew "
-            f"{growth}: live Python objects accumulate. The leak-hunt dashboard shows which types grow.",
+            f"Python's allocated blocks of {WHO} are {{{{ $value | humanize }}}} and their floor "
+            f"grew {growth}: live Python objects accumulate. The leak-hunt dashboard shows which "
+            "types grow.",
         ),
         Alert(
             "TornadoObjectTypeGrowing",
             "warning",
-            origin(cfg, m("objects", 'type!="other"')) + "\n  and\n"
-            f"  topk by ({cfg.on}, origin) ({cfg.object_type_alerts_per_origin},\n    "
-            + origin(
+            with_holder(
                 cfg,
-                f"\n    deriv({objects}[{cfg.trend_window}]) * 3600\n  and\n  "
-                f"{growing(cfg, objects, minimum=cfg.leak_min_objects)}\n  ",
-            )
-            + "\n  )\n",
+                OBJECT_TYPE.substitute(
+                    objects=origin(m("objects", 'type!="other"')),
+                    on=cfg.on,
+                    per_origin=OBJECT_TYPE_ALERTS_PER_ORIGIN,
+                    rates=rates,
+                ),
+                "type",
+            ),
             cfg.leak_for,
             "Live objects of one type keep accumulating in a Tornado process.",
-            f"{who} has {{{{ $value | humanize }}}} live {{{{ $labels.type }}}} objects, the fastest-growing "
-            f"{{{{ $labels.origin }}}} type: their floor grew {growth}, by at least {cfg.leak_min_objects}. "
-            "Builtin and library types that grow with it are consequences (inhibited in Alertmanager).",
+            f"{WHO} has {{{{ $value | humanize }}}} live {{{{ $labels.type }}}} objects, the "
+            f"fastest-growing {{{{ $labels.origin }}}} type{KEPT_ALIVE_BY}: their floor grew "
+            f"{growth}, by at "
+            f"least {cfg.leak_min_objects}. Builtin and library types that grow with it are "
+            "consequences (inhibited in Alertmanager).",
         ),
-        Alert(
-            "TornadoHandlersLeaking",
-            "warning",
-            f"{finished}\n  and\n  {growing(cfg, handlers, minimum=cfg.handlers_leak_min)}\n",
-            cfg.leak_for,
-            "Finished Tornado request handlers are kept alive and accumulating.",
-            f"{who} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} {{{{ $labels.handler }}}} handlers "
-            f"alive and their floor grew {growth}, by at least {cfg.handlers_leak_min}: "
-            "something still references them after their request ended.",
-        ),
+        handlers_alert(cfg),
         Alert(
             "TornadoWatchedObjectGrowing",
             "warning",
-            f"{m('watched_object_items')}\n  and\n  {growing(cfg, watched, minimum=cfg.watched_leak_min)}\n",
+            LEAKING.substitute(
+                series=m("watched_object_items"),
+                leaking=leaking_name(cfg, "watched_object_items"),
+            ),
             cfg.leak_for,
             "A watched cache or registry of a Tornado process grows without bound.",
-            f"Watched object {{{{ $labels.name }}}} of {who} holds {{{{ $value | humanize }}}} items "
-            f"and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
+            f"Watched object {{{{ $labels.name }}}} of {WHO} holds {{{{ $value | humanize }}}} "
+            f"items and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
         ),
+    ]
+
+
+HANDLERS = Template(
+    "(\n"
+    "  $handlers\n"
+    "  and ($reachable_leaking or ($leaking unless on($on) $reachability == 1))\n"
+    ")\n"
+)
+# The census's holder of a type (``<ns>_object_holder_info{type, holder} 1``), joined by type:
+# one holder per type (topk), and the series unchanged where the census names none.
+HOLDER = Template(
+    "label_replace(\n"
+    '  $expr, "type", "$$1", "$type_label", "(.+)"\n'
+    ") * on($on, type) group_left(holder) topk by ($on, type) (1, $holders)\n"
+    "or on($on, $type_label) "
+)
+
+
+def with_holder(cfg: MixinConfig, expr: str, type_label: str) -> str:
+    """``expr`` with the census's ``holder`` label joined on ``type_label`` where it names one."""
+    joined = HOLDER.substitute(
+        expr=expr.strip(),
+        type_label=type_label,
+        on=cfg.on,
+        holders=cfg.metric("object_holder_info"),
+    )
+    return joined + expr
+
+
+KEPT_ALIVE_BY = "{{ if $labels.holder }}, kept alive by {{ $labels.holder }}{{ end }}"
+
+
+def handlers_alert(cfg: MixinConfig) -> Alert:
+    """TornadoHandlersLeaking: finished handlers kept alive. Where the census computed
+    reachability (``<ns>_census_reachability`` 1) only reachable ones are counted, so a steady
+    rise through a short window fires at any process age; elsewhere the floors' rules."""
+    m, short = cfg.metric, handler_windows(cfg)
+    handlers = m("handlers_alive", LEAKED_HANDLERS)
+    clause = HANDLERS.substitute(
+        handlers=handlers,
+        reachable_leaking=handlers_reachable_name(cfg),
+        leaking=leaking_name(cfg, "handlers_alive"),
+        on=cfg.on,
+        reachability=m("census_reachability"),
+    )
+    return Alert(
+        "TornadoHandlersLeaking",
+        "warning",
+        with_holder(cfg, clause, "handler"),
+        cfg.handlers_leak_for,
+        "Finished Tornado request handlers are kept alive and accumulating.",
+        f"{WHO} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} "
+        f"{{{{ $labels.handler }}}} handlers alive{KEPT_ALIVE_BY}: with reachability, they rose "
+        f"by at least {max(1, cfg.handlers_leak_min // 2)} in each half of the last {short[2]}; "
+        f"without, their floor grew {_growth(cfg)}, by at least {cfg.handlers_leak_min}. "
+        "Something still references them after their request ended.",
+    )
+
+
+P99_ABOVE = Template("histogram_quantile(0.99, rate($buckets[$window]))\n> $threshold\n")
+
+
+def runtime_alerts(cfg: MixinConfig) -> list[Alert]:
+    """The garbage collector and the IOLoop."""
+    m, gen = cfg.metric, cfg.gc_oldest_generation
+    return [
         Alert(
             "TornadoGCUncollectable",
             "warning",
-            f"sum without (generation) (increase({m('gc_uncollectable_objects_total')}[{cfg.uncollectable_window}])) > 0\n",
+            f"sum without (generation) (increase({m('gc_uncollectable_objects_total')}"
+            f"[{cfg.uncollectable_window}])) > 0\n",
             cfg.uncollectable_for,
             "The garbage collector found objects it cannot free.",
-            f"The garbage collector of {who} found uncollectable objects in the last "
+            f"The garbage collector of {WHO} found uncollectable objects in the last "
             f"{cfg.uncollectable_window}; they stay in gc.garbage and are never freed.",
         ),
         Alert(
             "TornadoGCPauseHigh",
             "warning",
-            f"histogram_quantile(0.99, rate({m('gc_pause_seconds_bucket', oldest)}[{cfg.gc_pause_window}]))\n"
-            f"  > {cfg.gc_pause_p99_seconds:g}\n",
+            P99_ABOVE.substitute(
+                buckets=m("gc_pause_seconds_bucket", f'generation="{gen}"'),
+                window=cfg.gc_pause_window,
+                threshold=f"{cfg.gc_pause_p99_seconds:g}",
+            ),
             cfg.gc_pause_for,
             "Full garbage collections pause a Tornado process for long.",
-            f"The p99 of full (generation {cfg.gc_oldest_generation}) collection pauses of {who} over "
+            f"The p99 of full (generation {gen}) collection pauses of {WHO} over "
             f"{cfg.gc_pause_window} is {{{{ $value | humanizeDuration }}}}, above "
             f"{cfg.gc_pause_p99_seconds:g}s: the IOLoop serves nothing meanwhile.",
         ),
         Alert(
             "TornadoIOLoopBlocked",
             "warning",
-            f"histogram_quantile(0.99, rate({m('ioloop_lag_seconds_bucket')}[{cfg.ioloop_lag_window}]))\n"
-            f"  > {cfg.ioloop_lag_p99_seconds:g}\n",
+            P99_ABOVE.substitute(
+                buckets=m("ioloop_lag_seconds_bucket"),
+                window=cfg.ioloop_lag_window,
+                threshold=f"{cfg.ioloop_lag_p99_seconds:g}",
+            ),
             cfg.ioloop_lag_for,
             "The IOLoop of a Tornado process is blocked.",
-            f"The p99 lag of the IOLoop probe of {who} over {cfg.ioloop_lag_window} is "
+            f"The p99 lag of the IOLoop probe of {WHO} over {cfg.ioloop_lag_window} is "
             f"{{{{ $value | humanizeDuration }}}}, above {cfg.ioloop_lag_p99_seconds:g}s: "
             "something runs on the loop without yielding.",
         ),
+    ]
+
+
+def timers_alert(cfg: MixinConfig) -> Alert:
+    """TornadoTimersGrowing: timers scheduled on the loop by one callback keep piling up (a
+    handler that schedules a timeout it never cancels); a steady PeriodicCallback population
+    and timers that come and go keep a flat floor."""
+    floor, half, window = timers_windows(cfg)
+    timers, minimum = floor_name(cfg, "ioloop_timers"), cfg.handlers_leak_min
+    return Alert(
+        "TornadoTimersGrowing",
+        "warning",
+        f"{cfg.metric('ioloop_timers')}\nand "
+        + TIMERS_GROW.substitute(floor=timers, half=half, window=window, minimum=minimum),
+        cfg.leak_for,
+        "Timers scheduled by one callback keep accumulating on a Tornado IOLoop.",
+        f"{WHO} has {{{{ $value | humanize }}}} timers of {{{{ $labels.callback }}}} scheduled "
+        f"on its IOLoop; their floor (minimum over {floor}) rose by at least {minimum} in each "
+        f"half of the last {window}: timeouts scheduled and never cancelled.",
+    )
+
+
+def pool_alerts(cfg: MixinConfig) -> list[Alert]:
+    """Object pools: saturated, exhausted (acquirers time out), leaked checkouts."""
+    m, window, pool = cfg.metric, cfg.pool_window, "{{ $labels.pool }}"
+    return [
         Alert(
             "TornadoPoolSaturated",
             "warning",
-            _all(
-                f"{m('pool_in_use')} / {m('pool_capacity')} >= {cfg.pool_saturation_ratio:g}",
-                f"{m('pool_capacity')} > 0",
-            ),
+            f"{m('pool_in_use')} / {m('pool_capacity')} >= {cfg.pool_saturation_ratio:g}\n"
+            f"and {m('pool_capacity')} > 0\n",
             cfg.pool_saturated_for,
             "An object pool of a Tornado process is nearly fully in use.",
-            f"Pool {{{{ $labels.pool }}}} of {who} has {{{{ $value | humanizePercentage }}}} of its "
-            f"capacity in use, at least {_pct(cfg.pool_saturation_ratio)} for {cfg.pool_saturated_for}.",
+            f"Pool {pool} of {WHO} has {{{{ $value | humanizePercentage }}}} of its capacity in "
+            f"use, at least {_pct(cfg.pool_saturation_ratio)} for {cfg.pool_saturated_for}.",
         ),
         Alert(
             "TornadoPoolExhausted",
             "critical",
-            _all(
-                f"max_over_time({m('pool_waiting')}[{cfg.pool_window}]) > 0",
-                f"increase({m('pool_timeouts_total')}[{cfg.pool_window}]) > 0",
-            ),
+            f"max_over_time({m('pool_waiting')}[{window}]) > 0\n"
+            f"and increase({m('pool_timeouts_total')}[{window}]) > 0\n",
             cfg.pool_exhausted_for,
             "Acquirers wait for an exhausted object pool and time out.",
-            f"Up to {{{{ $value }}}} acquirers waited for pool {{{{ $labels.pool }}}} of {who} in the "
-            f"last {cfg.pool_window}, and acquisitions timed out.",
+            f"Up to {{{{ $value }}}} acquirers waited for pool {pool} of {WHO} in the last "
+            f"{window}, and acquisitions timed out.",
         ),
         Alert(
             "TornadoPoolLeak",
             "critical",
-            f"increase({m('pool_leaked_total')}[{cfg.pool_window}]) > 0\n",
+            f"increase({m('pool_leaked_total')}[{window}]) > 0\n",
             cfg.pool_leak_for,
             "Pool objects were garbage-collected while still checked out.",
-            f"Objects of pool {{{{ $labels.pool }}}} of {who} were garbage-collected while checked "
-            f"out in the last {cfg.pool_window}: code acquires without giving back; the exporter "
-            "logs the acquisition site.",
+            f"Objects of pool {pool} of {WHO} were garbage-collected while checked out in the "
+            f"last {window}: code acquires without giving back; the exporter logs the "
+            "acquisition site.",
+        ),
+    ]
+
+
+CENSUS_STALE = Template("time() - $last_success > $after\nunless $census_off\n")
+# A census that never succeeded (no timestamp at all) while the exporter counts census errors;
+# a disabled census (interval 0) counts none.
+CENSUS_NEVER = Template(
+    "sum without (collector) (increase($errors[$after])) > 0\n"
+    "and on($on) $errors\n"
+    "unless on($on) $last_success\n"
+    "unless $census_off\n"
+)
+
+
+def exporter_alerts(cfg: MixinConfig) -> list[Alert]:
+    """The exporter itself: a stale or never-successful census, a target that is down."""
+    m, after = cfg.metric, cfg.census_stale_after
+    clauses = {
+        "last_success": m("census_last_success_timestamp_seconds"),
+        "census_off": f"on({cfg.on}) ({m('census_interval_seconds')} == 0)",
+        "errors": m("exporter_errors_total", 'collector="census"'),
+        "on": cfg.on,
+    }
+    summary = "The heap census of a Tornado process is not refreshed."
+    return [
+        Alert(
+            "TornadoCensusStale",
+            "warning",
+            CENSUS_STALE.substitute(clauses, after=seconds(after)),
+            cfg.census_stale_for,
+            summary,
+            f"The last successful heap census of {WHO} finished "
+            f"{{{{ $value | humanizeDuration }}}} ago (limit {after}): object-type alerts and "
+            "panels are blind.",
         ),
         Alert(
             "TornadoCensusStale",
             "warning",
-            f"time() - {m('census_last_success_timestamp_seconds')} > {seconds(cfg.census_stale_after)}\n"
-            f"  unless {census_off}\n",
+            CENSUS_NEVER.substitute(clauses, after=after),
             cfg.census_stale_for,
-            "The heap census of a Tornado process is not refreshed.",
-            f"The last successful heap census of {who} finished {{{{ $value | humanizeDuration }}}} ago "
-            f"(limit {cfg.census_stale_after}): object-type alerts and panels are blind.",
-        ),
-        # Its twin for a census that never succeeded (no timestamp at all) while the exporter is
-        # scraped and counts census errors; a disabled census (interval 0) counts none.
-        Alert(
-            "TornadoCensusStale",
-            "warning",
-            f"sum without (collector) (increase({census}[{cfg.census_stale_after}])) > 0\n"
-            f"  and on({cfg.on}) {census}\n"
-            f"  unless on({cfg.on}) {m('census_last_success_timestamp_seconds')}\n"
-            f"  unless {census_off}\n",
-            cfg.census_stale_for,
-            "The heap census of a Tornado process is not refreshed.",
-            f"The heap census of {who} has never succeeded: it failed {{{{ $value }}}} times in the last "
-            f"{cfg.census_stale_after}, so object-type alerts and panels are blind.",
+            summary,
+            f"The heap census of {WHO} has never succeeded: it failed {{{{ $value }}}} times in "
+            f"the last {after}, so object-type alerts and panels are blind.",
             labels=(("census", "never_succeeded"),),
         ),
         Alert(
             "TornadoMemoryExporterDown",
             "warning",
-            _all(
-                f"{cfg.raw('up')} == 0",
-                f"on({', '.join(TARGET_LABELS)}) last_over_time({m('exporter_info')}[{cfg.exporter_down_lookback}])",
-            ),
+            f"{cfg.raw('up')} == 0\n"
+            f"and on({', '.join(TARGET_LABELS)}) "
+            f"last_over_time({m('exporter_info')}[{cfg.exporter_down_lookback}])\n",
             cfg.exporter_down_for,
             "Prometheus cannot scrape a Tornado memory exporter.",
-            f"Prometheus has failed to scrape {who} for {cfg.exporter_down_for}: memory alerts "
+            f"Prometheus has failed to scrape {WHO} for {cfg.exporter_down_for}: memory alerts "
             "for it are blind.",
         ),
     ]
-    out.append(write_buffers_alert(cfg))
-    out.append(allocator_retention(cfg))
-    return out
 
 
-def _mib(n: int) -> str:
-    return f"{n / (1 << 20):g} MiB"
+WRITE_BUFFERS = Template(
+    "$queued > $high\nor\n$queued and ($queued - $queued offset $window > $growth)\n"
+)
 
 
 def write_buffers_alert(cfg: MixinConfig) -> Alert:
     """TornadoWriteBuffersGrowing: slow consumers. Instant comparisons only (no range window
     whose left edge Prometheus 2 and 3 treat differently); ``for:`` makes them sustained."""
-    queued = cfg.metric("iostream_write_buffer_bytes")
-    window = cfg.write_buffers_window
+    window, high, growth = (
+        cfg.write_buffers_window,
+        cfg.write_buffers_high_bytes,
+        cfg.write_buffers_growth_bytes,
+    )
     return Alert(
         "TornadoWriteBuffersGrowing",
         "warning",
-        f"{queued} > {cfg.write_buffers_high_bytes}\n"
-        f"  or\n{queued} and ({queued} - {queued} offset {window} > {cfg.write_buffers_growth_bytes})\n",
+        WRITE_BUFFERS.substitute(
+            queued=cfg.metric("iostream_write_buffer_bytes"),
+            high=high,
+            window=window,
+            growth=growth,
+        ),
         cfg.write_buffers_for,
         "Data queued to slow clients keeps growing in a Tornado process.",
-        f"{{{{ $labels.instance }}}} (job {{{{ $labels.job }}}}) holds {{{{ $value | humanize1024 }}}}B queued in its "
-        f"IOStream write buffers, above {_mib(cfg.write_buffers_high_bytes)} or "
-        f"{_mib(cfg.write_buffers_growth_bytes)} more than {window} earlier, for {cfg.write_buffers_for}: "
-        "clients that stop reading while the server keeps writing.",
+        f"{WHO} holds {{{{ $value | humanize1024 }}}}B queued in its IOStream write buffers, "
+        f"above {_mib(high)} or {_mib(growth)} more than {window} earlier, for "
+        f"{cfg.write_buffers_for}: clients that stop reading while the server keeps writing.",
     )
+
+
+def alerts(cfg: MixinConfig) -> list[Alert]:
+    """Every alert of docs/design.md, in runbook order."""
+    return [
+        *memory_alerts(cfg),
+        *object_alerts(cfg),
+        *runtime_alerts(cfg),
+        timers_alert(cfg),
+        *pool_alerts(cfg),
+        *exporter_alerts(cfg),
+        write_buffers_alert(cfg),
+        allocator_retention_alert(cfg),
+    ]
 
 
 def _group(name: str, rules: list[dict[str, Any]], cfg: MixinConfig) -> dict[str, Any]:
@@ -484,10 +590,6 @@ def _group(name: str, rules: list[dict[str, Any]], cfg: MixinConfig) -> dict[str
         group["interval"] = cfg.rule_interval
     group["rules"] = rules
     return group
-
-
-RECORDING_GROUP = "tornado-memory.rules"
-ALERTING_GROUP = "tornado-memory.alerts"
 
 
 def build_rules(cfg: MixinConfig) -> dict[str, Any]:

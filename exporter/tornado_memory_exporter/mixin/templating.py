@@ -89,8 +89,13 @@ FUNCTIONS = {
 _ACTION = re.compile(r"\{\{\s*(\$labels\.(\w+)|\$value(?:\s*\|\s*(\w+))?)\s*\}\}")
 
 
+_IF = re.compile(r"\{\{\s*if \$labels\.(\w+)\s*\}\}(.*?)\{\{\s*end\s*\}\}", re.DOTALL)
+
+
 def render(template: str, labels: dict[str, str], value: float) -> str:
-    """Expand the subset of Go templating our annotations use (labels and ``$value | fn``)."""
+    """Expand the subset of Go templating our annotations use (labels, ``$value | fn`` and
+    ``{{ if $labels.x }}...{{ end }}``)."""
+    template = _IF.sub(lambda m: m.group(2) if labels.get(m.group(1)) else "", template)
 
     def expand(match: re.Match[str]) -> str:
         if match.group(2):

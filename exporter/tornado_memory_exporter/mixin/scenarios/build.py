@@ -16,9 +16,20 @@ from dataclasses import replace
 from typing import Any
 
 from ..config import MixinConfig, duration, seconds
+from ..promql import handler_windows
 from ..rules import ALERTING_GROUP, RECORDING_GROUP, RULES_FILE, Alert
-from .plan import STALE, MiB, Plan, Values, compress, expected, find_alert, group, timed
-from .traps import long_groups, noise_groups
+from .plan import (
+    STALE,
+    MiB,
+    Plan,
+    Values,
+    compress,
+    expected,
+    find_alert,
+    group,
+    timed,
+)
+from .traps import long_groups, never_fires, noise_groups, sawtooth
 
 # Two files, each with its own evaluation interval: the leak scenarios span many hours and need
 # only the leak windows' resolution; the other alerts need a step dividing every `for:`.
@@ -54,7 +65,8 @@ def _leak_rate(plan: Plan, base: float, minimum: int = 0) -> float:
     denominator = 1 - margin * gy * (_young_onset(plan) - plan.floor) / 3600
     if denominator <= 0.1 or _young_onset(plan) > plan.age:
         raise ValueError(
-            f"young_growth_per_hour={gy!r} or warmup_window={cfg.warmup_window!r} leave a leak from process "
+            f"leak_growth_per_hour={cfg.leak_growth_per_hour!r} or "
+            f"warmup_window={cfg.warmup_window!r} leave a leak from process "
             f"start undetected before trend_window={cfg.trend_window!r} takes over"
         )
     per_hour = max(0.1 * base * 3600 / plan.hour, margin * gy * base / denominator)
@@ -66,7 +78,7 @@ def _leak_rate(plan: Plan, base: float, minimum: int = 0) -> float:
 def _young_onset(plan: Plan) -> int:
     """First evaluation at which a process started at 0 is past its warm-up guard."""
     guard = seconds(plan.cfg.warmup_window) + plan.floor
-    return (guard // plan.step + 1) * plan.step
+    return -(-guard // plan.step) * plan.step
 
 
 def _growth_group(
@@ -245,7 +257,8 @@ def _restart_loop_group(plan: Plan) -> dict[str, Any]:
     fire_at = onset + seconds(alert.for_)
     if fire_at >= 2 * period * plan.step:
         raise ValueError(
-            f"restart_loop_for={cfg.restart_loop_for!r} is too long to test before the second restart"
+            f"restart_loop_for={cfg.restart_loop_for!r} is too long to test before the second "
+            "restart"
         )
     series = [
         plan.series("process_start_time_seconds", start),
@@ -295,6 +308,90 @@ def _staircase_group(plan: Plan) -> dict[str, Any]:
     return group(plan, "staircase leak: steps that never come back", series, tests)
 
 
+def _reachable_handlers_groups(plan: Plan) -> list[dict[str, Any]]:
+    """With reachability (``census_reachability`` 1), a steady leak of finished handlers fires
+    within the hour of its start at any process age, and names its holder; unreachable
+    garbage, a framework keeping closed sessions for a minute and a filled LRU stay silent."""
+    cfg = plan.cfg
+    hour = seconds(cfg.floor_window)
+    alert = find_alert(cfg, "TornadoHandlersLeaking")
+    per_step = max(1, math.ceil(4 * cfg.handlers_leak_min * plan.step / hour))
+    handler = {"handler": "myapp.ChatHandler", "state": "finished"}
+    holder = {"type": "myapp.ChatHandler", "holder": "myapp.chat.ROOM.members"}
+    groups = []
+    for title, leak_from in (("from process start", 0), ("in a process aged 8h", 8 * hour)):
+        # the short floor's lag, both halves, for: and two evaluations (48m20s by default)
+        short, _, window = (seconds(w) for w in handler_windows(cfg))
+        check = leak_from + short + window + seconds(alert.for_) + 2 * plan.step
+        end = check + plan.step
+        values = plan.ramp(3, per_step, end, start=leak_from)
+        series = [
+            plan.series("process_start_time_seconds", plan.const(0, end)),
+            plan.series("census_reachability", plan.const(1, end)),
+            plan.series("object_holder_info", plan.const(1, end), **holder),
+            plan.series("handlers_alive", values, **handler),
+        ]
+        labels = {**plan.labels, **handler, **holder}
+        fires = [expected(cfg, alert, labels, values[plan.n(check)])]
+        tests = [
+            {"eval_time": duration(leak_from), "alertname": alert.name, "exp_alerts": []},
+            {"eval_time": duration(check), "alertname": alert.name, "exp_alerts": fires},
+        ]
+        name = f"reachable finished handlers leak {title}: fires within the hour, names its holder"
+        groups.append(group(plan, name, series, tests))
+    end = 3 * hour
+    n = plan.n(end) + 1
+    garbage = plan.ramp(0, per_step, end)  # unreachable: collected at the next full collection
+    kept_a_minute = [(i * 7) % 40 for i in range(n)]  # closed sessions kept 15-60 s
+    lru = [min(300, i * 300 // max(1, plan.n(hour // 6))) for i in range(n)]
+    series = [
+        plan.series("process_start_time_seconds", plan.const(0, end)),
+        plan.series("census_reachability", plan.const(1, end)),
+        plan.series("handlers_alive", garbage, handler="myapp.A", state="unreachable"),
+        plan.series("handlers_alive", kept_a_minute, handler="myapp.B", state="closed"),
+        plan.series("handlers_alive", lru, handler="myapp.C", state="finished"),
+    ]
+    groups.append(
+        group(
+            plan,
+            "silent: unreachable handlers, sessions kept a minute, a filled LRU of 300",
+            series,
+            [],
+            [never_fires(0, end)],
+        )
+    )
+    return groups
+
+
+def _timers_group(plan: Plan) -> dict[str, Any]:
+    """Timers of one callback scheduled and never cancelled fire TornadoTimersGrowing within
+    two floor windows of the leak's start; a steady PeriodicCallback population and timers
+    that come and go (a sawtooth of short timeouts) stay silent."""
+    cfg = plan.cfg
+    alert = find_alert(cfg, "TornadoTimersGrowing")
+    per_step = max(1, math.ceil(4 * cfg.handlers_leak_min * plan.step / plan.floor))
+    check = 2 * plan.floor + seconds(alert.for_)
+    end = check + plan.step
+    leak = {"callback": "myapp.SessionHandler.expire"}
+    values = plan.ramp(5, per_step, end)
+    series = [
+        plan.series("ioloop_timers", values, **leak),
+        plan.series("ioloop_timers", plan.const(12, end), callback="other"),
+        plan.series(
+            "ioloop_timers", sawtooth(plan, 0, 200, plan.floor // 7, end), callback="myapp.poll"
+        ),
+    ]
+    tests = [
+        {"eval_time": duration(plan.floor // 2), "alertname": alert.name, "exp_alerts": []},
+        {
+            "eval_time": duration(check),
+            "alertname": alert.name,
+            "exp_alerts": [expected(cfg, alert, {**plan.labels, **leak}, values[plan.n(check)])],
+        },
+    ]
+    return group(plan, "timers of one callback never cancelled (steady ones silent)", series, tests)
+
+
 def _object_types_group(plan: Plan) -> dict[str, Any]:
     """Many types grow with one leak: one alert per origin (the fastest-growing type of each),
     labelled application, library or builtin."""
@@ -314,19 +411,25 @@ def _object_types_group(plan: Plan) -> dict[str, Any]:
         "list": ("builtin", 2),
         "function": ("builtin", 1),
     }
-    series = [plan.series("process_start_time_seconds", plan.const(0, end))]
+    # the census names what keeps the sessions alive: the page says so
+    holder = {"type": "myapp.Session", "holder": "myapp.sessions.CACHE"}
+    series = [
+        plan.series("process_start_time_seconds", plan.const(0, end)),
+        plan.series("object_holder_info", plan.const(1, end), **holder),
+    ]
     fires = []
     for name, (kind, factor) in types.items():
         values = plan.ramp(base, rate * factor, end)
         series.append(plan.series("objects", values, type=name))
         if factor == max(f for k, f in types.values() if k == kind):
-            fires.append(
-                (alert, {**plan.labels, "type": name, "origin": kind}, values[plan.n(fire_at)])
-            )
+            labels = {**plan.labels, "type": name, "origin": kind}
+            if name == holder["type"]:
+                labels.update(holder)
+            fires.append((alert, labels, values[plan.n(fire_at)]))
     fires.sort(key=lambda fire: sorted(fire[1].items()))
     return group(
         plan,
-        "many growing types: one alert per origin, the fastest-growing",
+        "many growing types: one alert per origin, the fastest-growing (with its holder)",
         series,
         timed(plan, alert.name, onset, fires),
     )
@@ -527,7 +630,8 @@ def _write_buffer_groups(plan: Plan) -> list[dict[str, Any]]:
     fire_value = rate * p.n(window + hold)
     if fire_value >= high:
         raise ValueError(
-            f"write_buffers_growth_bytes={growth!r} is too close to write_buffers_high_bytes={high!r} "
+            f"write_buffers_growth_bytes={growth!r} is too close to "
+            f"write_buffers_high_bytes={high!r} "
             "to test the growth branch alone"
         )
     groups.append(
@@ -618,6 +722,8 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         ),
         _worker_group(plan),
         _object_types_group(plan),
+        *_reachable_handlers_groups(plan),
+        _timers_group(plan),
         *_limit_groups(plan),
         _restart_loop_group(plan),
         *_allocator_groups(plan),
@@ -631,6 +737,37 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         LONG_TEST_FILE: _file(coarse, rules_file, days),
         TEST_FILE: _file(others, rules_file, _step_groups(others) + _write_buffer_groups(others)),
     }
+
+
+# Scenario name prefix -> target, for the scenarios whose target is not "from process start".
+_TARGETS = {
+    "reachable finished handlers": "within 1h of the leak's start",
+    "timers of one callback": "within 2 floor windows + for:",
+    "near limit: a leak from process start": "1h before its limit",
+    "OOM restart loop": "before the second restart",
+    "a slow leak under a long GC sawtooth": "once old enough to judge",
+    "staircase leak": "once old enough to judge",
+}
+_FROM_START = {
+    "TornadoMemoryLeakSuspected",
+    "TornadoPythonHeapGrowing",
+    "TornadoObjectTypeGrowing",
+    "TornadoHandlersLeaking",
+    "TornadoWatchedObjectGrowing",
+    "TornadoMemoryNearLimit",
+    "TornadoAllocatorRetention",
+}
+
+
+def target(cfg: MixinConfig, scenario: str, alert: str) -> str:
+    """The target time of a firing scenario (the issue's, in words or as a duration)."""
+    for prefix, text in _TARGETS.items():
+        if scenario.startswith(prefix):
+            return text
+    if alert in _FROM_START:  # a leak from process start: warm-up, floor, for:
+        budget = seconds(cfg.warmup_window) + seconds(cfg.floor_window) + seconds(cfg.leak_for)
+        return f"by {duration(budget)}"
+    return "onset + for:"
 
 
 def time_to_fire(cfg: MixinConfig) -> list[tuple[str, str, str]]:
@@ -657,13 +794,28 @@ def time_to_fire(cfg: MixinConfig) -> list[tuple[str, str, str]]:
                     (
                         scenario["name"],
                         ", ".join(names) + f" ({'/'.join(severities)})",
+                        target(cfg, scenario["name"], names[0]),
                         f"firing at {first['eval_time']}",
                     )
                 )
             else:
                 (check,) = [c for c in scenario["promql_expr_test"] if "ALERTS" in c["expr"]]
                 window = check["expr"].rsplit("[", 1)[1].split("]")[0]
-                rows.append(
-                    (scenario["name"], "none", f"silent for {window} (until {check['eval_time']})")
-                )
+                until = f"silent for {window} (until {check['eval_time']})"
+                rows.append((scenario["name"], "none", "silent", until))
     return rows
+
+
+def time_to_fire_table(cfg: MixinConfig) -> str:
+    """The time-to-fire table of ``cfg``'s scenarios as a Markdown page (``TIME-TO-FIRE.md``)."""
+    rows = "".join(f"| {' | '.join(row)} |\n" for row in time_to_fire(cfg))
+    return (
+        "<!-- Generated by `python -m tornado_memory_exporter generate`: do not edit. -->\n"
+        "# When each alert fires\n\n"
+        "Every scenario below is generated by the mixin with its series (`*.test.yml` next to\n"
+        "this file, run by `promtool test rules`), so it follows your windows when you\n"
+        "regenerate; times are from the start of each scenario's series (a trap is silent\n"
+        'through its whole run; the naive `deriv(rss[1h]) > 0` and "20% in 2h" rules fire on\n'
+        "every trap, which the suite checks).\n\n"
+        "| scenario | alerts | target | time |\n|---|---|---|---|\n" + rows
+    )

@@ -30,7 +30,8 @@ def target_labels(cfg: MixinConfig) -> dict[str, str]:
         )
         if not literal:
             raise ValueError(
-                f"selector={cfg.selector!r}: cannot derive test series labels from {part.strip()!r} "
+                f"selector={cfg.selector!r}: cannot derive test series labels from "
+                f"{part.strip()!r} "
                 '(only `label="value"` and `label=~"a|b"` matchers)'
             )
         labels[match.group(1)] = (
@@ -44,9 +45,7 @@ def step_for(cfg: MixinConfig, names: tuple[str, ...] | None = None) -> int:
     and `for:`s) and half the trend window, with at least 30 samples per floor window."""
     if names is None:
         names = tuple(
-            f
-            for f in cfg.__dataclass_fields__
-            if f.endswith(("_window", "_for", "_after", "_horizon"))
+            n for n in dir(type(cfg)) if n.endswith(("_window", "_for", "_after", "_horizon"))
         )
     g = 0
     for name in names:

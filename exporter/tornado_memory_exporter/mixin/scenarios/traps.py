@@ -130,7 +130,8 @@ def trap_series(plan: Plan) -> list[dict[str, str]]:
         peak = max(shape) / (1 << 20)  # type: ignore[type-var]
         limit = peak / ratio
         if ratio < 0.85:  # a ramp: beyond where its steepest slope reaches within the horizon
-            slope = max(b - a for a, b in zip(shape, shape[k:])) / (1 << 20) / (k * plan.step)  # type: ignore[operator]
+            rises = [b - a for a, b in zip(shape, shape[k:], strict=False)]  # type: ignore[operator]
+            slope = max(rises) / (1 << 20) / (k * plan.step)
             limit = max(limit, 1.1 * (peak + slope * ahead))
         labels = {"instance": instance}
         series += [
@@ -173,7 +174,7 @@ def daily_cycle_series(plan: Plan) -> tuple[list[dict[str, str]], int, int]:
 
 
 def slow_leak_series(plan: Plan) -> tuple[list[dict[str, str]], int, float, float]:
-    """A leak of 3x the threshold under a long sawtooth; returns (series, check time, rss, blocks)."""
+    """A leak of 3x the threshold under a long sawtooth: (series, check time, rss, blocks)."""
     cfg = plan.cfg
     check = plan.age + seconds(cfg.leak_for) + plan.floor
     base = 256 * MiB
@@ -190,7 +191,7 @@ def slow_leak_series(plan: Plan) -> tuple[list[dict[str, str]], int, float, floa
     return series, check, rss[plan.n(check)], blocks[plan.n(check)]  # type: ignore[return-value]
 
 
-def _never_fires(since: int, until: int) -> dict[str, Any]:
+def never_fires(since: int, until: int) -> dict[str, Any]:
     return {
         "expr": f'count_over_time(ALERTS{{alertstate="firing"}}[{duration(until - since)}])',
         "eval_time": duration(until),
@@ -201,7 +202,8 @@ def _never_fires(since: int, until: int) -> dict[str, Any]:
 def noise_groups(plan: Plan) -> list[dict[str, Any]]:
     cfg = plan.cfg
     end = trap_length(plan)
-    # The traps are evaluated: their floors exist at the end (a silent trap with no data proves nothing).
+    # The traps are evaluated: their floors exist at the end (a silent trap without data
+    # proves nothing).
     floors = {
         "expr": f"count(instance:{cfg.namespace}_process_resident_memory_bytes:floor)",
         "eval_time": duration(end),
@@ -214,7 +216,7 @@ def noise_groups(plan: Plan) -> list[dict[str, Any]]:
             "one-time step, deploy restarts stay silent",
             trap_series(plan),
             [],
-            [floors, _never_fires(0, end)],
+            [floors, never_fires(0, end)],
         )
     ]
     series, check, rss, blocks = slow_leak_series(plan)
@@ -247,6 +249,6 @@ def long_groups(plan: Plan) -> list[dict[str, Any]]:
             "traps: a daily traffic cycle in a process older than a day stays silent",
             series,
             [],
-            [_never_fires(since, until)],
+            [never_fires(since, until)],
         )
     ]
