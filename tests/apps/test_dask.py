@@ -43,7 +43,7 @@ async def fetch(url: str) -> tuple[int, str, str]:
 def websockets(text: str) -> tuple[float, float]:
     """(open, closed) dashboard WebSocket handlers: Bokeh's WSHandler, or Panel's where
     importing panel replaced it."""
-    counts = {"open": 0.0, "closed": 0.0}
+    counts = {"open": 0.0, "closed": 0.0, "unreachable": 0.0}  # unreachable: garbage, not counted
     for (name, labels), _ in series(text).items():
         fields = dict(labels)
         if name == "tornado_handlers_alive" and fields["handler"].endswith(".WSHandler"):
