@@ -65,7 +65,8 @@ def slow_consumer() -> Iterator[tuple[AppServer, socket.socket, dict[str, float]
         raw.sendall(
             (
                 f"GET /push HTTP/1.1\r\nHost: {server.target}\r\nUpgrade: websocket\r\n"
-                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
         response = b""

@@ -35,7 +35,10 @@ class LeakyApp(Daemon):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         tests = str(Path(__file__).resolve().parents[1] / "support")
-        code = f"import sys; sys.path.insert(0, {tests!r}); import leaky_app; leaky_app.main({self.port}, {TOKEN!r})"
+        code = (
+            f"import sys; sys.path.insert(0, {tests!r}); import leaky_app; "
+            f"leaky_app.main({self.port}, {TOKEN!r})"
+        )
         self.spawn([sys.executable, "-c", code])
         wait_for("leaky app", self._ready, timeout=30)
 
@@ -92,7 +95,8 @@ def test_operator_clicks_the_growing_type_and_sees_chain_and_allocation_line(
             sync_api.expect(chains.first).to_contain_text("module global: leaky_app.LEAKED")
             sync_api.expect(chains.first).to_contain_text(
                 re.compile(
-                    r"dict \(len \d+\) \.LEAKED → list \(len 350\) \[\d+\] → leaky_app\.LeakedRecord$"
+                    r"dict \(len \d+\) \.LEAKED → list \(len 350\) \[\d+\] "
+                    r"→ leaky_app\.LeakedRecord$"
                 )
             )
 

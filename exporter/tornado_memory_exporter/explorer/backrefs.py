@@ -9,8 +9,9 @@ safe for a live server:
   the frontier at once, in chunks that yield to the loop (``Slicer``, the census's budget). A
   chunk whose referents (one ``gc.get_referents(*chunk)`` C call) miss the frontier is skipped
   without looking at its objects one by one.
-* Never forces a collection; the walk's own working objects are created after the enumeration, so they
-  are never taken for referrers, and the walk's own coroutines (code in this package) are skipped.
+* Never forces a collection; the walk's own working objects are created after the enumeration,
+  so they are never taken for referrers, and the walk's own coroutines (code in this package)
+  are skipped.
 * Roots: a module's globals, a class attribute, a running or suspended frame (other threads'
   stacks, coroutines, generators), an IOLoop callback (an asyncio handle or a Tornado
   ``PeriodicCallback``) or a root the application registered (``explorer.add_root``).
@@ -331,8 +332,8 @@ class _Search:
                 reason = (
                     f"no root within {max_depth} links"
                     if i in cut
-                    else "no root: held only by a reference cycle the collector has not reached yet, "
-                    "or by objects the census cannot see (untracked, or frozen by gc.freeze())"
+                    else "no root: held only by a reference cycle the collector has not reached "
+                    "yet, or by objects the census cannot see (untracked, or frozen by gc.freeze())"
                 )
                 out.append(Walked(self._path(i, self.last[i], sample), None, reason))
         return out
