@@ -92,18 +92,18 @@ def configuration_page() -> str:
     """``configuration.md``: every ``Config`` option with its type, default and docstring."""
     from tornado_memory_exporter import Config
 
+    summary = _markdown(Config.__doc__ or "").split("\n\n")[0]
     intro = f"""
-Every option of the exporter is a keyword argument of one frozen `Config`, validated when it is
-built: a bad value raises `ValueError` naming it, a value of the wrong type a `TypeError` saying
-what to pass. Pass it to `install()` or `start_in_thread()`:
+{summary}
+
+The options are keyword arguments of one frozen `Config`; pass it to `install()` or
+`start_in_thread()`:
 
 ```python
 from tornado_memory_exporter import Config
 
 config = Config(namespace="shop", census_interval=30)
 ```
-
-{_markdown(Config.__doc__ or "").split(chr(10) + chr(10))[0]}
 """
     return _fields_page(Config, "Configuration", intro, "Config's field docstrings")
 

@@ -184,7 +184,10 @@ LABEL_PANELS = """([banner, titles]) => {
   });
   // two panels a row, as on the dashboard; the graphs redraw to their new width on resize
   const grid = document.querySelector('#graph_container');
-  grid.style.cssText = 'display: grid; grid-template-columns: 1fr 1fr; gap: 12px';
+  grid.style.display = 'grid';
+  grid.style.gridTemplateColumns = 'minmax(0, 1fr) minmax(0, 1fr)';
+  grid.style.gap = '12px';
+  panels.forEach((panel) => { panel.style.overflow = 'hidden'; });
   window.dispatchEvent(new Event('resize'));
   const top = document.createElement('div');
   top.style.cssText = 'font: 14px sans-serif; padding: 8px; background: #fff3cd';
