@@ -67,8 +67,8 @@ VARIABLES = {
     "$worker": ".*",
     "$type": ".+",
 }
-# The leak-hunt rows follow one type ($type): the demo's leaking handler class.
-LEAK_HUNT_TYPE = ".*ReportHandler"
+# The leak-hunt rows follow one type ($type): the one whose count grew most over the range.
+FASTEST_TYPE = f'topk(1, delta(tornado_objects{{type!="other"}}[{RANGE}]))'
 
 
 def _gen_pages() -> Any:
@@ -196,13 +196,20 @@ LABEL_PANELS = """([banner, titles]) => {
 }"""
 
 
+def fastest_type(prometheus: str) -> str:
+    """The type that grew most over the graphs' range, as a regex matching only its name."""
+    query = urllib.parse.urlencode({"query": FASTEST_TYPE})
+    result = get_json(f"{prometheus}/api/v1/query?{query}")["data"]["result"]
+    return re.escape(result[0]["metric"]["type"]) if result else ".+"
+
+
 def shoot_rows(page: Any, prometheus: str) -> list[Path]:
     gen_pages = _gen_pages()
     written = []
     for dashboard in gen_pages.shipped_dashboards():
         variables = dict(VARIABLES)
         if "leak-hunt" in dashboard["uid"]:
-            variables["$type"] = LEAK_HUNT_TYPE
+            variables["$type"] = fastest_type(prometheus).replace("\\", "\\\\")
         for row, panels in gen_pages.dashboard_rows(dashboard):
             queries = [panel_query(p, variables) for p in panels]
             page.goto(graph_url(prometheus, queries))
