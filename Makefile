@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # chromium: the explorer's page test drives Debian's browser through Playwright (never a downloaded one).
 APT_PACKAGES := prometheus prometheus-alertmanager chromium
 
-.PHONY: demo test bench binaries clean
+.PHONY: demo test bench docs screenshots binaries clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,17 @@ test: $(VENV)/.installed-test binaries $(GRAFANA_SCHEMA)/node_modules/.package-l
 
 bench: $(VENV)/.installed-test  ## benchmarks (not part of the test run)
 	$(BIN)/python -m bench
+
+# The documentation site (mkdocs.yml): regenerate the pages made from the code, then serve it with
+# live reload on http://127.0.0.1:8000/ (the suite builds it with --strict).
+docs: $(VENV)/.installed-test  ## serve the documentation site locally
+	$(BIN)/python docs/gen_pages.py
+	$(BIN)/python -m mkdocs serve --dev-addr 127.0.0.1:8000
+
+# The pictures of the site: the demo's alerts page, each dashboard row's queries and the explorer,
+# from a real demo, Prometheus and Chromium (binaries); a few minutes.
+screenshots: $(VENV)/.installed-test binaries  ## regenerate docs/screenshots/ and docs/explorer.png
+	$(BIN)/python docs/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis $(GRAFANA_SCHEMA)/node_modules

@@ -6,7 +6,7 @@ import asyncio
 import concurrent.futures
 import weakref
 from collections.abc import Callable, Generator
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import psutil
 import tornado.web
@@ -37,7 +37,6 @@ from .collectors.process import ProcessCollector
 from .collectors.ready_queue import ReadyCallbacks
 from .collectors.watch import WatchCollector
 from .config import Config
-from .explorer import Explorer, explorer_routes
 from .faults import Faults, FaultsCollector, GuardedCollector
 from .pools.registry import PoolRegistry
 from .web.credentials import Credentials
@@ -45,6 +44,9 @@ from .web.exposure import require_safe_exposure
 from .web.metrics import MetricsHandler, literal, render_thread
 from .web.server import MetricsServer
 from .workers import SnapshotWriter, WorkerView, worker_id
+
+if TYPE_CHECKING:
+    from .explorer import Explorer
 
 T = TypeVar("T")
 
@@ -115,6 +117,8 @@ class Exporter:
         self.explorer: Explorer | None = None
         """The leak explorer (``Config.explorer_enabled``), served beside the metrics."""
         if config.explorer_enabled:
+            from .explorer import Explorer  # off by default: not imported with the package
+
             self.explorer = Explorer(
                 config=config,
                 loop=loop,
@@ -315,6 +319,8 @@ class Exporter:
         }
         routes: list[Any] = [(literal(path), handler, metrics)]
         if self.explorer is not None:
+            from .explorer import explorer_routes
+
             routes += explorer_routes(self.explorer, self._credentials)
         return routes
 

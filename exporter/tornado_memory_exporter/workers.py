@@ -38,6 +38,9 @@ from .faults import Faults
 
 LABEL = "worker"
 SOURCE = "workers"  # the `collector` label of failures reading or writing snapshots
+__all__ = ["worker_port"]
+"""Public: the port helper. The writer and the view are the exporter's (``Config.worker_*``)."""
+
 _SUFFIX = ".prom"
 _HEADER = "# tornado-memory-exporter"
 _HEADER_RE = re.compile(rf"^{_HEADER} worker=(\S+) pid=(\d+) started=(\S+)$")
