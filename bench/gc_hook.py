@@ -61,18 +61,29 @@ def hooked(callback: GcCallback | None) -> Iterator[None]:
             gc.callbacks.remove(callback)
 
 
+def recorder_callback(recorder_of: list[GCPauseRecorder] | None = None) -> GcCallback:
+    """What ``GCPauseRecorder.start()`` puts in ``gc.callbacks``, taken from a list of our own
+    (the recorder appended to ``recorder_of``, to read its failures)."""
+    callbacks: list[GcCallback] = []
+    recorder = GCPauseRecorder("bench", Faults(), buckets=GC_PAUSE_BUCKETS, callbacks=callbacks)
+    recorder.start()
+    if recorder_of is not None:
+        recorder_of.append(recorder)
+    return callbacks[0]
+
+
 def time_rounds(
     *, rounds: int, rows: int, seed: int = 2
 ) -> tuple[dict[str, list[float]], list[int]]:
     """CPU seconds of ``allocate(rows)`` per variant and round, and the collections (by
     generation) of the last round (the same in every variant: the hook allocates nothing tracked).
     """
-    recorder = GCPauseRecorder("bench", Faults(), buckets=GC_PAUSE_BUCKETS)
+    recorders: list[GCPauseRecorder] = []
     callbacks: dict[str, GcCallback | None] = {
         "none": None,
         "none again": None,
         "empty": _empty,
-        "hook": recorder._on_gc,
+        "hook": recorder_callback(recorders),
     }
     seconds: dict[str, list[float]] = {name: [] for name in VARIANTS}
     collections: list[int] = []
@@ -91,8 +102,8 @@ def time_rounds(
             if r:
                 seconds[name].append(elapsed)
             collections = [b - a for a, b in zip(before, after, strict=False)]
-    if recorder.failures:
-        raise RuntimeError(f"the gc hook failed {recorder.failures} times")
+    if recorders[0].failures:
+        raise RuntimeError(f"the gc hook failed {recorders[0].failures} times")
     return seconds, collections
 
 
@@ -126,10 +137,9 @@ def run(*, rounds: int = 301, rows: int = 5000) -> dict[str, float]:
         name: median([v / b for v, b in zip(seconds[name], base, strict=True)])
         for name in VARIANTS[1:]
     }
-    recorder = GCPauseRecorder("bench", Faults(), buckets=GC_PAUSE_BUCKETS)
     per_call = {
         "empty": time_calls_in_gc(_empty, batches=20, rows=rows),
-        "hook": time_calls_in_gc(recorder._on_gc, batches=20, rows=rows),
+        "hook": time_calls_in_gc(recorder_callback(), batches=20, rows=rows),
     }
     total = sum(collections)
     print(f"(b) GC pause hook overhead: allocate({rows}) per round, {rounds} rounds per variant in")

@@ -11,6 +11,7 @@ from prometheus_client.registry import Collector
 
 from ..buckets import BucketCounts, add_histogram
 from ..faults import Faults
+from .gc_hook import GCHook
 
 
 class GCPauseRecorder(Collector):
@@ -33,38 +34,37 @@ class GCPauseRecorder(Collector):
         callbacks: list | None = None,
     ) -> None:
         self._name = f"{namespace}_gc_pause_seconds"
-        self._faults = faults
         count = generations if generations is not None else len(gc.get_stats())
         self._states = [BucketCounts(buckets) for _ in range(count)]
-        self._callbacks = callbacks if callbacks is not None else gc.callbacks
         self._started: float | None = None
-        self.failures = 0
-        self._reported_failures = 0
-        faults.declare("gc_pauses")
+        self._hook = GCHook("gc_pauses", faults, self._on_gc, callbacks)
 
     def start(self) -> None:
         """Hook into the collector (idempotent)."""
-        if self._on_gc not in self._callbacks:
-            self._callbacks.append(self._on_gc)
+        self._hook.start()
 
     def stop(self) -> None:
         """Unhook; recorded pauses stay readable."""
-        while self._on_gc in self._callbacks:
-            self._callbacks.remove(self._on_gc)
+        self._hook.stop()
+
+    @property
+    def failures(self) -> int:
+        """Failures of the callback so far (reported to ``faults`` at the next scrape)."""
+        return self._hook.failures
 
     def _on_gc(self, phase: str, info: dict) -> None:
         try:
             if phase == "start":
                 self._started = perf_counter()
-            else:
-                started, self._started = self._started, None
-                duration = info.get("duration")
-                if duration is None and started is not None:
-                    duration = perf_counter() - started
-                if duration is not None:
-                    self._states[info["generation"]].observe(duration)
+                return
+            started, self._started = self._started, None
+            duration = info.get("duration")
+            if duration is None and started is not None:
+                duration = perf_counter() - started
+            if duration is not None:
+                self._states[info["generation"]].observe(duration)
         except Exception:  # noqa: BLE001 - never raise into the collector
-            self.failures += 1
+            self._hook.failures += 1
 
     def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(
@@ -75,10 +75,7 @@ class GCPauseRecorder(Collector):
         yield self._family()
 
     def collect(self) -> Iterator[Metric]:
-        new_failures = self.failures - self._reported_failures
-        if new_failures:
-            self._reported_failures += new_failures
-            self._faults.record("gc_pauses", RuntimeError("gc callback failed"), count=new_failures)
+        self._hook.report()
         family = self._family()
         for generation, state in enumerate(self._states):
             add_histogram(family, [str(generation)], state)

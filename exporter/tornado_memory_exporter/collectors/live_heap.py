@@ -11,6 +11,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..faults import Faults
+from .gc_hook import GCHook
 
 
 class LiveHeapRecorder(Collector):
@@ -49,26 +50,20 @@ class LiveHeapRecorder(Collector):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._ns = namespace
-        self._faults = faults
         count = generations if generations is not None else len(gc.get_stats())
         self._oldest = count - 1
-        self._callbacks = callbacks if callbacks is not None else gc.callbacks
         self._allocated_blocks = allocated_blocks
         self._clock = clock
         self._last: list[float] = [0, 0.0]  # [blocks, unix time]; time 0.0: none seen yet
-        self.failures = 0
-        self._reported_failures = 0
-        faults.declare("live_heap")
+        self._hook = GCHook("live_heap", faults, self._on_gc, callbacks)
 
     def start(self) -> None:
         """Hook into the collector (idempotent)."""
-        if self._on_gc not in self._callbacks:
-            self._callbacks.append(self._on_gc)
+        self._hook.start()
 
     def stop(self) -> None:
         """Unhook; the last value stays readable."""
-        while self._on_gc in self._callbacks:
-            self._callbacks.remove(self._on_gc)
+        self._hook.stop()
 
     def _on_gc(self, phase: str, info: dict) -> None:
         try:
@@ -76,7 +71,7 @@ class LiveHeapRecorder(Collector):
                 self._last[0] = self._allocated_blocks()
                 self._last[1] = self._clock()
         except Exception:  # noqa: BLE001 - never raise into the collector
-            self.failures += 1
+            self._hook.failures += 1
 
     def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         return (
@@ -95,10 +90,7 @@ class LiveHeapRecorder(Collector):
         yield from self._families()
 
     def collect(self) -> Iterator[Metric]:
-        new_failures = self.failures - self._reported_failures
-        if new_failures:
-            self._reported_failures += new_failures
-            self._faults.record("live_heap", RuntimeError("gc callback failed"), count=new_failures)
+        self._hook.report()
         at = self._last[1]  # the time first: see the class docstring
         blocks = self._last[0]
         if at:
