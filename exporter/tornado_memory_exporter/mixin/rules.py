@@ -95,8 +95,8 @@ def _growth(cfg: MixinConfig) -> str:
     return (
         f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the "
         f"last {cfg.trend_window} (in a process younger than {young_until}: "
-        f"{_pct(cfg.young_growth_per_hour)} per hour through the last {cfg.young_trend_window}, "
-        f"after its {cfg.warmup_window} warm-up)"
+        f"over {cfg.floor_window} at half of {_pct(cfg.young_growth_per_hour)} per hour and "
+        f"still growing, after its {cfg.warmup_window} warm-up)"
     )
 
 

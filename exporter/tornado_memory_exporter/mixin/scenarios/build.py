@@ -114,6 +114,42 @@ def _growth_group(
     return group(plan, title, series + list(extra), tests)
 
 
+# GC sawtooth periods of the bad-deploy scenarios, in minutes of a one-hour floor window.
+SAWTOOTH_MINUTES = (5, 10, 20, 30, 45, 60)
+
+
+def _sawtooth_deploy_groups(plan: Plan) -> list[dict[str, Any]]:
+    """A bad deploy leaking 10% of its starting RSS and heap per hour from process start under a
+    GC sawtooth (a fifth of the base, a third of a period out of phase) fires both trend alerts
+    by warm-up + floor + ``for:``, whatever the period up to the floor window."""
+    cfg = plan.cfg
+    onset = _young_onset(plan)
+    groups = []
+    for minutes in SAWTOOTH_MINUTES:
+        period = max(2, plan.n(plan.floor * minutes // 60))
+        tests, series = [], [plan.series("process_start_time_seconds", plan.const(0, plan.age))]
+        for name, metric, base in (
+            ("TornadoMemoryLeakSuspected", "process_resident_memory_bytes", 256 * MiB),
+            ("TornadoPythonHeapGrowing", "python_allocated_blocks", 2_000_000),
+        ):
+            alert = find_alert(cfg, name)
+            end = onset + seconds(alert.for_) + plan.step
+            rate, rise = _leak_rate(plan, base), base // 5 // period
+            values = [
+                base + rate * i + rise * ((i + period // 3) % period)
+                for i in range(plan.n(end) + 1)
+            ]
+            series.append(plan.series(metric, values))
+            fire_at = onset + seconds(alert.for_)
+            tests += timed(plan, name, onset, [(alert, plan.labels, values[plan.n(fire_at)])])
+        title = (
+            f"bad deploy leaking 10%/h from process start under a "
+            f"{duration(period * plan.step)} GC sawtooth"
+        )
+        groups.append(group(plan, title, series, tests))
+    return groups
+
+
 def _allocator_groups(plan: Plan) -> list[dict[str, Any]]:
     """TornadoAllocatorRetention fires when the RSS floor grows, the Python heap is flat and
     the allocators' free bytes grow (glibc's here, pymalloc's absent, as in inloop mode); with
@@ -720,6 +756,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
             [({"name": "config"}, False)],
             minimum=cfg.watched_leak_min,
         ),
+        *_sawtooth_deploy_groups(plan),
         _worker_group(plan),
         _object_types_group(plan),
         *_reachable_handlers_groups(plan),
