@@ -16,6 +16,7 @@ from .promql import (
     LEAKED_HANDLERS,
     RSS,
     TIMERS_GROW,
+    age_name,
     floor_name,
     handler_windows,
     handlers_reachable_name,
@@ -133,7 +134,17 @@ NEAR_LIMIT_CRITICAL = Template(
     "and $floor > $ratio * $limit\n"
     "and predict_linear($floor[$window], $horizon) > $limit\n"
     "and $floor - $floor offset $window > $min_growth * $limit\n"
+    # past its warm-up (a cache filling after a start decelerates towards a plateau: the linear
+    # trend of its first hours overshoots it)...
+    "and on($on) $age >= $warmup\n"
+    # ...and not slowing down: the floor's growth over the last window is at least three
+    # quarters of its growth over the window before, which must exist (floors a whole floor
+    # window apart see the leak whatever the GC sawtooth; a warm-up's tail grows less and less)
+    "and $floor - $floor offset $window\n"
+    "  >= $keep * ($floor offset $window - $floor offset $twice)\n"
 )
+# Growth in the last window below this fraction of the previous one: the trend decelerates.
+DECELERATING = 0.75
 RESTART_LOOP = Template(
     "changes($start[$window]) > 0\n"
     "and min_over_time($peak[$window]) > $ratio\n"
@@ -198,14 +209,19 @@ def memory_alerts(cfg: MixinConfig) -> list[Alert]:
                 # the floor lags RSS by up to the floor window: predict that much further
                 horizon=seconds(cfg.near_limit_critical_horizon) + lag,
                 min_growth=f"{cfg.near_limit_min_growth:g}",
+                on=cfg.on,
+                age=age_name(cfg),
+                warmup=seconds(cfg.warmup_window),
+                keep=f"{DECELERATING:g}",
+                twice=duration(2 * seconds(cfg.near_limit_window)),
             ),
             cfg.near_limit_for,
             "A Tornado process is predicted to reach its memory limit soon.",
             f"The RSS of {WHO} is {{{{ $value | humanize1024 }}}}B; its floor is above "
             f"{_pct(critical_ratio)} of the memory limit, grew by more than "
             f"{_pct(cfg.near_limit_min_growth)} of it in {cfg.near_limit_window} and that trend "
-            f"reaches the limit within {cfg.near_limit_critical_horizon}, whatever the process "
-            "age.",
+            f"reaches the limit within {cfg.near_limit_critical_horizon} without slowing down "
+            f"(past the {cfg.warmup_window} warm-up of the process).",
         ),
         restart_loop_alert(cfg),
     ]

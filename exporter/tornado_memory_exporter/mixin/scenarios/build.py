@@ -216,37 +216,35 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
     limit, base = 1024 * MiB, 200 * MiB
     span = seconds(cfg.near_limit_critical_horizon) + plan.floor + seconds(cfg.near_limit_window)
     rate = math.ceil((limit - base) / (1.375 * span) * plan.step)
-    reach = (limit - base) / rate * plan.step  # seconds from start to the limit
     # an hour before the limit (or what the horizon leaves after `for:` in a shorter profile)
     hour = min(
         3600, seconds(cfg.near_limit_critical_horizon) - seconds(critical.for_) - 2 * plan.step
     )
-    fire_by = int(reach - hour) // plan.step * plan.step
-    end = int(reach) + plan.step
-    values = plan.ramp(base, rate, end)
-    series = [
-        plan.series("process_start_time_seconds", plan.const(0, end)),
-        plan.series("process_memory_limit_bytes", plan.const(limit, end)),
-        plan.series("process_resident_memory_bytes", values),
-    ]
-    early = max(plan.step, fire_by - hour)  # an hour earlier still: nothing predicted yet
-    tests = [
-        {"eval_time": duration(early), "alertname": critical.name, "exp_alerts": []},
-        {
-            "eval_time": duration(fire_by),
-            "alertname": critical.name,
-            "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])],
-        },
-    ]
-    groups.append(
-        group(
-            plan,
-            f"near limit: a leak from process start reaching its limit at {duration(int(reach))} "
-            "pages an hour before",
-            series,
-            tests,
+    for title, leak_from in (("from process start", 0), ("in a process aged 8h", 8 * plan.hour)):
+        reach = leak_from + (limit - base) / rate * plan.step  # seconds to the limit
+        fire_by = int(reach - hour) // plan.step * plan.step
+        end = int(reach) + plan.step
+        values = plan.ramp(base, rate, end, start=leak_from)
+        series = [
+            plan.series("process_start_time_seconds", plan.const(0, end)),
+            plan.series("process_memory_limit_bytes", plan.const(limit, end)),
+            plan.series("process_resident_memory_bytes", values),
+        ]
+        early = max(plan.step, fire_by - hour)  # an hour earlier still: nothing predicted yet
+        tests = [
+            {"eval_time": duration(early), "alertname": critical.name, "exp_alerts": []},
+            {
+                "eval_time": duration(fire_by),
+                "alertname": critical.name,
+                "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])],
+            },
+        ]
+        name = (
+            f"near limit: a leak {title} reaching its limit at {duration(int(reach))} pages an "
+            "hour before"
         )
-    )
+        groups.append(group(plan, name, series, tests))
+    groups.append(_warmup_near_limit_group(plan))
     # The warning twin: a leak from start like the growth scenarios, far below a limit it would
     # reach within the warning horizon.
     base = 256 * MiB
@@ -269,6 +267,44 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
         group(plan, "near limit: warning twin only, on a leak far from its limit", series, tests)
     )
     return groups
+
+
+def _warmup_near_limit_group(plan: Plan) -> dict[str, Any]:
+    """Warm-ups that decelerate to 70% of the limit within the warm-up window and plateau
+    there (an exponential and an ease-out, under a GC sawtooth) raise nothing, critical
+    included: their linear trend overshoots the plateau, their growth slows down."""
+    cfg = plan.cfg
+    warmup = seconds(cfg.warmup_window)
+    end = 2 * warmup + plan.floor + seconds(cfg.leak_for)
+    n, limit = plan.n(end) + 1, 1024 * MiB
+    tooth = sawtooth(plan, 0, limit // 20, plan.floor * 13 // 60, end)
+
+    def exponential(t: float) -> float:  # 95% of the way after the warm-up window
+        return (1 - math.exp(-3 * t)) / (1 - math.exp(-3))
+
+    def ease_out(t: float) -> float:  # a slope falling linearly to zero at the window's end
+        return 1 - (1 - t) ** 2
+
+    series = []
+    for instance, shape in (("warmup-exponential", exponential), ("warmup-ease-out", ease_out)):
+        rss = [
+            int(limit * (0.05 + 0.65 * shape(min(1.0, i * plan.step / warmup)))) + tooth[i]
+            for i in range(n)
+        ]
+        labels = {"instance": instance}
+        series += [
+            plan.series("process_start_time_seconds", [0] * n, **labels),
+            plan.series("process_memory_limit_bytes", [limit] * n, **labels),
+            plan.series("process_resident_memory_bytes", rss, **labels),
+        ]
+    return group(
+        plan,
+        f"silent: warm-ups decelerating to 70% of the limit in {cfg.warmup_window} "
+        "(no critical TornadoMemoryNearLimit)",
+        series,
+        [],
+        [never_fires(0, end)],
+    )
 
 
 def _restart_loop_group(plan: Plan) -> dict[str, Any]:
@@ -780,7 +816,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
 _TARGETS = {
     "reachable finished handlers": "within 1h of the leak's start",
     "timers of one callback": "within 2 floor windows + for:",
-    "near limit: a leak from process start": "1h before its limit",
+    "near limit: a leak": "1h before its limit",
     "OOM restart loop": "before the second restart",
     "a slow leak under a long GC sawtooth": "once old enough to judge",
     "staircase leak": "once old enough to judge",
