@@ -103,6 +103,19 @@ REACHABLE_GROWS = Template(
     "and $floor offset $half - $floor offset $window >= $half_minimum\n"
     "and on($on) $reachability == 1\n"
 )
+# Object types and watched objects, where the census told reachable objects from garbage: with
+# no garbage counted there is no GC sawtooth, so a short floor (half the young window) rising
+# through both halves of one floor window, faster than half the young rate, is a leak once the
+# process is past its warm-up (caches fill then). Elsewhere (an in-loop census) the floors' rules.
+REACHABLE_COUNTS = ("objects", "watched_object_items")
+REACHABLE_TREND = Template(
+    "$short - $short offset $half >= $half_minimum\n"
+    "and $short offset $half - $short offset $window >= $half_minimum\n"
+    "and $short - $short offset $window > $growth * $short\n"
+    "and on($on) $reachability == 1\n"
+    "and on($on) $age >= $warmup\n"
+)
+REACHABLE_OR_FLOORS = Template("(\n$floors\nunless on($on) $reachability == 1\n)\nor $reachable\n")
 RESTART_PEAK = Template(
     "max_over_time($rss[$lookback]) / max_over_time($limit[$lookback])\n"
     "and changes($start[$lookback]) > 0\n"
@@ -190,6 +203,22 @@ def timers_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
     ]
 
 
+def _reachable_grows(cfg: MixinConfig, metric: str) -> str:
+    """Reachable counts of ``metric`` rising through both halves of a floor window."""
+    floor_s = seconds(cfg.floor_window)
+    return REACHABLE_TREND.substitute(
+        short=record_name(cfg, metric, "floor_young_half"),
+        half=duration(floor_s // 2),
+        window=cfg.floor_window,
+        half_minimum=max(1, minimum_growth(cfg, metric) // 2),
+        growth=f"{cfg.young_growth_per_hour * floor_s / 3600 / 2:.6g}",
+        on=cfg.on,
+        reachability=cfg.metric("census_reachability"),
+        age=age_name(cfg),
+        warmup=seconds(cfg.warmup_window),
+    )
+
+
 def minimum_growth(cfg: MixinConfig, metric: str) -> int:
     """How much a floor of counted objects must also have grown over the trend window."""
     return {
@@ -259,6 +288,25 @@ def _clauses(cfg: MixinConfig, metric: str, series: str) -> dict[str, str]:
     grows = record_name(cfg, metric, "floor_grows")
     grows_young = record_name(cfg, metric, "floor_grows_young")
     above = record_name(cfg, metric, "floor_above_day_earlier")
+    leaking = LEAKING.substitute(
+        grows=grows,
+        above_day_earlier=above,
+        grows_young=grows_young,
+        on=cfg.on,
+        age=age,
+        old_from=floor_s + trend_s,
+        young_from=seconds(cfg.warmup_window) + floor_s,
+    )
+    reachable = {}
+    if metric in REACHABLE_COUNTS:
+        name = record_name(cfg, metric, "reachable_grows")
+        reachable[name] = _reachable_grows(cfg, metric)
+        leaking = REACHABLE_OR_FLOORS.substitute(
+            floors=leaking.rstrip("\n"),
+            on=cfg.on,
+            reachability=cfg.metric("census_reachability"),
+            reachable=name,
+        )
     return {
         grows: _grows(floor, trend_s, cfg.leak_growth_per_hour, minimum),
         **_young(cfg, metric, series),
@@ -270,15 +318,8 @@ def _clauses(cfg: MixinConfig, metric: str, series: str) -> dict[str, str]:
             age=age,
             day_and_floor=day_s + floor_s,
         ),
-        leaking_name(cfg, metric): LEAKING.substitute(
-            grows=grows,
-            above_day_earlier=above,
-            grows_young=grows_young,
-            on=cfg.on,
-            age=age,
-            old_from=floor_s + trend_s,
-            young_from=seconds(cfg.warmup_window) + floor_s,
-        ),
+        **reachable,
+        leaking_name(cfg, metric): leaking,
     }
 
 

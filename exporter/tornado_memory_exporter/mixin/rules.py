@@ -101,6 +101,14 @@ def _growth(cfg: MixinConfig) -> str:
     )
 
 
+def _reachable(cfg: MixinConfig) -> str:
+    """How reachable counts are judged, in words (object types and watched objects)."""
+    return (
+        f"with a census that tells garbage apart: rising through both halves of the last "
+        f"{cfg.floor_window} past the {cfg.warmup_window} warm-up"
+    )
+
+
 def origin(expr: str) -> str:
     """``expr`` with an ``origin`` label computed from ``type``: builtin (no dot), library (a
     module of ``LIBRARY_MODULES``, or a private one such as ``_asyncio``/``_contextvars``:
@@ -319,8 +327,8 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
             "Live objects of one type keep accumulating in a Tornado process.",
             f"{WHO} has {{{{ $value | humanize }}}} live {{{{ $labels.type }}}} objects, the "
             f"fastest-growing {{{{ $labels.origin }}}} type{KEPT_ALIVE_BY}: their floor grew "
-            f"{growth}, by at "
-            f"least {cfg.leak_min_objects}. Builtin and library types that grow with it are "
+            f"{growth}, by at least {cfg.leak_min_objects} ({_reachable(cfg)}). Builtin and "
+            "library types that grow with it are "
             "consequences (inhibited in Alertmanager).",
         ),
         handlers_alert(cfg),
@@ -334,7 +342,8 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
             cfg.leak_for,
             "A watched cache or registry of a Tornado process grows without bound.",
             f"Watched object {{{{ $labels.name }}}} of {WHO} holds {{{{ $value | humanize }}}} "
-            f"items and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
+            f"items and their floor grew {growth}, by at least {cfg.watched_leak_min} "
+            f"({_reachable(cfg)}).",
         ),
     ]
 

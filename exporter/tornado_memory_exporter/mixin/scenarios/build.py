@@ -435,6 +435,70 @@ def _reachable_handlers_groups(plan: Plan) -> list[dict[str, Any]]:
     return groups
 
 
+def _reachable_objects_groups(plan: Plan) -> list[dict[str, Any]]:
+    """With reachability, a steady leak of one type (and of a watched cache) starting in a
+    process aged 8h fires within 2h of its start, the type naming its holder; the same series
+    from an in-loop census (``census_reachability`` 0) stay on the floors' rules: silent then."""
+    cfg = plan.cfg
+    young_half = seconds(cfg.young_trend_window) // 2
+    leak_from = 8 * plan.hour
+    # the short floor's lag, both halves of a floor window, for: and two evaluations
+    check = leak_from + young_half + plan.floor + seconds(cfg.leak_for) + 2 * plan.step
+    end = check + plan.step
+    loop = {"instance": "inloop:8888"}
+    groups = []
+    for title, alert_name, metric, base, labels, holder, minimum in (
+        (
+            "object type",
+            "TornadoObjectTypeGrowing",
+            "objects",
+            20_000,
+            {"type": "myapp.Session"},
+            {"type": "myapp.Session", "holder": "myapp.sessions.CACHE"},
+            cfg.leak_min_objects,
+        ),
+        (
+            "watched cache",
+            "TornadoWatchedObjectGrowing",
+            "watched_object_items",
+            5_000,
+            {"name": "sessions"},
+            {},
+            cfg.watched_leak_min,
+        ),
+    ):
+        alert = find_alert(cfg, alert_name)
+        # four times the minimum per floor window, and twice the relative threshold
+        relative = cfg.young_growth_per_hour * plan.floor / 3600 * base
+        per_floor = max(4 * minimum, 2 * relative)
+        per_step = max(1, math.ceil(per_floor * plan.step / plan.floor))
+        values = plan.ramp(base, per_step, end, start=leak_from)
+        series = []
+        for instance, reachability in ((plan.labels, 1), (loop, 0)):
+            where = {"instance": instance["instance"]}
+            series += [
+                plan.series("process_start_time_seconds", plan.const(0, end), **where),
+                plan.series("census_reachability", plan.const(reachability, end), **where),
+                plan.series(metric, values, **labels, **where),
+            ]
+        if holder:
+            series.append(plan.series("object_holder_info", plan.const(1, end), **holder))
+        shown = {**plan.labels, **labels, **holder}
+        if metric == "objects":
+            shown["origin"] = "application"
+        fires = [expected(cfg, alert, shown, values[plan.n(check)])]
+        tests = [
+            {"eval_time": duration(leak_from), "alertname": alert.name, "exp_alerts": []},
+            {"eval_time": duration(check), "alertname": alert.name, "exp_alerts": fires},
+        ]
+        name = (
+            f"reachable {title} leak in a process aged 8h: fires within 2h "
+            "(an in-loop census's same series stays on the floors)"
+        )
+        groups.append(group(plan, name, series, tests))
+    return groups
+
+
 def _timers_group(plan: Plan) -> dict[str, Any]:
     """Timers of one callback scheduled and never cancelled fire TornadoTimersGrowing within
     two floor windows of the leak's start; a steady PeriodicCallback population and timers
@@ -796,6 +860,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         _worker_group(plan),
         _object_types_group(plan),
         *_reachable_handlers_groups(plan),
+        *_reachable_objects_groups(plan),
         _timers_group(plan),
         *_limit_groups(plan),
         _restart_loop_group(plan),
@@ -815,6 +880,8 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
 # Scenario name prefix -> target, for the scenarios whose target is not "from process start".
 _TARGETS = {
     "reachable finished handlers": "within 1h of the leak's start",
+    "reachable object type": "within 2h of the leak's start",
+    "reachable watched cache": "within 2h of the leak's start",
     "timers of one callback": "within 2 floor windows + for:",
     "near limit: a leak": "1h before its limit",
     "OOM restart loop": "before the second restart",
