@@ -431,4 +431,4 @@ def test_every_variable_and_panel_query_returns_data(live: Any) -> None:
         (r["name"], r.get("lastError")) for g in rules for r in g["rules"] if r["health"] != "ok"
     ]
     assert unhealthy == []
-    assert sum(len(g["rules"]) for g in rules) == 50
+    assert sum(len(g["rules"]) for g in rules) == 82

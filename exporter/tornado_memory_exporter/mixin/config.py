@@ -105,9 +105,10 @@ class MixinConfig:
     """Growth during this long after a process start may be a warm-up (caches filling): it is
     never judged. A process leaking from its start is judged from warmup + floor windows on."""
     young_trend_window: str = "30m"
-    """Trend window for processes between warmup + floor and floor + trend windows old (a bad
-    deploy leaking from its start): the floor must grow in both halves of it. The leak alerts
-    hold for as long (longer than half of it, so the tail of a warm-up cannot fire)."""
+    """Processes between warmup + floor and floor + trend windows old (a bad deploy leaking
+    from its start) are judged on their floor's growth over a floor window, unless floors over
+    this window and half of it stay flat for twice as long (the growth stopped: a warm-up's
+    end). The leak alerts hold for as long: floor + this window must cover three of it."""
     day_window: str = "1d"
     """Daily traffic: in a process older than this (plus the floor window) the floor must also
     exceed the floor at the same time one day earlier. Also the warning near-limit horizon and

@@ -9,9 +9,21 @@ sawtooth, and record for each floored metric whether it grows like a leak (``...
   a one-time step or a warm-up that plateaus fails one half), and, once the process is older
   than a day, above the floor of the same time a day earlier (``...:floor_above_day_earlier``:
   a daily traffic cycle is not a leak);
-- in a younger process past its warm-up window (a deploy that leaks from its start): faster
-  than a stricter fraction per hour in both halves of a short window
-  (``...:floor_grows_young``).
+- in a younger process past its warm-up window (a deploy that leaks from its start): the floor
+  above the floor one floor window earlier by half a stricter fraction per hour
+  (``...:floor_grows_young``), unless a shorter floor shows the growth has stopped (below).
+
+Why the young clause compares floors a floor window apart: under a GC sawtooth of period P the
+floor sits between the lower line of the troughs at the window's start and P later, so it moves
+in steps of P worth of leak. Floors one floor window apart (at least the longest period) differ
+by at least the leak over (floor window - P), whatever the period and phase; two 15-minute halves
+of a 30-minute window did not (a 20-minute sawtooth leaves one of them without a step, which
+reset ``for:`` and made a bad deploy fire hours late). That comparison looks back into the
+warm-up, though, so the end of a warm-up is told apart by shorter floors (``floor_young`` and
+``floor_young_half``): where one of them has not dropped within a floor window (it holds a trough
+of every tooth: the sawtooth is shorter than it) and has stayed flat over twice its window
+(``...:floor_flat``), growth has stopped. Warm-ups under sawtooths longer than the young window
+look like a leak until the floor window has passed them; no floor can tell them apart sooner.
 
 Series of an instance continue under the same labels after a restart, so every window that could
 reach into the previous process is guarded by the process age (``...:age_seconds``).
@@ -51,6 +63,19 @@ GROWS = Template(
     "and $floor >= max_over_time($floor[$half])\n"
 )
 GROWS_BY_AT_LEAST = Template("and $floor - $floor offset $window >= $minimum\n")
+# A young process: the floor one floor window later is higher by half the young rate; the
+# floors' lag (at most one sawtooth period each) cannot hide growth over a whole floor window.
+GROWS_YOUNG = Template(
+    "$floor - $floor offset $window > $growth * $floor\nunless $flat_half\nunless $flat\n"
+)
+# A short floor holds the trough of every tooth when it has not dropped below its recent high (a
+# GC drops a floor shorter than the sawtooth within each period, hence within a floor window).
+AT_HIGH = Template("$short >= bool $keep * max_over_time($short[$floor_window])\n")
+# ...and then it has stayed flat over twice its window: growth has stopped (a warm-up's end).
+FLAT = Template(
+    "$short - $short offset $twice <= $growth * $short\n"
+    "and min_over_time($at_high[$floor_window]) == 1\n"
+)
 # A daily traffic cycle: above the floor of the same time a day earlier, once there is one.
 ABOVE_DAY_EARLIER = Template(
     "$floor - $floor offset $day > $day_growth * $floor\n"
@@ -78,6 +103,19 @@ REACHABLE_GROWS = Template(
     "and $floor offset $half - $floor offset $window >= $half_minimum\n"
     "and on($on) $reachability == 1\n"
 )
+# Object types and watched objects, where the census told reachable objects from garbage: with
+# no garbage counted there is no GC sawtooth, so a short floor (half the young window) rising
+# through both halves of one floor window, faster than half the young rate, is a leak once the
+# process is past its warm-up (caches fill then). Elsewhere (an in-loop census) the floors' rules.
+REACHABLE_COUNTS = ("objects", "watched_object_items")
+REACHABLE_TREND = Template(
+    "$short - $short offset $half >= $half_minimum\n"
+    "and $short offset $half - $short offset $window >= $half_minimum\n"
+    "and $short - $short offset $window > $growth * $short\n"
+    "and on($on) $reachability == 1\n"
+    "and on($on) $age >= $warmup\n"
+)
+REACHABLE_OR_FLOORS = Template("(\n$floors\nunless on($on) $reachability == 1\n)\nor $reachable\n")
 RESTART_PEAK = Template(
     "max_over_time($rss[$lookback]) / max_over_time($limit[$lookback])\n"
     "and changes($start[$lookback]) > 0\n"
@@ -165,6 +203,22 @@ def timers_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
     ]
 
 
+def _reachable_grows(cfg: MixinConfig, metric: str) -> str:
+    """Reachable counts of ``metric`` rising through both halves of a floor window."""
+    floor_s = seconds(cfg.floor_window)
+    return REACHABLE_TREND.substitute(
+        short=record_name(cfg, metric, "floor_young_half"),
+        half=duration(floor_s // 2),
+        window=cfg.floor_window,
+        half_minimum=max(1, minimum_growth(cfg, metric) // 2),
+        growth=f"{cfg.young_growth_per_hour * floor_s / 3600 / 2:.6g}",
+        on=cfg.on,
+        reachability=cfg.metric("census_reachability"),
+        age=age_name(cfg),
+        warmup=seconds(cfg.warmup_window),
+    )
+
+
 def minimum_growth(cfg: MixinConfig, metric: str) -> int:
     """How much a floor of counted objects must also have grown over the trend window."""
     return {
@@ -189,7 +243,44 @@ def _grows(floor: str, window_s: int, rate: float, minimum: int) -> str:
     return expr
 
 
-def _clauses(cfg: MixinConfig, metric: str) -> dict[str, str]:
+def _young(cfg: MixinConfig, metric: str, series: str) -> dict[str, str]:
+    """The young clause of one floored metric, with the short floors that silence a warm-up's
+    end: ``floor_young_half`` and ``floor_young`` (half and all of the young window)."""
+    floor, rate = floor_name(cfg, metric), cfg.young_growth_per_hour
+    floor_s, young_s = seconds(cfg.floor_window), seconds(cfg.young_trend_window)
+    rules, flats = {}, []
+    for what, window_s in (("floor_young_half", young_s // 2), ("floor_young", young_s)):
+        short, at_high = record_name(cfg, metric, what), record_name(cfg, metric, f"{what}_at_high")
+        flat = record_name(cfg, metric, f"{what}_flat")
+        # a quarter of the window's growth threshold: noise, not a GC drop
+        keep = 1 - rate * window_s / 3600 / 4
+        rules[short] = FLOOR.substitute(series=series, window=duration(window_s))
+        rules[at_high] = AT_HIGH.substitute(
+            short=short, keep=f"{keep:.6g}", floor_window=cfg.floor_window
+        )
+        rules[flat] = FLAT.substitute(
+            short=short,
+            twice=duration(2 * window_s),
+            growth=f"{rate * window_s / 3600:.6g}",  # half the young rate over twice the window
+            at_high=at_high,
+            floor_window=cfg.floor_window,
+        )
+        flats.append(flat)
+    grows = GROWS_YOUNG.substitute(
+        floor=floor,
+        window=cfg.floor_window,
+        growth=f"{rate * floor_s / 3600 / 2:.6g}",
+        flat_half=flats[0],
+        flat=flats[1],
+    )
+    minimum = minimum_growth(cfg, metric)
+    if minimum:
+        grows += GROWS_BY_AT_LEAST.substitute(floor=floor, window=cfg.floor_window, minimum=minimum)
+    rules[record_name(cfg, metric, "floor_grows_young")] = grows
+    return rules
+
+
+def _clauses(cfg: MixinConfig, metric: str, series: str) -> dict[str, str]:
     """Recording rule name -> expression of the leak clauses of one floored metric."""
     floor, minimum = floor_name(cfg, metric), minimum_growth(cfg, metric)
     floor_s, trend_s = seconds(cfg.floor_window), seconds(cfg.trend_window)
@@ -197,11 +288,28 @@ def _clauses(cfg: MixinConfig, metric: str) -> dict[str, str]:
     grows = record_name(cfg, metric, "floor_grows")
     grows_young = record_name(cfg, metric, "floor_grows_young")
     above = record_name(cfg, metric, "floor_above_day_earlier")
+    leaking = LEAKING.substitute(
+        grows=grows,
+        above_day_earlier=above,
+        grows_young=grows_young,
+        on=cfg.on,
+        age=age,
+        old_from=floor_s + trend_s,
+        young_from=seconds(cfg.warmup_window) + floor_s,
+    )
+    reachable = {}
+    if metric in REACHABLE_COUNTS:
+        name = record_name(cfg, metric, "reachable_grows")
+        reachable[name] = _reachable_grows(cfg, metric)
+        leaking = REACHABLE_OR_FLOORS.substitute(
+            floors=leaking.rstrip("\n"),
+            on=cfg.on,
+            reachability=cfg.metric("census_reachability"),
+            reachable=name,
+        )
     return {
         grows: _grows(floor, trend_s, cfg.leak_growth_per_hour, minimum),
-        grows_young: _grows(
-            floor, seconds(cfg.young_trend_window), cfg.young_growth_per_hour, minimum
-        ),
+        **_young(cfg, metric, series),
         above: ABOVE_DAY_EARLIER.substitute(
             floor=floor,
             day=cfg.day_window,
@@ -210,15 +318,8 @@ def _clauses(cfg: MixinConfig, metric: str) -> dict[str, str]:
             age=age,
             day_and_floor=day_s + floor_s,
         ),
-        leaking_name(cfg, metric): LEAKING.substitute(
-            grows=grows,
-            above_day_earlier=above,
-            grows_young=grows_young,
-            on=cfg.on,
-            age=age,
-            old_from=floor_s + trend_s,
-            young_from=seconds(cfg.warmup_window) + floor_s,
-        ),
+        **reachable,
+        leaking_name(cfg, metric): leaking,
     }
 
 
@@ -235,8 +336,9 @@ def recording_rules(cfg: MixinConfig) -> list[dict[str, Any]]:
                 "expr": FLOOR.substitute(series=series, window=cfg.floor_window),
             }
         )
-    for metric in FLOORED:
-        rules += [{"record": name, "expr": e} for name, e in _clauses(cfg, metric).items()]
+    for metric, matchers in FLOORED.items():
+        clauses = _clauses(cfg, metric, m(metric, *matchers))
+        rules += [{"record": name, "expr": e} for name, e in clauses.items()]
     rules += handlers_rules(cfg) + timers_rules(cfg)
     peak = RESTART_PEAK.substitute(
         rss=m(RSS),

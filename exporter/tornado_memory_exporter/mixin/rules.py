@@ -16,6 +16,7 @@ from .promql import (
     LEAKED_HANDLERS,
     RSS,
     TIMERS_GROW,
+    age_name,
     floor_name,
     handler_windows,
     handlers_reachable_name,
@@ -95,8 +96,16 @@ def _growth(cfg: MixinConfig) -> str:
     return (
         f"faster than {_pct(cfg.leak_growth_per_hour)} per hour through both halves of the "
         f"last {cfg.trend_window} (in a process younger than {young_until}: "
-        f"{_pct(cfg.young_growth_per_hour)} per hour through the last {cfg.young_trend_window}, "
-        f"after its {cfg.warmup_window} warm-up)"
+        f"over {cfg.floor_window} at half of {_pct(cfg.young_growth_per_hour)} per hour and "
+        f"still growing, after its {cfg.warmup_window} warm-up)"
+    )
+
+
+def _reachable(cfg: MixinConfig) -> str:
+    """How reachable counts are judged, in words (object types and watched objects)."""
+    return (
+        f"with a census that tells garbage apart: rising through both halves of the last "
+        f"{cfg.floor_window} past the {cfg.warmup_window} warm-up"
     )
 
 
@@ -133,7 +142,17 @@ NEAR_LIMIT_CRITICAL = Template(
     "and $floor > $ratio * $limit\n"
     "and predict_linear($floor[$window], $horizon) > $limit\n"
     "and $floor - $floor offset $window > $min_growth * $limit\n"
+    # past its warm-up (a cache filling after a start decelerates towards a plateau: the linear
+    # trend of its first hours overshoots it)...
+    "and on($on) $age >= $warmup\n"
+    # ...and not slowing down: the floor's growth over the last window is at least three
+    # quarters of its growth over the window before, which must exist (floors a whole floor
+    # window apart see the leak whatever the GC sawtooth; a warm-up's tail grows less and less)
+    "and $floor - $floor offset $window\n"
+    "  >= $keep * ($floor offset $window - $floor offset $twice)\n"
 )
+# Growth in the last window below this fraction of the previous one: the trend decelerates.
+DECELERATING = 0.75
 RESTART_LOOP = Template(
     "changes($start[$window]) > 0\n"
     "and min_over_time($peak[$window]) > $ratio\n"
@@ -198,14 +217,19 @@ def memory_alerts(cfg: MixinConfig) -> list[Alert]:
                 # the floor lags RSS by up to the floor window: predict that much further
                 horizon=seconds(cfg.near_limit_critical_horizon) + lag,
                 min_growth=f"{cfg.near_limit_min_growth:g}",
+                on=cfg.on,
+                age=age_name(cfg),
+                warmup=seconds(cfg.warmup_window),
+                keep=f"{DECELERATING:g}",
+                twice=duration(2 * seconds(cfg.near_limit_window)),
             ),
             cfg.near_limit_for,
             "A Tornado process is predicted to reach its memory limit soon.",
             f"The RSS of {WHO} is {{{{ $value | humanize1024 }}}}B; its floor is above "
             f"{_pct(critical_ratio)} of the memory limit, grew by more than "
             f"{_pct(cfg.near_limit_min_growth)} of it in {cfg.near_limit_window} and that trend "
-            f"reaches the limit within {cfg.near_limit_critical_horizon}, whatever the process "
-            "age.",
+            f"reaches the limit within {cfg.near_limit_critical_horizon} without slowing down "
+            f"(past the {cfg.warmup_window} warm-up of the process).",
         ),
         restart_loop_alert(cfg),
     ]
@@ -303,8 +327,8 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
             "Live objects of one type keep accumulating in a Tornado process.",
             f"{WHO} has {{{{ $value | humanize }}}} live {{{{ $labels.type }}}} objects, the "
             f"fastest-growing {{{{ $labels.origin }}}} type{KEPT_ALIVE_BY}: their floor grew "
-            f"{growth}, by at "
-            f"least {cfg.leak_min_objects}. Builtin and library types that grow with it are "
+            f"{growth}, by at least {cfg.leak_min_objects} ({_reachable(cfg)}). Builtin and "
+            "library types that grow with it are "
             "consequences (inhibited in Alertmanager).",
         ),
         handlers_alert(cfg),
@@ -318,7 +342,8 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
             cfg.leak_for,
             "A watched cache or registry of a Tornado process grows without bound.",
             f"Watched object {{{{ $labels.name }}}} of {WHO} holds {{{{ $value | humanize }}}} "
-            f"items and their floor grew {growth}, by at least {cfg.watched_leak_min}.",
+            f"items and their floor grew {growth}, by at least {cfg.watched_leak_min} "
+            f"({_reachable(cfg)}).",
         ),
     ]
 

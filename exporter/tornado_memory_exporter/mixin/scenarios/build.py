@@ -114,6 +114,42 @@ def _growth_group(
     return group(plan, title, series + list(extra), tests)
 
 
+# GC sawtooth periods of the bad-deploy scenarios, in minutes of a one-hour floor window.
+SAWTOOTH_MINUTES = (5, 10, 20, 30, 45, 60)
+
+
+def _sawtooth_deploy_groups(plan: Plan) -> list[dict[str, Any]]:
+    """A bad deploy leaking 10% of its starting RSS and heap per hour from process start under a
+    GC sawtooth (a fifth of the base, a third of a period out of phase) fires both trend alerts
+    by warm-up + floor + ``for:``, whatever the period up to the floor window."""
+    cfg = plan.cfg
+    onset = _young_onset(plan)
+    groups = []
+    for minutes in SAWTOOTH_MINUTES:
+        period = max(2, plan.n(plan.floor * minutes // 60))
+        tests, series = [], [plan.series("process_start_time_seconds", plan.const(0, plan.age))]
+        for name, metric, base in (
+            ("TornadoMemoryLeakSuspected", "process_resident_memory_bytes", 256 * MiB),
+            ("TornadoPythonHeapGrowing", "python_allocated_blocks", 2_000_000),
+        ):
+            alert = find_alert(cfg, name)
+            end = onset + seconds(alert.for_) + plan.step
+            rate, rise = _leak_rate(plan, base), base // 5 // period
+            values = [
+                base + rate * i + rise * ((i + period // 3) % period)
+                for i in range(plan.n(end) + 1)
+            ]
+            series.append(plan.series(metric, values))
+            fire_at = onset + seconds(alert.for_)
+            tests += timed(plan, name, onset, [(alert, plan.labels, values[plan.n(fire_at)])])
+        title = (
+            f"bad deploy leaking 10%/h from process start under a "
+            f"{duration(period * plan.step)} GC sawtooth"
+        )
+        groups.append(group(plan, title, series, tests))
+    return groups
+
+
 def _allocator_groups(plan: Plan) -> list[dict[str, Any]]:
     """TornadoAllocatorRetention fires when the RSS floor grows, the Python heap is flat and
     the allocators' free bytes grow (glibc's here, pymalloc's absent, as in inloop mode); with
@@ -180,37 +216,35 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
     limit, base = 1024 * MiB, 200 * MiB
     span = seconds(cfg.near_limit_critical_horizon) + plan.floor + seconds(cfg.near_limit_window)
     rate = math.ceil((limit - base) / (1.375 * span) * plan.step)
-    reach = (limit - base) / rate * plan.step  # seconds from start to the limit
     # an hour before the limit (or what the horizon leaves after `for:` in a shorter profile)
     hour = min(
         3600, seconds(cfg.near_limit_critical_horizon) - seconds(critical.for_) - 2 * plan.step
     )
-    fire_by = int(reach - hour) // plan.step * plan.step
-    end = int(reach) + plan.step
-    values = plan.ramp(base, rate, end)
-    series = [
-        plan.series("process_start_time_seconds", plan.const(0, end)),
-        plan.series("process_memory_limit_bytes", plan.const(limit, end)),
-        plan.series("process_resident_memory_bytes", values),
-    ]
-    early = max(plan.step, fire_by - hour)  # an hour earlier still: nothing predicted yet
-    tests = [
-        {"eval_time": duration(early), "alertname": critical.name, "exp_alerts": []},
-        {
-            "eval_time": duration(fire_by),
-            "alertname": critical.name,
-            "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])],
-        },
-    ]
-    groups.append(
-        group(
-            plan,
-            f"near limit: a leak from process start reaching its limit at {duration(int(reach))} "
-            "pages an hour before",
-            series,
-            tests,
+    for title, leak_from in (("from process start", 0), ("in a process aged 8h", 8 * plan.hour)):
+        reach = leak_from + (limit - base) / rate * plan.step  # seconds to the limit
+        fire_by = int(reach - hour) // plan.step * plan.step
+        end = int(reach) + plan.step
+        values = plan.ramp(base, rate, end, start=leak_from)
+        series = [
+            plan.series("process_start_time_seconds", plan.const(0, end)),
+            plan.series("process_memory_limit_bytes", plan.const(limit, end)),
+            plan.series("process_resident_memory_bytes", values),
+        ]
+        early = max(plan.step, fire_by - hour)  # an hour earlier still: nothing predicted yet
+        tests = [
+            {"eval_time": duration(early), "alertname": critical.name, "exp_alerts": []},
+            {
+                "eval_time": duration(fire_by),
+                "alertname": critical.name,
+                "exp_alerts": [expected(cfg, critical, plan.labels, values[plan.n(fire_by)])],
+            },
+        ]
+        name = (
+            f"near limit: a leak {title} reaching its limit at {duration(int(reach))} pages an "
+            "hour before"
         )
-    )
+        groups.append(group(plan, name, series, tests))
+    groups.append(_warmup_near_limit_group(plan))
     # The warning twin: a leak from start like the growth scenarios, far below a limit it would
     # reach within the warning horizon.
     base = 256 * MiB
@@ -233,6 +267,44 @@ def _limit_groups(plan: Plan) -> list[dict[str, Any]]:
         group(plan, "near limit: warning twin only, on a leak far from its limit", series, tests)
     )
     return groups
+
+
+def _warmup_near_limit_group(plan: Plan) -> dict[str, Any]:
+    """Warm-ups that decelerate to 70% of the limit within the warm-up window and plateau
+    there (an exponential and an ease-out, under a GC sawtooth) raise nothing, critical
+    included: their linear trend overshoots the plateau, their growth slows down."""
+    cfg = plan.cfg
+    warmup = seconds(cfg.warmup_window)
+    end = 2 * warmup + plan.floor + seconds(cfg.leak_for)
+    n, limit = plan.n(end) + 1, 1024 * MiB
+    tooth = sawtooth(plan, 0, limit // 20, plan.floor * 13 // 60, end)
+
+    def exponential(t: float) -> float:  # 95% of the way after the warm-up window
+        return (1 - math.exp(-3 * t)) / (1 - math.exp(-3))
+
+    def ease_out(t: float) -> float:  # a slope falling linearly to zero at the window's end
+        return 1 - (1 - t) ** 2
+
+    series = []
+    for instance, shape in (("warmup-exponential", exponential), ("warmup-ease-out", ease_out)):
+        rss = [
+            int(limit * (0.05 + 0.65 * shape(min(1.0, i * plan.step / warmup)))) + tooth[i]
+            for i in range(n)
+        ]
+        labels = {"instance": instance}
+        series += [
+            plan.series("process_start_time_seconds", [0] * n, **labels),
+            plan.series("process_memory_limit_bytes", [limit] * n, **labels),
+            plan.series("process_resident_memory_bytes", rss, **labels),
+        ]
+    return group(
+        plan,
+        f"silent: warm-ups decelerating to 70% of the limit in {cfg.warmup_window} "
+        "(no critical TornadoMemoryNearLimit)",
+        series,
+        [],
+        [never_fires(0, end)],
+    )
 
 
 def _restart_loop_group(plan: Plan) -> dict[str, Any]:
@@ -360,6 +432,70 @@ def _reachable_handlers_groups(plan: Plan) -> list[dict[str, Any]]:
             [never_fires(0, end)],
         )
     )
+    return groups
+
+
+def _reachable_objects_groups(plan: Plan) -> list[dict[str, Any]]:
+    """With reachability, a steady leak of one type (and of a watched cache) starting in a
+    process aged 8h fires within 2h of its start, the type naming its holder; the same series
+    from an in-loop census (``census_reachability`` 0) stay on the floors' rules: silent then."""
+    cfg = plan.cfg
+    young_half = seconds(cfg.young_trend_window) // 2
+    leak_from = 8 * plan.hour
+    # the short floor's lag, both halves of a floor window, for: and two evaluations
+    check = leak_from + young_half + plan.floor + seconds(cfg.leak_for) + 2 * plan.step
+    end = check + plan.step
+    loop = {"instance": "inloop:8888"}
+    groups = []
+    for title, alert_name, metric, base, labels, holder, minimum in (
+        (
+            "object type",
+            "TornadoObjectTypeGrowing",
+            "objects",
+            20_000,
+            {"type": "myapp.Session"},
+            {"type": "myapp.Session", "holder": "myapp.sessions.CACHE"},
+            cfg.leak_min_objects,
+        ),
+        (
+            "watched cache",
+            "TornadoWatchedObjectGrowing",
+            "watched_object_items",
+            5_000,
+            {"name": "sessions"},
+            {},
+            cfg.watched_leak_min,
+        ),
+    ):
+        alert = find_alert(cfg, alert_name)
+        # four times the minimum per floor window, and twice the relative threshold
+        relative = cfg.young_growth_per_hour * plan.floor / 3600 * base
+        per_floor = max(4 * minimum, 2 * relative)
+        per_step = max(1, math.ceil(per_floor * plan.step / plan.floor))
+        values = plan.ramp(base, per_step, end, start=leak_from)
+        series = []
+        for instance, reachability in ((plan.labels, 1), (loop, 0)):
+            where = {"instance": instance["instance"]}
+            series += [
+                plan.series("process_start_time_seconds", plan.const(0, end), **where),
+                plan.series("census_reachability", plan.const(reachability, end), **where),
+                plan.series(metric, values, **labels, **where),
+            ]
+        if holder:
+            series.append(plan.series("object_holder_info", plan.const(1, end), **holder))
+        shown = {**plan.labels, **labels, **holder}
+        if metric == "objects":
+            shown["origin"] = "application"
+        fires = [expected(cfg, alert, shown, values[plan.n(check)])]
+        tests = [
+            {"eval_time": duration(leak_from), "alertname": alert.name, "exp_alerts": []},
+            {"eval_time": duration(check), "alertname": alert.name, "exp_alerts": fires},
+        ]
+        name = (
+            f"reachable {title} leak in a process aged 8h: fires within 2h "
+            "(an in-loop census's same series stays on the floors)"
+        )
+        groups.append(group(plan, name, series, tests))
     return groups
 
 
@@ -720,9 +856,11 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
             [({"name": "config"}, False)],
             minimum=cfg.watched_leak_min,
         ),
+        *_sawtooth_deploy_groups(plan),
         _worker_group(plan),
         _object_types_group(plan),
         *_reachable_handlers_groups(plan),
+        *_reachable_objects_groups(plan),
         _timers_group(plan),
         *_limit_groups(plan),
         _restart_loop_group(plan),
@@ -742,8 +880,10 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
 # Scenario name prefix -> target, for the scenarios whose target is not "from process start".
 _TARGETS = {
     "reachable finished handlers": "within 1h of the leak's start",
+    "reachable object type": "within 2h of the leak's start",
+    "reachable watched cache": "within 2h of the leak's start",
     "timers of one callback": "within 2 floor windows + for:",
-    "near limit: a leak from process start": "1h before its limit",
+    "near limit: a leak": "1h before its limit",
     "OOM restart loop": "before the second restart",
     "a slow leak under a long GC sawtooth": "once old enough to judge",
     "staircase leak": "once old enough to judge",
