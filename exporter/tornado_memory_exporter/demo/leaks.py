@@ -177,11 +177,19 @@ class GarbageLeak(Leak):
         self.size += 1
 
 
+# Seconds one blocking call lasts: longer than the exporter's lag probe interval (0.5 s) by more
+# than the fast profile's lag threshold (0.2 s), so that every call delays a probe by at least
+# 0.5 s whatever their phases. A 0.5 s call delayed none by more than 0.1 s in a minute (30
+# calls): the load's 1 s period kept each call in step with the probe, which ran just before
+# the call and was next due as it ended; TornadoIOLoopBlocked fired in 1 run of 4.
+BLOCK_SECONDS = 1.0
+
+
 @dataclass
 class BlockingLeak(Leak):
     """A synchronous call (think requests.get or a big hash) made on the IOLoop."""
 
-    block_seconds: float = 0.5
+    block_seconds: float = BLOCK_SECONDS
 
     def maybe_block(self) -> None:
         if self.on:
@@ -305,7 +313,7 @@ def make_leaks() -> dict[str, Leak]:
             "blocking",
             "/compute",
             "TornadoIOLoopBlocked",
-            "a 500 ms synchronous call on the IOLoop per request",
+            "a 1 s synchronous call on the IOLoop per request",
             cap=1_000_000,
         ),
         HTTPLeak(
