@@ -38,7 +38,10 @@ ALERTS: dict[str, tuple[str, dict[str, str]]] = {
     "websockets": ("TornadoHandlersLeaking", {"state": "closed"}),
     "cache": ("TornadoWatchedObjectGrowing", {}),
     "slow-consumer": ("TornadoWriteBuffersGrowing", {}),
-    "timers": ("TornadoTimersGrowing", {}),
+    "timers": (
+        "TornadoTimersGrowing",
+        {"callback": "tornado_memory_exporter.demo.app.expire_session"},
+    ),
 }
 # Leaks whose page must say what keeps them alive: the holder is in the demo's own code.
 HOLDER_TEXT = "kept alive by tornado_memory_exporter.demo."
@@ -54,7 +57,8 @@ class Run:
 
     fired: dict[str, float] = field(default_factory=dict)  # leak -> s to firing in Prometheus
     paged: dict[str, float] = field(default_factory=dict)  # leak -> s to the first page
-    episodes: dict[str, set[str]] = field(default_factory=dict)  # leak -> startsAt paged
+    # leak -> the firing alerts paged, (labels, startsAt): more than one is more than one page
+    episodes: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     descriptions: dict[str, str] = field(default_factory=dict)  # leak -> first page's text
     others: set[str] = field(default_factory=set)  # alerts paged that no chosen leak explains
 
@@ -117,7 +121,8 @@ def observe(leaks: list[str], deadline: float, watch: float) -> Run:
                         run.others.add(alert["labels"]["alertname"])
                         continue
                     run.paged.setdefault(leak, now)
-                    run.episodes.setdefault(leak, set()).add(alert["startsAt"])
+                    labels = json.dumps(alert["labels"], sort_keys=True)
+                    run.episodes.setdefault(leak, set()).add((labels, alert["startsAt"]))
                     run.descriptions.setdefault(leak, alert["annotations"].get("description", ""))
             if settled is None and len(run.paged) == len(leaks):
                 settled = now
@@ -147,6 +152,10 @@ def report(number: int, run: Run, leaks: list[str], deadline: float) -> None:
             f"  {leak:<15}{ALERTS[leak][0]:<30}{seconds(run.fired.get(leak)):>7}"
             f"{seconds(run.paged.get(leak)):>7}{len(run.episodes.get(leak, ())):>7}"
         )
+    for leak in leaks:
+        if len(run.episodes.get(leak, ())) > 1:
+            for labels, starts in sorted(run.episodes[leak], key=lambda e: e[1]):
+                print(f"  {leak} paged {starts}: {labels}")
     for leak in NAMES_A_HOLDER:
         if leak in run.descriptions:
             print(f"  {leak} page: {run.descriptions[leak]}")

@@ -74,6 +74,17 @@ class Leak:
         }
 
 
+# What the handlers and websockets scenarios leak into: module globals, as in the classic
+# leaks (Tornado's own chat demo keeps its clients in a class-level set), so that the page
+# names them as the census does: "kept alive by tornado_memory_exporter.demo.leaks.REPORTS
+# (module global) > list". Held by the scenario, the path from a root ran through the demo's
+# serve() coroutine, the service and its dict of scenarios (a label of 170 characters).
+REPORTS: list[Any] = []
+"""Finished ``ReportHandler`` instances the ``handlers`` scenario keeps."""
+CHAT_ROOM: set[Any] = set()
+"""The chat's members; the ``websockets`` scenario forgets to remove the closed ones."""
+
+
 @dataclass
 class HandlerLeak(Leak):
     """Finished request handlers appended to a module-level list: the classic Tornado leak."""
@@ -272,7 +283,9 @@ class TimerLeak(Leak):
 
 
 def make_leaks() -> dict[str, Leak]:
-    """A fresh set of all scenarios, by name (the names of ``POST /leaks/<name>``)."""
+    """A fresh set of all scenarios, by name (the names of ``POST /leaks/<name>``). The
+    ``handlers`` and ``websockets`` scenarios of every set leak into the same module globals
+    (``REPORTS``, ``CHAT_ROOM``): one demo service per process."""
     leaks: list[Leak] = [
         HandlerLeak(
             "handlers",
@@ -280,6 +293,7 @@ def make_leaks() -> dict[str, Leak]:
             "TornadoHandlersLeaking",
             "finished ReportHandler instances kept alive by a global list",
             cap=20_000,
+            kept=REPORTS,
         ),
         CacheLeak(
             "cache",
@@ -329,6 +343,7 @@ def make_leaks() -> dict[str, Leak]:
             "TornadoHandlersLeaking",
             "closed chat connections kept in the room's set of clients (on_close forgets them)",
             cap=20_000,
+            room=CHAT_ROOM,
         ),
         SlowConsumerLeak(
             "slow-consumer",
