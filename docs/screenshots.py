@@ -50,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# Every leak but `blocking`: its 500 ms stalls would hold up the scrapes the pictures are made of.
+# Every leak but `blocking`: its 1 s stalls would hold up the scrapes the pictures are made of.
 LEAKS = ("handlers", "cache", "pool", "cycles", "http", "websockets", "slow-consumer")
 FIRING = "TornadoHandlersLeaking"
 FIRE_TIMEOUT = 300.0

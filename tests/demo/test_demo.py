@@ -27,10 +27,12 @@ from realbin import promtool, require_binary, wait_for
 from tornado_memory_exporter import Config
 from tornado_memory_exporter import exporter as exporter_module
 from tornado_memory_exporter.__main__ import LEAK_NAMES
+from tornado_memory_exporter.buckets import LOOP_LAG_BUCKETS
 from tornado_memory_exporter.demo import DemoService, stack
-from tornado_memory_exporter.demo.app import DB_POOL_SIZE, UPSTREAM_MAX_CLIENTS
+from tornado_memory_exporter.demo.app import DB_POOL_SIZE, LOAD_SCHEDULE, UPSTREAM_MAX_CLIENTS
 from tornado_memory_exporter.demo.leaks import make_leaks
 from tornado_memory_exporter.demo.webhook import make_webhook_app
+from tornado_memory_exporter.mixin import MixinConfig
 
 REPORT_HANDLER = "tornado_memory_exporter.demo.app.ReportHandler"
 
@@ -227,6 +229,34 @@ def test_blocking_leak_shows_as_ioloop_lag(demo: Demo) -> None:
     demo.hit("/compute", 1)  # the probe delayed by the block has run by the time this answers
     assert slow_probes() - baseline == 1
     assert demo.service.leaks["blocking"].size == 0  # off resets the count of blocking calls
+
+
+def test_every_blocking_call_of_the_load_delays_the_real_probe_past_the_fast_threshold() -> None:
+    # At the exporter's own probe interval, called as the background load calls it (one
+    # request, then a pause of its period), each blocking call must delay one probe by more
+    # than the fast profile's lag threshold, whatever the phase of the two. The first bucket
+    # above that threshold counts it.
+    threshold = MixinConfig.fast().ioloop_lag_p99_seconds
+    bucket = min(b for b in LOOP_LAG_BUCKETS if b > threshold)
+    calls = 2
+
+    with Demo() as demo:
+
+        def late_probes() -> float:
+            scraped = demo.samples(census=False)
+            return (
+                scraped["tornado_ioloop_lag_seconds_count", frozenset()]
+                - scraped["tornado_ioloop_lag_seconds_bucket", frozenset({("le", str(bucket))})]
+            )
+
+        demo.hit("/compute", 1)
+        baseline = late_probes()
+        demo.switch("blocking", "on")
+        for _ in range(calls):
+            demo.hit("/compute", 1)
+            time.sleep(LOAD_SCHEDULE["/compute"])  # the load's own pause between two calls
+        demo.switch("blocking", "off")
+        assert late_probes() - baseline == calls
 
 
 def test_pool_leak_counts_dropped_connections(demo: Demo, caplog: pytest.LogCaptureFixture) -> None:

@@ -74,6 +74,17 @@ class Leak:
         }
 
 
+# What the handlers and websockets scenarios leak into: module globals, as in the classic
+# leaks (Tornado's own chat demo keeps its clients in a class-level set), so that the page
+# names them as the census does: "kept alive by tornado_memory_exporter.demo.leaks.REPORTS
+# (module global) > list". Held by the scenario, the path from a root ran through the demo's
+# serve() coroutine, the service and its dict of scenarios (a label of 170 characters).
+REPORTS: list[Any] = []
+"""Finished ``ReportHandler`` instances the ``handlers`` scenario keeps."""
+CHAT_ROOM: set[Any] = set()
+"""The chat's members; the ``websockets`` scenario forgets to remove the closed ones."""
+
+
 @dataclass
 class HandlerLeak(Leak):
     """Finished request handlers appended to a module-level list: the classic Tornado leak."""
@@ -177,11 +188,19 @@ class GarbageLeak(Leak):
         self.size += 1
 
 
+# Seconds one blocking call lasts: longer than the exporter's lag probe interval (0.5 s) by more
+# than the fast profile's lag threshold (0.2 s), so that every call delays a probe by at least
+# 0.5 s whatever their phases. A 0.5 s call delayed none by more than 0.1 s in a minute (30
+# calls): the load's 1 s period kept each call in step with the probe, which ran just before
+# the call and was next due as it ended; TornadoIOLoopBlocked fired in 1 run of 4.
+BLOCK_SECONDS = 1.0
+
+
 @dataclass
 class BlockingLeak(Leak):
     """A synchronous call (think requests.get or a big hash) made on the IOLoop."""
 
-    block_seconds: float = 0.5
+    block_seconds: float = BLOCK_SECONDS
 
     def maybe_block(self) -> None:
         if self.on:
@@ -264,7 +283,9 @@ class TimerLeak(Leak):
 
 
 def make_leaks() -> dict[str, Leak]:
-    """A fresh set of all scenarios, by name (the names of ``POST /leaks/<name>``)."""
+    """A fresh set of all scenarios, by name (the names of ``POST /leaks/<name>``). The
+    ``handlers`` and ``websockets`` scenarios of every set leak into the same module globals
+    (``REPORTS``, ``CHAT_ROOM``): one demo service per process."""
     leaks: list[Leak] = [
         HandlerLeak(
             "handlers",
@@ -272,6 +293,7 @@ def make_leaks() -> dict[str, Leak]:
             "TornadoHandlersLeaking",
             "finished ReportHandler instances kept alive by a global list",
             cap=20_000,
+            kept=REPORTS,
         ),
         CacheLeak(
             "cache",
@@ -305,7 +327,7 @@ def make_leaks() -> dict[str, Leak]:
             "blocking",
             "/compute",
             "TornadoIOLoopBlocked",
-            "a 500 ms synchronous call on the IOLoop per request",
+            "a 1 s synchronous call on the IOLoop per request",
             cap=1_000_000,
         ),
         HTTPLeak(
@@ -321,6 +343,7 @@ def make_leaks() -> dict[str, Leak]:
             "TornadoHandlersLeaking",
             "closed chat connections kept in the room's set of clients (on_close forgets them)",
             cap=20_000,
+            room=CHAT_ROOM,
         ),
         SlowConsumerLeak(
             "slow-consumer",
