@@ -364,7 +364,7 @@ class MixinConfig:
             "write_buffers_high_bytes": 8 << 20,
             "write_buffers_window": "20s",
             # a shared machine's CPU contention stretches pauses and loop lag past 0.1 s for
-            # seconds (measured: both fired with no leak on); the blocking leak's 0.5 s fires
+            # seconds (measured: both fired with no leak on); the blocking leak's 1 s call fires
             "gc_pause_window": "1m",
             "gc_pause_p99_seconds": 0.25,
             "ioloop_lag_window": "30s",

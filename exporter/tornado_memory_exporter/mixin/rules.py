@@ -40,6 +40,8 @@ ROOT_CAUSES = (
     "TornadoHandlersLeaking",
     "TornadoWatchedObjectGrowing",
     "TornadoPoolLeak",
+    # timers are callbacks: what they hold grows as float, method and Context objects
+    "TornadoTimersGrowing",
     # RSS that slow consumers' queues or the allocators' free lists hold is not a second problem
     "TornadoWriteBuffersGrowing",
     "TornadoAllocatorRetention",
