@@ -69,8 +69,7 @@ GROWS_BY_AT_LEAST = Template("and $floor - $floor offset $window >= $minimum\n")
 # A young process: the floor one floor window later is higher by half the young rate; the
 # floors' lag (at most one sawtooth period each) cannot hide growth over a whole floor window.
 GROWS_YOUNG = Template(
-    "$floor - $floor offset $window > $growth * $floor\n${earlier}"
-    "unless $flat_half\nunless $flat\n"
+    "$floor - $floor offset $window > $growth * $floor\n${earlier}unless $flat_half\nunless $flat\n"
 )
 # ...and so it did in each floor window of the warm-up window before: growth that lasted less
 # than a warm-up (a traffic ramp in a process aged a few hours) is not a deploy that leaks.
