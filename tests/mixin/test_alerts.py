@@ -259,7 +259,7 @@ def test_the_traps_fire_naive_leak_rules(tmp_path: Path) -> None:
         }
         assert fired == instances, failure[-2000:]
         seen |= instances
-    assert len(seen) == 12
+    assert len(seen) == 15  # three traffic ramps in young processes among them
 
 
 @pytest.mark.parametrize(

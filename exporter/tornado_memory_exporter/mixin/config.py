@@ -103,7 +103,9 @@ class MixinConfig:
     and returns (or a one-time step) stays silent."""
     warmup_window: str = "3h"
     """Growth during this long after a process start may be a warm-up (caches filling): it is
-    never judged. A process leaking from its start is judged from warmup + floor windows on."""
+    never judged. A process leaking from its start is judged from warmup + floor windows on, on
+    growth through each floor window of the warm-up window before (a shorter traffic ramp in a
+    young process is not a leak)."""
     young_trend_window: str = "30m"
     """Processes between warmup + floor and floor + trend windows old (a bad deploy leaking
     from its start) are judged on their floor's growth over a floor window, unless floors over

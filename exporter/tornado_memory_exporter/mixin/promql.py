@@ -10,8 +10,11 @@ sawtooth, and record for each floored metric whether it grows like a leak (``...
   than a day, above the floor of the same time a day earlier (``...:floor_above_day_earlier``:
   a daily traffic cycle is not a leak);
 - in a younger process past its warm-up window (a deploy that leaks from its start): the floor
-  above the floor one floor window earlier by half a stricter fraction per hour
-  (``...:floor_grows_young``), unless a shorter floor shows the growth has stopped (below).
+  above the floor one floor window earlier by half a stricter fraction per hour, and so in each
+  floor window of the warm-up window before (``...:floor_grows_young``: a traffic ramp rising
+  for less than a warm-up is not a deploy that leaks), unless a shorter floor shows the growth
+  has stopped (below). A leak that starts in such a process is judged once it has grown
+  through a warm-up window (or by the old clause).
 
 Why the young clause compares floors a floor window apart: under a GC sawtooth of period P the
 floor sits between the lower line of the troughs at the window's start and P later, so it moves
@@ -66,7 +69,12 @@ GROWS_BY_AT_LEAST = Template("and $floor - $floor offset $window >= $minimum\n")
 # A young process: the floor one floor window later is higher by half the young rate; the
 # floors' lag (at most one sawtooth period each) cannot hide growth over a whole floor window.
 GROWS_YOUNG = Template(
-    "$floor - $floor offset $window > $growth * $floor\nunless $flat_half\nunless $flat\n"
+    "$floor - $floor offset $window > $growth * $floor\n${earlier}unless $flat_half\nunless $flat\n"
+)
+# ...and so it did in each floor window of the warm-up window before: growth that lasted less
+# than a warm-up (a traffic ramp in a process aged a few hours) is not a deploy that leaks.
+GREW_EARLIER = Template(
+    "and $floor offset $later - $floor offset $earlier > $growth * $floor offset $later\n"
 )
 # A short floor holds the trough of every tooth when it has not dropped below its recent high (a
 # GC drops a floor shorter than the sawtooth within each period, hence within a floor window).
@@ -266,10 +274,22 @@ def _young(cfg: MixinConfig, metric: str, series: str) -> dict[str, str]:
             floor_window=cfg.floor_window,
         )
         flats.append(flat)
+    growth = f"{rate * floor_s / 3600 / 2:.6g}"
+    windows = max(1, seconds(cfg.warmup_window) // floor_s)
+    earlier = "".join(
+        GREW_EARLIER.substitute(
+            floor=floor,
+            later=duration(k * floor_s),
+            earlier=duration((k + 1) * floor_s),
+            growth=growth,
+        )
+        for k in range(1, windows)
+    )
     grows = GROWS_YOUNG.substitute(
         floor=floor,
         window=cfg.floor_window,
-        growth=f"{rate * floor_s / 3600 / 2:.6g}",
+        growth=growth,
+        earlier=earlier,
         flat_half=flats[0],
         flat=flats[1],
     )

@@ -1,6 +1,7 @@
 """Series that must not fire (GC sawtooth up to the floor window, restart + warm-up, a warm-up
-after a deploy, short bursts, a traffic ramp that returns, a one-time step, deploy restarts, a
-daily traffic cycle) and one that must (a slow leak under a long sawtooth), as promtool groups."""
+after a deploy, short bursts, traffic ramps that return in old and young processes, a one-time
+step, deploy restarts, a daily traffic cycle) and one that must (a slow leak under a long
+sawtooth), as promtool groups."""
 
 from __future__ import annotations
 
@@ -85,23 +86,29 @@ def traps(plan: Plan) -> dict[str, Trap]:
         0.85,
     )
     cycle = plan.n(t)
-    rise, hold = cycle // 3, cycle // 6
 
-    begin = plan.n(plan.age)  # in an old process: a young one is judged on its last young window
+    def traffic(begin: int, rise: int) -> Values:
+        """+50% over ``rise`` steps from ``begin``, held half as long, back as fast as it came."""
+        hold = rise // 2
+        ramp = [0] * n
+        for i in range(begin, n):
+            k = (i - begin) % cycle
+            if k < rise:
+                ramp[i] = scale // 2 * k // rise
+            elif k < rise + hold:
+                ramp[i] = scale // 2
+            elif k < 2 * rise + hold:
+                ramp[i] = scale // 2 - scale // 2 * (k - rise - hold) // rise
+        return [v + r for v, r in zip(small, ramp, strict=True)]
 
-    def traffic(i: int) -> int:
-        if i < begin:
-            return 0
-        k = (i - begin) % cycle
-        if k < rise:
-            return scale // 2 * k // rise
-        if k < rise + hold:
-            return scale // 2
-        if k < 2 * rise + hold:
-            return scale // 2 - scale // 2 * (k - rise - hold) // rise
-        return 0
-
-    shapes["traffic-ramp"] = (old, [v + traffic(i) for i, v in enumerate(small)], 0.6)
+    # In an old process, over a third of the trend window (each half of it sees one flank)...
+    shapes["traffic-ramp"] = (old, traffic(plan.n(plan.age), cycle // 3), 0.6)
+    # ...and in a process judged on its young clause, over two thirds of a warm-up window.
+    young_from = seconds(plan.cfg.warmup_window) + f
+    young_rise = min(cycle // 3, plan.n(seconds(plan.cfg.warmup_window)) * 2 // 3)
+    for begin in range(young_from, plan.age, plan.hour):
+        ramp = traffic(plan.n(begin), young_rise)
+        shapes[f"traffic-ramp-at-{duration(begin)}"] = (old, ramp, 0.6)
     # A reload in an old process: memory steps up once by 20% and stays there.
     step_at = plan.n(plan.age + t // 4)
     shapes["one-time-step"] = (
@@ -212,8 +219,9 @@ def noise_groups(plan: Plan) -> list[dict[str, Any]]:
     groups = [
         group(
             plan,
-            "traps: sawtooth, restart + warm-up, deploy warm-up, short burst, traffic ramp, "
-            "one-time step, deploy restarts stay silent",
+            "traps: sawtooth, restart + warm-up, deploy warm-up, short burst, traffic ramps "
+            "(in an old process and at each hour of a young one), one-time step, deploy "
+            "restarts stay silent",
             trap_series(plan),
             [],
             [floors, never_fires(0, end)],
