@@ -1,7 +1,8 @@
 """Importing the package imports nothing the application does not use: no numpy (pympler's
 ``asizeof`` imports it at module level, +12 MiB RSS where it is installed), no pympler, no
-pycurl (libcurl: +5.8 MiB RSS), no mixin, no Jupyter; ``watch()`` imports pympler when a
-census first measures a watched object."""
+pycurl (libcurl: +5.8 MiB RSS), no mixin, no Jupyter, no explorer (off by default), no
+``tornado.websocket`` (the census classifies WebSockets only in apps that loaded it);
+``watch()`` imports pympler when a census first measures a watched object."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ import sys
 
 import pytest
 
-HEAVY = ("numpy", "pympler", "pycurl", "tornado_memory_exporter.mixin", "jupyter_server", "yaml")
+HEAVY = (
+    "numpy",
+    "pympler",
+    "pycurl",
+    "tornado_memory_exporter.mixin",
+    "tornado_memory_exporter.explorer",
+    "jupyter_server",
+    "yaml",
+    "tornado.websocket",
+)
 
 
 def imported_after(code: str) -> list[str]:

@@ -22,11 +22,12 @@ Attributes read (the same in tornado 6.4.2 through 6.6): ``RequestHandler._finis
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Any
 
 import tornado.iostream
 import tornado.web
-import tornado.websocket
 
 ACTIVE = "active"
 FINISHED = "finished"
@@ -52,8 +53,14 @@ def handler_classes(base: type = tornado.web.RequestHandler) -> set[type]:
 
 
 def websocket_classes() -> frozenset[type]:
-    """``WebSocketHandler`` and its live subclasses: the handlers counted as open/closed."""
-    return frozenset(handler_classes(tornado.websocket.WebSocketHandler))
+    """``WebSocketHandler`` and its live subclasses: the handlers counted as open/closed.
+
+    Empty while the application has not imported ``tornado.websocket``: it then has no
+    WebSocket handler, and the census does not import the module for it."""
+    websocket = sys.modules.get("tornado.websocket")
+    if websocket is None:
+        return frozenset()
+    return frozenset(handler_classes(websocket.WebSocketHandler))
 
 
 def states_of(state: str) -> tuple[str, str]:
@@ -77,7 +84,14 @@ def instance_dict(base: type) -> Any:
 
 
 _handler_dict = instance_dict(tornado.web.RequestHandler)
-_protocol_dict = instance_dict(tornado.websocket.WebSocketProtocol)
+
+
+@functools.cache
+def _protocol_dict() -> Any:
+    # only asked for a WebSocket handler's connection: tornado.websocket is imported by then
+    return instance_dict(sys.modules["tornado.websocket"].WebSocketProtocol)
+
+
 stream_dict = instance_dict(tornado.iostream.BaseIOStream)
 """The instance dict of a ``BaseIOStream`` (``{}`` for any other object)."""
 
@@ -100,7 +114,7 @@ def handler_state(handler: object, websocket_types: frozenset[type] = frozenset(
     connection = state.get("ws_connection")
     if connection is None:
         return CLOSED if state.get("_finished") else OPEN
-    protocol = _protocol_dict(connection)
+    protocol = _protocol_dict()(connection)
     if protocol.get("client_terminated") or protocol.get("server_terminated"):
         return CLOSED
     stream = protocol.get("stream")
