@@ -114,7 +114,8 @@ REACHABLE_GROWS = Template(
 # Object types and watched objects, where the census told reachable objects from garbage: with
 # no garbage counted there is no GC sawtooth, so a short floor (half the young window) rising
 # through both halves of one floor window, faster than half the young rate, is a leak once the
-# process is past its warm-up (caches fill then). Elsewhere (an in-loop census) the floors' rules.
+# process is past its warm-up (caches fill then). The floors' rules still apply to every process:
+# a leak too slow for the short window (or an in-loop census's counts) is judged on them.
 REACHABLE_COUNTS = ("objects", "watched_object_items")
 REACHABLE_TREND = Template(
     "$short - $short offset $half >= $half_minimum\n"
@@ -123,7 +124,7 @@ REACHABLE_TREND = Template(
     "and on($on) $reachability == 1\n"
     "and on($on) $age >= $warmup\n"
 )
-REACHABLE_OR_FLOORS = Template("(\n$floors\nunless on($on) $reachability == 1\n)\nor $reachable\n")
+REACHABLE_OR_FLOORS = Template("(\n$floors\n)\nor $reachable\n")
 RESTART_PEAK = Template(
     "max_over_time($rss[$lookback]) / max_over_time($limit[$lookback])\n"
     "and changes($start[$lookback]) > 0\n"
@@ -321,12 +322,7 @@ def _clauses(cfg: MixinConfig, metric: str, series: str) -> dict[str, str]:
     if metric in REACHABLE_COUNTS:
         name = record_name(cfg, metric, "reachable_grows")
         reachable[name] = _reachable_grows(cfg, metric)
-        leaking = REACHABLE_OR_FLOORS.substitute(
-            floors=leaking.rstrip("\n"),
-            on=cfg.on,
-            reachability=cfg.metric("census_reachability"),
-            reachable=name,
-        )
+        leaking = REACHABLE_OR_FLOORS.substitute(floors=leaking.rstrip("\n"), reachable=name)
     return {
         grows: _grows(floor, trend_s, cfg.leak_growth_per_hour, minimum),
         **_young(cfg, metric, series),

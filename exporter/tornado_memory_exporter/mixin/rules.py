@@ -106,7 +106,7 @@ def _growth(cfg: MixinConfig) -> str:
 def _reachable(cfg: MixinConfig) -> str:
     """How reachable counts are judged, in words (object types and watched objects)."""
     return (
-        f"with a census that tells garbage apart: rising through both halves of the last "
+        f"or, with a census that tells garbage apart, rising through both halves of the last "
         f"{cfg.floor_window} past the {cfg.warmup_window} warm-up"
     )
 
@@ -350,12 +350,7 @@ def object_alerts(cfg: MixinConfig) -> list[Alert]:
     ]
 
 
-HANDLERS = Template(
-    "(\n"
-    "  $handlers\n"
-    "  and ($reachable_leaking or ($leaking unless on($on) $reachability == 1))\n"
-    ")\n"
-)
+HANDLERS = Template("(\n  $handlers\n  and ($reachable_leaking or $leaking)\n)\n")
 # The census's holder of a type (``<ns>_object_holder_info{type, holder} 1``), joined by type:
 # one holder per type (topk), and the series unchanged where the census names none.
 HOLDER = Template(
@@ -383,15 +378,14 @@ KEPT_ALIVE_BY = "{{ if $labels.holder }}, kept alive by {{ $labels.holder }}{{ e
 def handlers_alert(cfg: MixinConfig) -> Alert:
     """TornadoHandlersLeaking: finished handlers kept alive. Where the census computed
     reachability (``<ns>_census_reachability`` 1) only reachable ones are counted, so a steady
-    rise through a short window fires at any process age; elsewhere the floors' rules."""
+    rise through a short window fires at any process age; the floors' rules apply everywhere
+    (an in-loop census, and a leak too slow for the short window)."""
     m, short = cfg.metric, handler_windows(cfg)
     handlers = m("handlers_alive", LEAKED_HANDLERS)
     clause = HANDLERS.substitute(
         handlers=handlers,
         reachable_leaking=handlers_reachable_name(cfg),
         leaking=leaking_name(cfg, "handlers_alive"),
-        on=cfg.on,
-        reachability=m("census_reachability"),
     )
     return Alert(
         "TornadoHandlersLeaking",
@@ -400,9 +394,9 @@ def handlers_alert(cfg: MixinConfig) -> Alert:
         cfg.handlers_leak_for,
         "Finished Tornado request handlers are kept alive and accumulating.",
         f"{WHO} keeps {{{{ $value | humanize }}}} {{{{ $labels.state }}}} "
-        f"{{{{ $labels.handler }}}} handlers alive{KEPT_ALIVE_BY}: with reachability, they rose "
-        f"by at least {max(1, cfg.handlers_leak_min // 2)} in each half of the last {short[2]}; "
-        f"without, their floor grew {_growth(cfg)}, by at least {cfg.handlers_leak_min}. "
+        f"{{{{ $labels.handler }}}} handlers alive{KEPT_ALIVE_BY}: counted reachable only, they "
+        f"rose by at least {max(1, cfg.handlers_leak_min // 2)} in each half of the last "
+        f"{short[2]}, or their floor grew {_growth(cfg)}, by at least {cfg.handlers_leak_min}. "
         "Something still references them after their request ended.",
     )
 

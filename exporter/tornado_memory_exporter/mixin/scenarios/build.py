@@ -499,6 +499,51 @@ def _reachable_objects_groups(plan: Plan) -> list[dict[str, Any]]:
     return groups
 
 
+def _slow_reachable_groups(plan: Plan) -> list[dict[str, Any]]:
+    """With reachability, a leak too slow for the short windows (three times its minimum per
+    trend window, from a base no larger than that minimum, so the relative threshold holds in
+    every profile) still fires: on the floors, once the process is old enough to judge."""
+    cfg = plan.cfg
+    groups = []
+    for title, alert_name, metric, base, labels, minimum, fired in (
+        (
+            "finished handlers",
+            "TornadoHandlersLeaking",
+            "handlers_alive",
+            10,
+            {"handler": "myapp.ChatHandler", "state": "finished"},
+            cfg.handlers_leak_min,
+            {},
+        ),
+        (
+            "object type",
+            "TornadoObjectTypeGrowing",
+            "objects",
+            cfg.leak_min_objects,
+            {"type": "myapp.Session"},
+            cfg.leak_min_objects,
+            {"origin": "application"},
+        ),
+    ):
+        alert = find_alert(cfg, alert_name)
+        check = plan.age + seconds(alert.for_) + 3 * plan.step
+        end = check + plan.step
+        values = plan.ramp(base, 3 * minimum * plan.step / plan.trend, end)
+        series = [
+            plan.series("process_start_time_seconds", plan.const(0, end)),
+            plan.series("census_reachability", plan.const(1, end)),
+            plan.series(metric, values, **labels),
+        ]
+        fires = [expected(cfg, alert, {**plan.labels, **labels, **fired}, values[plan.n(check)])]
+        tests = [
+            {"eval_time": duration(plan.hour), "alertname": alert.name, "exp_alerts": []},
+            {"eval_time": duration(check), "alertname": alert.name, "exp_alerts": fires},
+        ]
+        name = f"a slow leak of reachable {title} fires on the floors"
+        groups.append(group(plan, name, series, tests))
+    return groups
+
+
 def _timers_group(plan: Plan) -> dict[str, Any]:
     """Timers of one callback scheduled and never cancelled fire TornadoTimersGrowing within
     two floor windows of the leak's start; a steady PeriodicCallback population and timers
@@ -861,6 +906,7 @@ def build_rule_tests(cfg: MixinConfig, rules_file: str = RULES_FILE) -> dict[str
         _object_types_group(plan),
         *_reachable_handlers_groups(plan),
         *_reachable_objects_groups(plan),
+        *_slow_reachable_groups(plan),
         _timers_group(plan),
         *_limit_groups(plan),
         _restart_loop_group(plan),
@@ -886,6 +932,7 @@ _TARGETS = {
     "near limit: a leak": "1h before its limit",
     "OOM restart loop": "before the second restart",
     "a slow leak under a long GC sawtooth": "once old enough to judge",
+    "a slow leak of reachable": "once old enough to judge",
     "staircase leak": "once old enough to judge",
 }
 _FROM_START = {
